@@ -1,0 +1,132 @@
+"""Runs the per-device train step data-parallel: `jax.pmap` on one host, `jax.shard_map` on a Mesh.
+
+Both drivers run the very same step function (`jaxst.training.step`) with the axis name `"data"`;
+they differ only in how the state and the batch reach the devices:
+
+- `PmapParallel` (the default on one host): the state is replicated with a leading device axis, the
+  batch is split along its example axis into [n_devices, ...] slices.
+- `MeshParallel`: a 1-D Mesh over all devices of all processes (`jax.distributed.initialize` first,
+  when several processes train together). The state is a replicated global array; each process feeds
+  only its own share of the global batch, which becomes one global array sharded over "data".
+
+The example axis of a batch entry is axis 1 for the token arrays [k, B, T] and axis 0 for labels [B, ...].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxst.training.step import AXIS_NAME
+
+Batch = dict[str, np.ndarray]
+
+
+def example_axis(name: str) -> int:
+    """Axis that indexes examples in a batch entry: 0 for labels, 1 for the [k, B, T] token arrays."""
+    return 0 if name == "labels" else 1
+
+
+def check_divisible(global_batch_size: int, num_devices: int) -> None:
+    """Data parallelism splits a batch evenly: anything else is an error (jaxst does not pad batches)."""
+    if global_batch_size % num_devices:
+        raise ValueError(
+            f"The batch size {global_batch_size} is not divisible by the number of devices "
+            f"({num_devices}); choose a batch size that is a multiple of {num_devices}."
+        )
+
+
+class PmapParallel:
+    """Data parallelism over this process's devices with `jax.pmap`."""
+
+    def __init__(self, devices: Sequence[jax.Device] | None = None):
+        self.devices = list(devices or jax.local_devices())
+        self.num_devices = len(self.devices)
+        self.num_local_devices = self.num_devices
+        # pmap's inputs: a leading axis of size num_devices, one slice per device.
+        self._stacked = NamedSharding(Mesh(np.array(self.devices), (AXIS_NAME,)), PartitionSpec(AXIS_NAME))
+
+    def _put_stacked(self, slices: np.ndarray) -> jax.Array:
+        return jax.device_put(slices, self._stacked)
+
+    def put_state(self, state: Any) -> Any:
+        return jax.tree.map(
+            lambda x: self._put_stacked(np.broadcast_to(np.asarray(x), (self.num_devices, *np.shape(x)))),
+            state,
+        )
+
+    def get_state(self, state: Any) -> Any:
+        """One host copy of the replicated state (numpy leaves)."""
+        return jax.device_get(jax.tree.map(lambda x: x[0], state))
+
+    def put_batch(self, batch: Batch) -> Batch:
+        out = {}
+        for name, value in batch.items():
+            axis = example_axis(name)
+            check_divisible(value.shape[axis], self.num_devices)
+            out[name] = self._put_stacked(np.stack(np.split(value, self.num_devices, axis=axis)))
+        return out
+
+    def compile(self, step: Callable) -> Callable:
+        return jax.pmap(step, axis_name=AXIS_NAME, devices=self.devices, donate_argnums=0)
+
+    def get_metrics(self, metrics: dict[str, jax.Array]) -> dict[str, float]:
+        return {k: float(v[0]) for k, v in metrics.items()}
+
+
+class MeshParallel:
+    """Data parallelism over all devices of all processes with `jax.shard_map` on a 1-D Mesh."""
+
+    def __init__(self, devices: Sequence[jax.Device] | None = None):
+        devices = list(devices or jax.devices())
+        self.mesh = Mesh(np.array(devices), (AXIS_NAME,))
+        self.num_devices = len(devices)
+        self.num_local_devices = sum(d.process_index == jax.process_index() for d in devices)
+        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+
+    def _batch_spec(self, name: str) -> PartitionSpec:
+        return PartitionSpec(*([None] * example_axis(name)), AXIS_NAME)
+
+    def put_state(self, state: Any) -> Any:
+        def put(x: Any) -> jax.Array:
+            x = np.asarray(x)
+            return jax.make_array_from_callback(x.shape, self._replicated, lambda index: x[index])
+
+        return jax.tree.map(put, state)
+
+    def get_state(self, state: Any) -> Any:
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
+
+    def put_batch(self, batch: Batch) -> Batch:
+        """`batch` is this process's share; the global batch is the concatenation over processes."""
+        out = {}
+        for name, value in batch.items():
+            check_divisible(value.shape[example_axis(name)], self.num_local_devices)
+            sharding = NamedSharding(self.mesh, self._batch_spec(name))
+            out[name] = jax.make_array_from_process_local_data(sharding, value)
+        return out
+
+    def compile(self, step: Callable) -> Callable:
+        compiled: dict[tuple[str, ...], Callable] = {}
+
+        def run(state: Any, batch: Batch) -> Any:
+            key = tuple(sorted(batch))
+            if key not in compiled:
+                specs = {name: self._batch_spec(name) for name in batch}
+                mapped = jax.shard_map(
+                    step,
+                    mesh=self.mesh,
+                    in_specs=(PartitionSpec(), specs),
+                    out_specs=(PartitionSpec(), PartitionSpec()),
+                )
+                compiled[key] = jax.jit(mapped, donate_argnums=0)
+            return compiled[key](state, batch)
+
+        return run
+
+    def get_metrics(self, metrics: dict[str, jax.Array]) -> dict[str, float]:
+        return {k: float(np.asarray(v.addressable_data(0))) for k, v in metrics.items()}

@@ -1,0 +1,112 @@
+"""The per-device training step: one function, run by `jaxst.training.parallel` under pmap or shard_map.
+
+A step embeds every text column of a batch in one forward pass, evaluates the bound loss, averages loss
+and gradients over the `"data"` axis with `pmean`, and applies the optax update. It never leaves JAX,
+so the whole step is one compiled program per (objective, bucket length).
+
+Batch layout seen by one device (k text columns, b examples on this device, T tokens):
+    input_ids, attention_mask (, token_type_ids): int32 [k, b, T]
+    labels: [b] or [b, ...] (absent for losses without labels)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax import lax
+
+from jaxst.losses.base import Loss
+
+AXIS_NAME = "data"
+
+# forward(model_params, features {name: [N, T]}, *, dropout_rng) -> {"sentence_embedding": [N, D], ...}
+Forward = Callable[..., dict[str, jax.Array]]
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree (checkpointed whole).
+
+    Attributes:
+        params: {"model": encoder + module parameters, "losses": one pytree per objective (often {})}.
+        opt_state: the optax state of `params`.
+        step: int32 scalar, optimizer steps taken so far (all objectives together).
+        rng: uint32 [2] PRNG key; the dropout key of a step is fold_in(fold_in(rng, step), device).
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    rng: jax.Array
+
+
+def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh state at step 0 for `params` ({"model": ..., "losses": ...})."""
+    return TrainState(
+        params=params,
+        opt_state=tx.init(params),
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.PRNGKey(seed),
+    )
+
+
+def make_train_step(
+    forward: Forward,
+    loss: Loss,
+    tx: optax.GradientTransformation,
+    *,
+    objective_index: int = 0,
+    use_dropout: bool = True,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+    """Builds the per-device step for one training objective.
+
+    The returned function must run inside a named axis `"data"` (pmap or shard_map; one device is an
+    axis of size one). Loss and gradients are `pmean`-ed over it: the update is the gradient of the mean
+    of the per-device losses. With cross-device negatives (`gather_across_devices`), that mean is the
+    loss of the global batch, and so is the gradient, because the transpose of `all_gather` returns each
+    device the cotangents of its own rows from every device.
+
+    Args:
+        forward: the model's pure forward pass.
+        loss: the bound loss; `loss.compute(embeddings, labels, params)` gives the scalar.
+        tx: the optax transformation (clipping, AdamW, schedule).
+        objective_index: which entry of params["losses"] belongs to this loss.
+        use_dropout: pass a dropout key to `forward` (training mode) or not (deterministic).
+    """
+
+    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        k, b, t = batch["input_ids"].shape
+        features = {
+            name: batch[name].reshape(k * b, t)
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+            if name in batch
+        }
+        dropout_rng = None
+        if use_dropout:
+            dropout_rng = jax.random.fold_in(
+                jax.random.fold_in(state.rng, state.step), lax.axis_index(AXIS_NAME)
+            )
+
+        def loss_fn(params: Any) -> jax.Array:
+            out = forward(params["model"], features, dropout_rng=dropout_rng)
+            embeddings = out["sentence_embedding"].reshape(k, b, -1)
+            columns = [embeddings[i] for i in range(k)]
+            return loss.compute(columns, batch.get("labels"), params["losses"][objective_index])
+
+        # Differentiate a per-device copy of the parameters: under shard_map the replicated parameters
+        # would otherwise get gradients already summed over devices (the transpose of replication).
+        local_params = lax.pcast(state.params, AXIS_NAME, to="varying")
+        value, grads = jax.value_and_grad(loss_fn)(local_params)
+        grads = lax.pmean(grads, AXIS_NAME)
+        value = lax.pmean(value, AXIS_NAME)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+        return new_state, {"loss": value, "grad_norm": optax.tree.norm(grads)}
+
+    return step

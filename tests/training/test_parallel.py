@@ -1,0 +1,111 @@
+"""Data parallelism: 8 fake CPU devices train exactly what one device trains on the same global batch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxst.losses.base import Loss
+from jaxst.similarity import pairwise_cos_sim
+from jaxst.training.parallel import MeshParallel, PmapParallel
+from jaxst.training.step import init_train_state, make_train_step
+
+VOCAB, DIM, T = 50, 16, 6
+
+
+def bag_of_words_forward(params, features, *, dropout_rng=None):
+    """A toy encoder: masked mean of token embeddings through a tanh layer."""
+    del dropout_rng
+    mask = features["attention_mask"][..., None].astype(jnp.float32)
+    tokens = params["embed"][features["input_ids"]]
+    pooled = (tokens * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
+    return {"sentence_embedding": jnp.tanh(pooled @ params["dense"])}
+
+
+class CosineMSE(Loss):
+    min_texts = max_texts = 2
+    needs_labels = True
+
+    def compute(self, embeddings, labels, params=None):
+        return jnp.mean((pairwise_cos_sim(*embeddings) - labels) ** 2)
+
+
+def make_batches(seed, steps, batch_size):
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(steps):
+        ids = rng.integers(1, VOCAB, size=(2, batch_size, T)).astype(np.int32)
+        lengths = rng.integers(1, T + 1, size=(2, batch_size, 1))
+        mask = (np.arange(T) < lengths).astype(np.int32)
+        labels = rng.uniform(size=batch_size).astype(np.float32)
+        batches.append({"input_ids": ids * mask, "attention_mask": mask, "labels": labels})
+    return batches
+
+
+OPTIMIZERS = {"adamw": lambda: optax.adamw(1e-2), "sgd": lambda: optax.sgd(0.1)}
+
+
+def train(parallel, batches, steps=3, optimizer="adamw"):
+    rng = np.random.default_rng(0)
+    params = {
+        "model": {
+            "embed": rng.normal(size=(VOCAB, DIM)).astype(np.float32),
+            "dense": rng.normal(size=(DIM, DIM)).astype(np.float32) / 4,
+        },
+        "losses": ({},),
+    }
+    tx = OPTIMIZERS[optimizer]()
+    step = parallel.compile(make_train_step(bag_of_words_forward, CosineMSE(None), tx, use_dropout=False))
+    state = parallel.put_state(init_train_state(params, tx, seed=0))
+    losses = []
+    for batch in batches[:steps]:
+        state, metrics = step(state, parallel.put_batch(batch))
+        losses.append(parallel.get_metrics(metrics)["loss"])
+    return parallel.get_state(state), losses
+
+
+@pytest.fixture(scope="module")
+def batches():
+    return make_batches(0, 3, batch_size=16)
+
+
+@pytest.fixture(scope="module", params=sorted(OPTIMIZERS))
+def optimizer(request):
+    """SGD shows any gradient scaling error at once; AdamW is what fit uses."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def single_device_run(batches, optimizer):
+    return train(PmapParallel(jax.local_devices()[:1]), batches, optimizer=optimizer)
+
+
+def assert_same_params(a, b, atol=1e-5):
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, optimizer):
+    assert jax.local_device_count() == 8
+    state_1, losses_1 = single_device_run
+    state_8, losses_8 = train(PmapParallel(), batches, optimizer=optimizer)
+    assert int(state_8.step) == 3
+    np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
+    assert_same_params(state_8, state_1)
+    # The parameters did move: the comparison is not between two untouched copies.
+    untouched, _ = train(PmapParallel(jax.local_devices()[:1]), batches, steps=0)
+    assert not np.allclose(state_1.params["model"]["dense"], untouched.params["model"]["dense"])
+
+
+def test_shard_map_equals_pmap(batches, single_device_run, optimizer):
+    state_mesh, losses_mesh = train(MeshParallel(), batches, optimizer=optimizer)
+    state_1, losses_1 = single_device_run
+    np.testing.assert_allclose(losses_mesh, losses_1, rtol=1e-5)
+    assert_same_params(state_mesh, state_1)
+
+
+def test_batch_not_divisible_by_device_count_is_an_error(batches):
+    odd = {k: (v[:, :12] if k != "labels" else v[:12]) for k, v in batches[0].items()}
+    with pytest.raises(ValueError, match="batch size 12 is not divisible by the number of devices \\(8\\)"):
+        PmapParallel().put_batch(odd)
