@@ -1,5 +1,7 @@
 """Data parallelism: 8 fake CPU devices train exactly what one device trains on the same global batch."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,3 +111,36 @@ def test_batch_not_divisible_by_device_count_is_an_error(batches):
     odd = {k: (v[:, :12] if k != "labels" else v[:12]) for k, v in batches[0].items()}
     with pytest.raises(ValueError, match="batch size 12 is not divisible by the number of devices \\(8\\)"):
         PmapParallel().put_batch(odd)
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path, batches):
+    """Two local processes (jax.distributed on 127.0.0.1, gloo) equal one process on the global batch."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "params.npz"
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.training.multihost_worker", str(i), str(port), str(out)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    result = np.load(out)
+    state_1, losses_1 = train(PmapParallel(jax.local_devices()[:1]), batches)
+    np.testing.assert_allclose(result["losses"], losses_1, rtol=1e-5)
+    for name in ("embed", "dense"):
+        np.testing.assert_allclose(result[name], state_1.params["model"][name], atol=1e-5, rtol=0)
