@@ -1,0 +1,155 @@
+"""Checks shared by the loss tests: inputs with edge cases, parity with sentence-transformers, jit/vmap/bf16.
+
+A JAX loss under test is written as `loss(columns, labels) -> scalar`, `columns` a list of [B, D] arrays
+(anchor, positive, ...), the same layout in which `torch_loss_and_grads` runs sentence-transformers' class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tests.losses.torch_reference import torch_loss_and_grads
+
+JaxLoss = Callable[[list[jax.Array], jax.Array | None], jax.Array]
+
+PARITY_RTOL = 1e-5
+# Relative errors are taken per row, each row against its own scale (max |expected| over the row), so that
+# a row of huge gradients (e.g. at a zero vector, where L2 normalisation divides by its 1e-12 epsilon) does
+# not hide errors in the others. A row smaller than the array's typical row scale (median over its nonzero
+# rows) is measured against that typical scale: rows whose exact gradient is zero hold only rounding noise.
+# A row or scalar that is zero throughout is compared in absolute terms, against ABSOLUTE_FLOOR.
+ABSOLUTE_FLOOR = 1e-6
+
+EDGE_CASES = ("random", "batch_of_one", "duplicate_rows", "zero_vectors")
+
+
+def make_columns(
+    case: str, num_columns: int, *, batch: int = 6, dim: int = 8, seed: int = 0
+) -> list[np.ndarray]:
+    """float32 [B, D] columns for one of EDGE_CASES.
+
+    duplicate_rows: row 1 repeats row 0 in every column, and row 2 is the same vector in every column.
+    zero_vectors: row 0 is zero in every column, row 1 is zero in the first column only.
+    """
+    rng = np.random.default_rng(seed)
+    rows = 1 if case == "batch_of_one" else batch
+    columns = [rng.standard_normal((rows, dim)).astype(np.float32) for _ in range(num_columns)]
+    if case == "duplicate_rows":
+        for column in columns:
+            column[1] = column[0]
+            column[2] = columns[0][2]
+    elif case == "zero_vectors":
+        for column in columns:
+            column[0] = 0.0
+        columns[0][1] = 0.0
+    elif case not in ("random", "batch_of_one"):
+        raise ValueError(f"unknown case {case!r}")
+    return columns
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Largest row-wise relative error (see PARITY_RTOL); NaN anywhere makes it NaN."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    rows = expected.shape[0] if expected.ndim else 1
+    actual, expected = actual.reshape(rows, -1), expected.reshape(rows, -1)
+    row_scales = np.abs(expected).max(axis=1)
+    nonzero = row_scales[row_scales > 0]
+    typical = np.median(nonzero) if nonzero.size else 0.0
+    scale = np.maximum(np.maximum(row_scales, typical), ABSOLUTE_FLOOR)
+    return float((np.abs(actual - expected).max(axis=1) / scale).max())
+
+
+def jax_loss_and_grads(
+    loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None
+) -> tuple[float, list[np.ndarray]]:
+    """Value of a JAX loss and its gradient with respect to every column."""
+    labels = None if labels is None else jnp.asarray(labels)
+    value, grads = jax.value_and_grad(lambda cols: loss(cols, labels))([jnp.asarray(c) for c in columns])
+    return float(value), [np.asarray(g) for g in grads]
+
+
+def assert_matches_torch(
+    loss: JaxLoss,
+    make_torch_loss: Callable,
+    columns: Sequence[np.ndarray],
+    labels: np.ndarray | None = None,
+    torch_labels: np.ndarray | None = None,
+) -> None:
+    """Value and per-column gradients equal sentence-transformers' at PARITY_RTOL, all finite.
+
+    `torch_labels` replaces `labels` on the torch side when the two conventions differ.
+    """
+    value, grads = jax_loss_and_grads(loss, columns, labels)
+    expected_value, expected_grads = torch_loss_and_grads(
+        make_torch_loss, columns, labels if torch_labels is None else torch_labels
+    )
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads), "non-finite value or gradient"
+    assert relative_error(value, expected_value) <= PARITY_RTOL, (value, expected_value)
+    for index, (grad, expected) in enumerate(zip(grads, expected_grads, strict=True)):
+        error = relative_error(grad, expected)
+        assert error <= PARITY_RTOL, f"gradient of column {index}: relative error {error:.3g}"
+
+
+def assert_traces_once(loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None) -> None:
+    """jit(loss) traces once for two calls with new values of the same shapes."""
+    traces = []
+
+    def counted(cols, labs):
+        traces.append(1)
+        return loss(cols, labs)
+
+    jitted = jax.jit(jax.value_and_grad(counted))
+    for shift in (0.0, 0.5):
+        cols = [jnp.asarray(c + shift) for c in columns]
+        jax.block_until_ready(jitted(cols, None if labels is None else jnp.asarray(labels)))
+    assert len(traces) == 1, f"traced {len(traces)} times"
+
+
+def assert_vmap_matches_loop(
+    loss: JaxLoss, groups: Sequence[tuple[list[np.ndarray], np.ndarray | None]]
+) -> None:
+    """vmap of the loss and of its gradient over stacked groups equals computing each group alone."""
+    stacked_columns = [jnp.stack([cols[i] for cols, _ in groups]) for i in range(len(groups[0][0]))]
+    has_labels = groups[0][1] is not None
+    stacked_labels = jnp.stack([labs for _, labs in groups]) if has_labels else None
+    value_and_grad = jax.value_and_grad(loss)
+    values, grads = jax.vmap(value_and_grad, in_axes=(0, 0 if has_labels else None))(
+        stacked_columns, stacked_labels
+    )
+    for g, (cols, labs) in enumerate(groups):
+        value, grad = value_and_grad(
+            [jnp.asarray(c) for c in cols], None if labs is None else jnp.asarray(labs)
+        )
+        np.testing.assert_allclose(values[g], value, rtol=1e-6, atol=1e-7)
+        for stacked_grad, single_grad in zip(grads, grad, strict=True):
+            np.testing.assert_allclose(stacked_grad[g], single_grad, rtol=1e-5, atol=1e-6)
+
+
+def assert_bfloat16_close(
+    loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None, *, rtol: float = 2e-2
+) -> None:
+    """bfloat16 inputs give float32: equal to float32 on the rounded inputs, close to the float32 loss."""
+    labels = None if labels is None else jnp.asarray(labels)
+    rounded = [jnp.asarray(c).astype(jnp.bfloat16) for c in columns]
+    value = loss(rounded, labels)
+    assert value.dtype == jnp.float32, value.dtype
+    np.testing.assert_allclose(value, loss([r.astype(jnp.float32) for r in rounded], labels), rtol=1e-6)
+    np.testing.assert_allclose(value, loss([jnp.asarray(c) for c in columns], labels), rtol=rtol, atol=1e-4)
+
+
+def assert_trace_time_error(loss: JaxLoss, columns: Sequence, labels, *fragments: str) -> None:
+    """Tracing jit(loss) on these shapes raises ValueError whose message contains every fragment."""
+    try:
+        jax.jit(loss).trace(list(columns), labels)
+    except ValueError as error:
+        message = str(error)
+        missing = [f for f in fragments if f not in message]
+        assert not missing, f"{missing} not in {message!r}"
+        return
+    raise AssertionError("no error at trace time")
