@@ -1,0 +1,14 @@
+"""Flax NNX encoders that load Hugging Face checkpoints: BERT (MiniLM, BGE, E5, GTE), DistilBERT,
+RoBERTa, XLM-RoBERTa and MPNet."""
+
+from jaxst.models.config import UnsupportedConfigError
+from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.loading import SUPPORTED_MODEL_TYPES, load_encoder, save_encoder
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "TransformerEncoder",
+    "UnsupportedConfigError",
+    "load_encoder",
+    "save_encoder",
+]

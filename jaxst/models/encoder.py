@@ -1,0 +1,183 @@
+"""The encoder body shared by all architectures: embeddings, a stack of post-LN layers, hidden states.
+
+An architecture (bert.py, distilbert.py, roberta.py, mpnet.py) is a subclass that builds `embeddings`
+and `layers` from its transformers config and, for MPNet, adds an attention bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxst.models.layers import Embedding, LayerNorm, dropout
+
+COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StaticConfig:
+    """Holds the transformers config as a static module attribute.
+
+    transformers configs are unhashable dataclasses; `nnx.split` puts static attributes in the graphdef,
+    which must be hashable (jit caches on it), so the config sits in this identity-hashed holder.
+    """
+
+    config: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckpointExtras:
+    """What a loaded checkpoint held besides the encoder's parameters, kept to be written back on save.
+
+    key_prefix: "" or the architecture prefix ("bert.") the parameter keys carried in the file.
+    unused_tensors: tensors named in the architecture's explicit unused-key list (pooler, heads,
+    position-id buffers), by their names in the file.
+    """
+
+    key_prefix: str = ""
+    unused_tensors: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class TextEmbeddings(nnx.Module):
+    """LN(word[ids] + token_type[types] + position[positions]) in float32, as transformers sums them.
+
+    Positions are 0..T-1, or with `padding_idx` set (RoBERTa, XLM-R, MPNet) fairseq's: tokens whose id is
+    not the padding id count up from padding_idx + 1 and padding tokens get padding_idx, computed from
+    `input_ids` (not the attention mask), as transformers does.
+    """
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        hidden_size: int,
+        max_positions: int,
+        type_vocab_size: int,
+        padding_idx: int | None,
+        layer_norm_eps: float,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        self.word = Embedding(vocab_size, hidden_size, init_std=init_std, rngs=rngs)
+        self.position = Embedding(max_positions, hidden_size, init_std=init_std, rngs=rngs)
+        self.token_type = (
+            Embedding(type_vocab_size, hidden_size, init_std=init_std, rngs=rngs) if type_vocab_size else None
+        )
+        self.norm = LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.padding_idx = padding_idx
+        self.max_length = max_positions - (0 if padding_idx is None else padding_idx + 1)
+
+    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array | None) -> jax.Array:
+        """input_ids, token_type_ids [B, T] int -> float32 [B, T, H] (before dropout)."""
+        length = input_ids.shape[1]
+        if self.padding_idx is None:
+            positions = jnp.arange(length)[None, :]
+        else:
+            is_token = (input_ids != self.padding_idx).astype(jnp.int32)
+            positions = jnp.cumsum(is_token, axis=1) * is_token + self.padding_idx
+        summed = self.word(input_ids)
+        if self.token_type is not None:
+            types = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+            summed = summed + self.token_type(types)
+        return self.norm(summed + self.position(positions))
+
+
+class TransformerEncoder(nnx.Module):
+    """Base of the encoders: `encoder(input_ids, attention_mask)` -> last hidden state [B, T, H].
+
+    Subclasses set `embeddings` (TextEmbeddings), `layers` (nnx.List of TransformerLayer) and
+    `embedding_dropout`, and may override `attention_bias`.
+    """
+
+    uses_token_type_ids: ClassVar[bool]
+
+    def __init__(self, config: Any, dtype: Any):
+        dtype = jnp.dtype(dtype)
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute dtype must be float32 or bfloat16, got {dtype}")
+        self._static_config = StaticConfig(config)
+        self.checkpoint_extras = CheckpointExtras()
+        self.dtype = dtype
+        self.hidden_size = int(config.hidden_size)
+        self.num_hidden_layers = int(config.num_hidden_layers)
+
+    @property
+    def config(self) -> Any:
+        """The transformers config (e.g. `BertConfig`) this encoder was built from."""
+        return self._static_config.config
+
+    def attention_bias(self, length: int) -> jax.Array | None:
+        """Bias added to every layer's attention logits, broadcastable to [B, N, T, T]; None by default."""
+        del length
+        return None
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        token_type_ids: jax.Array | None = None,
+        *,
+        output_hidden_states: bool = False,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
+        """Encode a padded batch.
+
+        Args:
+            input_ids: int [B, T] token ids.
+            attention_mask: int [B, T], 1 for tokens, 0 for padding (padded keys are never attended).
+            token_type_ids: int [B, T] segment ids, or None for all zeros; only for architectures with
+                token type embeddings (`uses_token_type_ids`).
+            output_hidden_states: also return every layer's output.
+            dropout_rng: a `jax.random` key for train-mode dropout (embedding, attention-probability and
+                hidden dropout with the config's rates); None for eval mode.
+
+        Returns:
+            The last hidden state [B, T, H] in the compute dtype; with `output_hidden_states` the pair
+            (last hidden state, hidden states) where hidden states is a tuple of L + 1 arrays [B, T, H],
+            the embedding output first, as transformers returns them.
+        """
+        self._check_inputs(input_ids, attention_mask, token_type_ids)
+        if dropout_rng is None:
+            embedding_rng, layer_rngs = None, (None,) * len(self.layers)
+        else:
+            embedding_rng, *layer_rngs = jax.random.split(dropout_rng, len(self.layers) + 1)
+        hidden = self.embeddings(input_ids, token_type_ids)
+        hidden = dropout(hidden, self.embedding_dropout, embedding_rng).astype(self.dtype)
+        key_mask = attention_mask != 0
+        bias = self.attention_bias(input_ids.shape[1])
+        hidden_states = [hidden]
+        for layer, layer_rng in zip(self.layers, layer_rngs, strict=True):
+            hidden = layer(hidden, key_mask, bias, layer_rng)
+            hidden_states.append(hidden)
+        return (hidden, tuple(hidden_states)) if output_hidden_states else hidden
+
+    def _check_inputs(
+        self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None
+    ) -> None:
+        """Shape and dtype checks at trace time, so bad input fails with a message, not an XLA error."""
+        named = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            if not self.uses_token_type_ids:
+                raise ValueError(
+                    f"{self.config.model_type} has no token type embeddings: pass token_type_ids=None"
+                )
+            named["token_type_ids"] = token_type_ids
+        for name, array in named.items():
+            if jnp.ndim(array) != 2 or not jnp.issubdtype(jnp.result_type(array), jnp.integer):
+                raise ValueError(
+                    f"{name} must be an integer array [batch, length], got {jnp.result_type(array)} "
+                    f"of shape {jnp.shape(array)}"
+                )
+            if jnp.shape(array) != jnp.shape(input_ids):
+                raise ValueError(f"{name} has shape {jnp.shape(array)}, input_ids {jnp.shape(input_ids)}")
+        if input_ids.shape[1] > self.embeddings.max_length:
+            raise ValueError(
+                f"sequence length {input_ids.shape[1]} exceeds the {self.embeddings.max_length} positions "
+                f"of this {self.config.model_type} model"
+            )

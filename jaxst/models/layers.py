@@ -1,0 +1,197 @@
+"""Blocks shared by the encoders: dense, embedding, layer norm, dropout, attention, a post-LN layer.
+
+Conventions (all encoders):
+- Parameters are float32 `nnx.Param`s; dense kernels are stored `[in, out]` (the transpose of a torch
+  `Linear.weight`), so a forward pass never transposes a weight.
+- Matmuls and activations run in the module's compute `dtype` (float32 or bfloat16); layer norm,
+  residual sums and softmax run in float32.
+- Dropout is inverted dropout as torch's train mode, applied only when a `jax.random` key is passed;
+  with `None` the call is deterministic (eval mode). The key is an argument, never module state, so the
+  call stays a pure function under `jax.jit`, `jax.grad` and `jax.pmap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    # transformers' ACT2FN names: "gelu" is the exact erf form, the others the tanh approximation
+    # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) written with different constants' roundings.
+    "gelu": partial(jax.nn.gelu, approximate=False),
+    "gelu_python": partial(jax.nn.gelu, approximate=False),
+    "gelu_new": partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": partial(jax.nn.gelu, approximate=True),
+    "gelu_python_tanh": partial(jax.nn.gelu, approximate=True),
+    "gelu_accurate": partial(jax.nn.gelu, approximate=True),
+    "gelu_fast": partial(jax.nn.gelu, approximate=True),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+# The value jax.nn.dot_product_attention gives masked logits, so both attention paths agree exactly.
+_MASKED_LOGIT = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias in the compute dtype; kernel [in, out] and bias [out] stored in float32."""
+
+    def __init__(
+        self, in_features: int, out_features: int, *, dtype: jnp.dtype, init_std: float, rngs: nnx.Rngs
+    ):
+        self.kernel = nnx.Param(init_std * jax.random.normal(rngs.params(), (in_features, out_features)))
+        self.bias = nnx.Param(jnp.zeros((out_features,)))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., in] in the compute dtype -> [..., out] in the compute dtype."""
+        return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
+
+
+class Embedding(nnx.Module):
+    """Lookup table [num_embeddings, features] in float32; out-of-range ids give NaN rows (jnp.take fill)."""
+
+    def __init__(self, num_embeddings: int, features: int, *, init_std: float, rngs: nnx.Rngs):
+        self.embedding = nnx.Param(init_std * jax.random.normal(rngs.params(), (num_embeddings, features)))
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """ids [...] int -> [..., features] float32."""
+        return jnp.take(self.embedding[...], ids, axis=0)
+
+
+class LayerNorm(nnx.Module):
+    """torch.nn.LayerNorm over the last axis in float32: (x - mean) / sqrt(var + eps) * scale + bias."""
+
+    def __init__(self, features: int, *, eps: float):
+        self.scale = nnx.Param(jnp.ones((features,)))
+        self.bias = nnx.Param(jnp.zeros((features,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., features] any float dtype -> float32 [..., features] (biased variance, as torch)."""
+        x = x.astype(jnp.float32)
+        centered = x - jnp.mean(x, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+        return centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...] + self.bias[...]
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    """torch.nn.functional.dropout in train mode: zero each entry with probability `rate`, scale the rest.
+
+    y = x * keep / (1 - rate), keep ~ Bernoulli(1 - rate), so E[y] = x. Identity when `rng` is None or
+    `rate` is 0 (eval mode).
+    """
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    key_mask: jax.Array,
+    bias: jax.Array | None,
+    *,
+    dropout_rate: float,
+    dropout_rng: jax.Array | None,
+) -> jax.Array:
+    """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
+
+    query, key, value [B, T, N, D] in the compute dtype; key_mask bool [B, T] (False = padding);
+    bias float32 broadcastable to [B, N, T, T] (MPNet's relative position bias) or None.
+    probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
+
+    Without dropout this is `jax.nn.dot_product_attention` (the cuDNN kernel on GPU where it applies).
+    That function cannot drop attention probabilities, so with a dropout key and a non-zero rate the
+    same computation is written out with an explicit float32 softmax, then dropout on the probabilities
+    exactly as torch's eager attention does in train mode. Masked logits get the value
+    `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0; a row whose keys
+    are all masked (a padding row) attends uniformly instead of producing NaN.
+    """
+    mask = key_mask[:, None, None, :]
+    scale = query.shape[-1] ** -0.5
+    if dropout_rng is None or dropout_rate == 0.0:
+        return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+    logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        logits = logits + bias
+    probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
+    probs = dropout(probs, dropout_rate, dropout_rng)
+    return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
+
+
+def add_and_norm(norm: LayerNorm, x: jax.Array, residual: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """norm(x + residual) with the sum and the norm in float32, the result cast to the compute dtype."""
+    return norm(x.astype(jnp.float32) + residual.astype(jnp.float32)).astype(dtype)
+
+
+class TransformerLayer(nnx.Module):
+    """One post-LN encoder layer (BERT, RoBERTa, DistilBERT and MPNet share it).
+
+    a = LN(dropout(attention(h) W_o + b_o) + h);  out = LN(dropout(act(a W_i + b_i) W_2 + b_2) + a)
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        activation: str,
+        layer_norm_eps: float,
+        attention_dropout: float,
+        attention_output_dropout: float,
+        output_dropout: float,
+        dtype: jnp.dtype,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs)
+        self.query = dense(hidden_size, hidden_size)
+        self.key = dense(hidden_size, hidden_size)
+        self.value = dense(hidden_size, hidden_size)
+        self.attention_output = dense(hidden_size, hidden_size)
+        self.attention_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.intermediate = dense(hidden_size, intermediate_size)
+        self.output = dense(intermediate_size, hidden_size)
+        self.output_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.num_heads = num_heads
+        self.activation = activation
+        self.attention_dropout = attention_dropout
+        self.attention_output_dropout = attention_output_dropout
+        self.output_dropout = output_dropout
+        self.dtype = dtype
+
+    def __call__(
+        self, hidden: jax.Array, key_mask: jax.Array, bias: jax.Array | None, dropout_rng: jax.Array | None
+    ) -> jax.Array:
+        """hidden [B, T, H] compute dtype; key_mask bool [B, T]; bias [1, N, T, T] or None -> [B, T, H]."""
+        batch, length, width = hidden.shape
+        rngs = (None,) * 3 if dropout_rng is None else tuple(jax.random.split(dropout_rng, 3))
+
+        def heads(x: jax.Array) -> jax.Array:
+            return x.reshape(batch, length, self.num_heads, width // self.num_heads)
+
+        context = attention(
+            heads(self.query(hidden)),
+            heads(self.key(hidden)),
+            heads(self.value(hidden)),
+            key_mask,
+            bias,
+            dropout_rate=self.attention_dropout,
+            dropout_rng=rngs[0],
+        ).reshape(batch, length, width)
+        attended = dropout(self.attention_output(context), self.attention_output_dropout, rngs[1])
+        attended = add_and_norm(self.attention_norm, attended, hidden, self.dtype)
+        expanded = ACTIVATIONS[self.activation](self.intermediate(attended))
+        output = dropout(self.output(expanded), self.output_dropout, rngs[2])
+        return add_and_norm(self.output_norm, output, attended, self.dtype)

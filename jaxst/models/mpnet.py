@@ -1,0 +1,98 @@
+"""MPNet encoder: transformers' `MPNetModel`, with its relative position bucket bias."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxst.models.bert import bert_layers
+from jaxst.models.config import (
+    require,
+    require_activation,
+    require_encoder_only,
+    require_heads_divide_width,
+    require_probabilities,
+)
+from jaxst.models.encoder import TextEmbeddings, TransformerEncoder
+from jaxst.models.layers import Embedding
+
+# transformers' MPNetEncoder.compute_position_bias buckets relative positions with these fixed values,
+# whatever the config says; MPNetEmbeddings fixes the padding id to 1 in the same way.
+MPNET_NUM_BUCKETS = 32
+MPNET_MAX_DISTANCE = 128
+MPNET_PADDING_IDX = 1
+
+
+def validate_mpnet_config(config: Any) -> None:
+    """Refuse MPNet config options the encoder does not implement.
+
+    transformers builds a table of `relative_attention_num_buckets` rows but always buckets with 32;
+    jaxst accepts only the value that makes the two agree.
+    """
+    require(config, "relative_attention_num_buckets", [MPNET_NUM_BUCKETS], None)
+    require_activation(config, "hidden_act")
+    require_encoder_only(config)
+    require_heads_divide_width(config, config.hidden_size, config.num_attention_heads)
+    require_probabilities(config, "hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def relative_position_buckets(
+    length: int, num_buckets: int = MPNET_NUM_BUCKETS, max_distance: int = MPNET_MAX_DISTANCE
+) -> np.ndarray:
+    """T5-style bidirectional buckets of (key position - query position), int [T, T], on the host.
+
+    With n = query - key: half the buckets for n < 0, half for n >= 0; within a half, |n| < num_buckets / 4
+    gets its own bucket and larger distances share log-spaced buckets up to `max_distance`. The log is
+    taken in float32 as transformers does, so the buckets agree exactly at the rounding boundaries.
+    """
+    positions = np.arange(length)
+    n = positions[:, None] - positions[None, :]
+    half = num_buckets // 2
+    buckets = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    max_exact = half // 2
+    with np.errstate(divide="ignore"):
+        log_ratio = np.log(n.astype(np.float32) / np.float32(max_exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact)
+    large = max_exact + np.where(n < max_exact, 0, scaled).astype(np.int64)
+    return buckets + np.where(n < max_exact, n, np.minimum(large, half - 1))
+
+
+class MPNetEncoder(TransformerEncoder):
+    """MPNet: word + position embeddings (positions after padding id 1), no token types, BERT-style
+    layers, and one relative position bias [1, N, T, T] computed once per call and added in every layer.
+    """
+
+    uses_token_type_ids = False
+    validate_config = staticmethod(validate_mpnet_config)
+
+    def __init__(self, config: Any, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(config, dtype)
+        self.embeddings = TextEmbeddings(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            max_positions=config.max_position_embeddings,
+            type_vocab_size=0,
+            padding_idx=MPNET_PADDING_IDX,
+            layer_norm_eps=config.layer_norm_eps,
+            init_std=config.initializer_range,
+            rngs=rngs,
+        )
+        self.relative_attention_bias = Embedding(
+            config.relative_attention_num_buckets,
+            config.num_attention_heads,
+            init_std=config.initializer_range,
+            rngs=rngs,
+        )
+        self.layers = bert_layers(config, self.dtype, rngs)
+        self.embedding_dropout = config.hidden_dropout_prob
+
+    def attention_bias(self, length: int) -> jax.Array:
+        """float32 [1, N, T, T]: the learned bias of each query-key pair's relative position bucket."""
+        bias = self.relative_attention_bias(relative_position_buckets(length))  # [T, T, N]
+        return jnp.transpose(bias, (2, 0, 1))[None]
