@@ -1,0 +1,87 @@
+"""Tiny random transformers models (torch) saved to folders, and padded batches to compare them on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet")
+WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
+VOCAB_SIZE = 100
+MAX_POSITIONS = 64
+
+_SHAPE = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=MAX_POSITIONS,
+)
+_CONFIG_CLASSES = {
+    "bert": transformers.BertConfig,
+    "roberta": transformers.RobertaConfig,
+    "xlm-roberta": transformers.XLMRobertaConfig,
+    "mpnet": transformers.MPNetConfig,
+}
+
+
+def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
+    """2 layers, hidden 32, 4 heads, intermediate 37, vocabulary 100, 64 positions."""
+    if model_type == "distilbert":
+        return transformers.DistilBertConfig(
+            vocab_size=VOCAB_SIZE,
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=37,
+            max_position_embeddings=MAX_POSITIONS,
+            **overrides,
+        )
+    return _CONFIG_CLASSES[model_type](**_SHAPE, **overrides)
+
+
+def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
+    """Add Gaussian noise to every parameter, so that layer norms, biases and MPNet's relative bias are
+    all distinct and a swapped or mis-mapped tensor changes the output."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def save_tiny_model(folder: Path, model_type: str, model_class=transformers.AutoModel, **overrides):
+    """A perturbed tiny `model_class`, saved with save_pretrained to `folder`, returned in eval mode."""
+    torch.manual_seed(0)
+    config = tiny_config(model_type, **overrides)
+    model = model_class.from_config(config) if model_class is transformers.AutoModel else model_class(config)
+    perturb_(model).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def padded_batch(pad_token_id: int, length: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
+    """int32 input_ids, attention_mask and token_type_ids [4, length]: rows of different lengths, right
+    padding, and one left-padded row (which moves RoBERTa / MPNet position ids)."""
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(3, VOCAB_SIZE, (4, length)).astype(np.int32)
+    attention_mask = np.zeros((4, length), np.int32)
+    attention_mask[0, :] = 1
+    attention_mask[1, : length - 7] = 1
+    attention_mask[2, :3] = 1
+    attention_mask[3, 5:] = 1
+    token_type_ids = (rng.random((4, length)) < 0.5).astype(np.int32) * attention_mask
+    input_ids = np.where(attention_mask == 1, input_ids, pad_token_id).astype(np.int32)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def torch_hidden_states(model: torch.nn.Module, batch: dict[str, np.ndarray], **kwargs) -> list[np.ndarray]:
+    """All hidden states (embedding output first) of a transformers model, as float32 numpy arrays."""
+    inputs = {key: torch.from_numpy(value.astype(np.int64)) for key, value in batch.items()}
+    with torch.no_grad():
+        output = model(**inputs, output_hidden_states=True, **kwargs)
+    return [state.numpy() for state in output.hidden_states]
