@@ -1,0 +1,155 @@
+"""Pooling: token embeddings [B, T, H] -> sentence embedding [B, M * H], as sentence-transformers' Pooling.
+
+Modes (several are concatenated in the configured order; m = the attention mask, 1 for real tokens):
+
+- cls:                  x[b, first t with m = 1]
+- max:                  max over t with m = 1 (-inf where a row has no token)
+- mean:                 sum_t m x / max(sum_t m, 1e-9)
+- mean_sqrt_len_tokens: sum_t m x / sqrt(max(sum_t m, 1e-9))
+- weightedmean:         sum_t w_t m x / max(sum_t w_t m, 1e-9), w_t = t + 1 - (index of the first real token)
+- lasttoken:            (m x)[b, last t with m = 1] (position T - 1 when a row has no token)
+
+`include_prompt=False` drops the first `prompt_length` real tokens of every row from the mask (the
+`prompt_length` feature, set by encode when a prompt is used) before pooling; weightedmean keeps the
+remaining tokens' original weights. Pooling accumulates in float32 and returns float32, whatever the
+token dtype (sentence-transformers casts bfloat16 inputs' result back to bfloat16; jaxst keeps float32).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+
+# The legacy boolean config keys, in the order their modes are concatenated.
+LEGACY_MODE_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+MASK_DENOMINATOR_MIN = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooling:
+    """sentence-transformers' Pooling module: a pure function of the features, with no parameters.
+
+    Attributes:
+        embedding_dimension: H, the token embedding size.
+        pooling_mode: the modes, concatenated in this order.
+        include_prompt: False to leave the prompt tokens out of the pooled tokens.
+    """
+
+    embedding_dimension: int
+    pooling_mode: tuple[str, ...] = ("mean",)
+    include_prompt: bool = True
+
+    type_ref = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
+
+    def __post_init__(self) -> None:
+        modes = (self.pooling_mode,) if isinstance(self.pooling_mode, str) else tuple(self.pooling_mode)
+        if not modes:
+            raise ValueError(f"Pooling needs at least one pooling mode; valid modes are {POOLING_MODES}.")
+        for mode in modes:
+            if mode not in POOLING_MODES:
+                raise ValueError(f"Invalid pooling mode {mode!r}. Valid pooling modes are: {POOLING_MODES}.")
+        object.__setattr__(self, "pooling_mode", modes)
+
+    @property
+    def output_dimension(self) -> int:
+        """M * H: the size of the concatenated sentence embedding."""
+        return len(self.pooling_mode) * self.embedding_dimension
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Pooling:
+        """Builds from either config format: `pooling_mode` (a name or a list) or the legacy booleans.
+
+        Legacy `pooling_mode_*` booleans select their modes in the legacy concatenation order (mean when
+        none is true); a `pooling_mode` key, when present, wins over them. `word_embedding_dimension` is
+        the legacy name of `embedding_dimension`.
+
+        Raises:
+            ValueError: for an unknown key or mode.
+        """
+        config = dict(config)
+        legacy_dimension = config.pop("word_embedding_dimension", None)
+        config.setdefault("embedding_dimension", legacy_dimension)
+        legacy = {key: config.pop(key) for key in LEGACY_MODE_KEYS if key in config}
+        if legacy and "pooling_mode" not in config:
+            config["pooling_mode"] = tuple(mode for key, mode in LEGACY_MODE_KEYS.items() if legacy.get(key))
+            config["pooling_mode"] = config["pooling_mode"] or ("mean",)
+        known = {"embedding_dimension", "pooling_mode", "include_prompt"}
+        if unknown := sorted(set(config) - known):
+            raise ValueError(f"Unknown Pooling config key(s) {unknown}; jaxst knows {sorted(known)}.")
+        return cls(**config)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Pooling:
+        """Reads `config.json` of a saved Pooling module folder."""
+        return cls.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The config sentence-transformers 6 writes: a single mode as a name, several as a list."""
+        modes = self.pooling_mode[0] if len(self.pooling_mode) == 1 else list(self.pooling_mode)
+        return {
+            "embedding_dimension": self.embedding_dimension,
+            "pooling_mode": modes,
+            "include_prompt": self.include_prompt,
+        }
+
+    def save(self, folder: str | Path, params: None = None) -> None:
+        """Writes `config.json` into `folder` (Pooling has no weights)."""
+        with open(Path(folder) / "config.json", "w", encoding="utf-8") as f:
+            json.dump(self.get_config_dict(), f, indent=4)
+
+    def __call__(self, params: None, features: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Adds "sentence_embedding" [B, M * H] float32 to the features.
+
+        Reads "token_embeddings" [B, T, H], "attention_mask" [B, T] (all ones when absent) and, with
+        include_prompt=False, "prompt_length" (a scalar int).
+        """
+        tokens = features["token_embeddings"]
+        batch, length, _ = tokens.shape
+        mask = features.get("attention_mask")
+        if mask is None or mask.shape[-1] != length:
+            mask = jnp.ones((batch, length), jnp.int32)
+        mask = mask.astype(jnp.int32)
+        first_real = jnp.argmax(mask, axis=1)
+        positions = jnp.arange(length)[None, :]
+        if not self.include_prompt and "prompt_length" in features:
+            prompt_end = first_real + jnp.asarray(features["prompt_length"], jnp.int32)
+            mask = jnp.where(positions < prompt_end[:, None], 0, mask)
+
+        tokens = tokens.astype(jnp.float32)
+        mask_f = mask[:, :, None].astype(jnp.float32)
+        pooled = []
+        for mode in self.pooling_mode:
+            if mode == "cls":
+                index = jnp.argmax(mask, axis=1)
+                pooled.append(jnp.take_along_axis(tokens, index[:, None, None], axis=1)[:, 0])
+            elif mode == "max":
+                pooled.append(jnp.max(jnp.where(mask_f > 0, tokens, -jnp.inf), axis=1))
+            elif mode in ("mean", "mean_sqrt_len_tokens"):
+                total = jnp.sum(tokens * mask_f, axis=1)
+                count = jnp.maximum(jnp.sum(mask_f, axis=1), MASK_DENOMINATOR_MIN)
+                pooled.append(total / (count if mode == "mean" else jnp.sqrt(count)))
+            elif mode == "weightedmean":
+                weights = (positions + 1 - first_real[:, None]).astype(jnp.float32)
+                weighted_mask = mask_f * weights[:, :, None]
+                total = jnp.sum(tokens * weighted_mask, axis=1)
+                pooled.append(total / jnp.maximum(jnp.sum(weighted_mask, axis=1), MASK_DENOMINATOR_MIN))
+            else:  # lasttoken
+                flipped = mask[:, ::-1]
+                from_end = jnp.where(jnp.max(flipped, axis=1) == 0, length - 1, jnp.argmax(flipped, axis=1))
+                index = length - 1 - from_end
+                pooled.append(jnp.take_along_axis(tokens * mask_f, index[:, None, None], axis=1)[:, 0])
+        return {**features, "sentence_embedding": jnp.concatenate(pooled, axis=-1)}

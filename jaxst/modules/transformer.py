@@ -1,0 +1,234 @@
+"""The host side of sentence-transformers' Transformer module: its config and the tokenizer.
+
+The encoder itself is a Flax module from `jaxst.models`; this module owns what happens before it:
+reading `sentence_bert_config.json` (or its legacy names), loading the model's fast tokenizer, the
+maximum sequence length and lower-casing, and tokenizing texts into compact unpadded arrays.
+
+Sequence length, as sentence-transformers sets it: `max_seq_length` from the config, when given, becomes
+the tokenizer's `model_max_length` (a `model_max_length` in the tokenizer kwargs wins); otherwise the
+tokenizer's own `model_max_length` is capped at the encoder's `max_position_embeddings`. Texts longer
+than `max_seq_length` tokens are truncated (special tokens kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers.normalizers import Lowercase
+from tokenizers.normalizers import Sequence as NormalizerSequence
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+CONFIG_FILE_NAMES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+TEXT_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
+# What sentence-transformers 6 writes to sentence_bert_config.json for a text feature-extraction model.
+SAVED_CONFIG = {
+    "transformer_task": "feature-extraction",
+    "modality_config": TEXT_MODALITY,
+    "module_output_name": "token_embeddings",
+}
+# Config values jaxst accepts only at these settings (they select what the module computes).
+REQUIRED_VALUES: dict[str, Any] = {
+    **SAVED_CONFIG,
+    "query_length": None,
+    "document_length": None,
+    "query_expansion": None,
+    "processing_kwargs": {},
+    "config_kwargs": {},
+    "config_args": {},
+}
+# Torch-side loading options with no meaning for jaxst.
+IGNORED_KEYS = {"model_kwargs", "model_args", "unpad_inputs", "backend"}
+TOKENIZER_KEYS = ("processor_kwargs", "tokenizer_args")
+# Hub / loading options the tokenizer must not receive.
+HUB_KEYS = {"trust_remote_code", "token", "revision", "cache_dir", "local_files_only", "subfolder"}
+TOKENIZE_CHUNK = 4096
+
+
+def read_transformer_config(folder: str | Path) -> dict[str, Any]:
+    """The module config from the first config file found (empty for a plain Hugging Face folder).
+
+    Raises:
+        ValueError: for an unknown key or a setting that jaxst does not implement, naming it.
+    """
+    for name in CONFIG_FILE_NAMES:
+        path = Path(folder) / name
+        if path.is_file():
+            config = json.loads(path.read_text(encoding="utf-8"))
+            break
+    else:
+        return {}
+    known = {"max_seq_length", "do_lower_case", *REQUIRED_VALUES, *IGNORED_KEYS, *TOKENIZER_KEYS}
+    if unknown := sorted(set(config) - known):
+        raise ValueError(
+            f"Unknown Transformer config key(s) {unknown} in {path}; jaxst knows {sorted(known)}."
+        )
+    for key, required in REQUIRED_VALUES.items():
+        if key in config and (config[key] or None) != (required or None):
+            raise ValueError(
+                f"{path}: {key}={config[key]!r} is not supported by jaxst (it supports {required!r} only)."
+            )
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenized:
+    """Token ids of N texts, unpadded and stored flat: text i is `ids[offsets[i]:offsets[i + 1]]`.
+
+    Attributes:
+        ids: [sum of lengths] int32 token ids.
+        type_ids: [sum of lengths] int32 token type ids, or None when the model takes none.
+        offsets: [N + 1] int64 start of each text in `ids`.
+    """
+
+    ids: np.ndarray
+    type_ids: np.ndarray | None
+    offsets: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """[N] number of tokens of each text."""
+        return np.diff(self.offsets)
+
+    def padded(self, indices: np.ndarray, rows: int, length: int) -> dict[str, np.ndarray]:
+        """Texts `indices` as right-padded int32 arrays [rows, length]; rows past len(indices) are padding.
+
+        Returns input_ids, attention_mask and (when the model takes them) token_type_ids.
+        """
+        lengths = self.lengths[indices]
+        mask = np.arange(length)[None, :] < lengths[:, None]
+        gather = np.where(mask, self.offsets[indices][:, None] + np.arange(length)[None, :], 0)
+        features = {"input_ids": self._gather(self.ids, gather, mask), "attention_mask": mask}
+        if self.type_ids is not None:
+            features["token_type_ids"] = self._gather(self.type_ids, gather, mask)
+        out = {}
+        for key, value in features.items():
+            array = np.zeros((rows, length), np.int32)
+            array[: len(indices)] = value
+            out[key] = array
+        return out
+
+    @staticmethod
+    def _gather(flat: np.ndarray, gather: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.where(mask, flat[gather], 0) if flat.size else np.zeros(mask.shape, np.int32)
+
+
+class Transformer:
+    """Tokenizer and sequence-length settings of a sentence-transformers Transformer module.
+
+    Attributes:
+        tokenizer: the model's fast Hugging Face tokenizer; its `model_max_length` is `max_seq_length`.
+        do_lower_case: whether a Lowercase normalizer was added to the tokenizer (saved with it).
+    """
+
+    type_ref = "sentence_transformers.base.modules.transformer.Transformer"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, do_lower_case: bool = False):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"jaxst needs a fast tokenizer; {type(tokenizer).__name__} is not one.")
+        self.tokenizer = tokenizer
+        self.do_lower_case = do_lower_case
+        if do_lower_case:
+            normalizer = tokenizer.backend_tokenizer.normalizer
+            if not _has_lowercase(normalizer):
+                extra = list(normalizer) if isinstance(normalizer, NormalizerSequence) else [normalizer]
+                tokenizer.backend_tokenizer.normalizer = NormalizerSequence(
+                    [Lowercase()] + [n for n in extra if n is not None]
+                )
+
+    @classmethod
+    def load(cls, folder: str | Path, max_position_embeddings: int | None) -> Transformer:
+        """Loads the config and tokenizer of the Transformer module saved in `folder`.
+
+        Args:
+            folder: the module folder (the model root for sentence-transformers folders).
+            max_position_embeddings: the encoder's position limit, to cap the tokenizer's max length.
+        """
+        config = read_transformer_config(folder)
+        tokenizer_kwargs: dict[str, Any] = {}
+        for key in TOKENIZER_KEYS:
+            tokenizer_kwargs.update({k: v for k, v in config.get(key, {}).items() if k not in HUB_KEYS})
+        max_seq_length = config.get("max_seq_length")
+        if max_seq_length is not None and "model_max_length" not in tokenizer_kwargs:
+            tokenizer_kwargs["model_max_length"] = max_seq_length
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), **tokenizer_kwargs)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"Could not load a tokenizer from {folder}: {error}") from error
+        if "model_max_length" not in tokenizer_kwargs and max_position_embeddings not in (None, -1):
+            tokenizer.model_max_length = min(tokenizer.model_max_length, max_position_embeddings)
+        return cls(tokenizer, do_lower_case=bool(config.get("do_lower_case", False)))
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens (the tokenizer's `model_max_length`)."""
+        return int(self.tokenizer.model_max_length)
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"max_seq_length must be an integer >= 2, got {value!r}.")
+        self.tokenizer.model_max_length = value
+
+    @property
+    def uses_token_type_ids(self) -> bool:
+        return "token_type_ids" in self.tokenizer.model_input_names
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        """Tokenizes texts with special tokens, truncated to `max_seq_length`, into a `Tokenized`."""
+        lengths, ids, type_ids = [np.zeros(1, np.int64)], [], []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            encoded = self.tokenizer(
+                list(texts[start : start + TOKENIZE_CHUNK]),
+                truncation="longest_first",
+                max_length=self.max_seq_length,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=self.uses_token_type_ids,
+            )
+            chunk_lengths = np.fromiter(map(len, encoded["input_ids"]), np.int64, len(encoded["input_ids"]))
+            lengths.append(chunk_lengths)
+            ids.append(_flatten(encoded["input_ids"], int(chunk_lengths.sum())))
+            if self.uses_token_type_ids:
+                type_ids.append(_flatten(encoded["token_type_ids"], int(chunk_lengths.sum())))
+        return Tokenized(
+            ids=np.concatenate(ids) if ids else np.zeros(0, np.int32),
+            type_ids=(np.concatenate(type_ids) if type_ids else np.zeros(0, np.int32))
+            if self.uses_token_type_ids
+            else None,
+            offsets=np.cumsum(np.concatenate(lengths)),
+        )
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens the prompt adds at the start of a text: its tokens without a trailing special token."""
+        ids = self.tokenize([prompt]).ids
+        return len(ids) - int(len(ids) > 0 and int(ids[-1]) in set(self.tokenizer.all_special_ids))
+
+    def save(self, folder: str | Path) -> None:
+        """Writes the tokenizer files (with `model_max_length`) and `sentence_bert_config.json`."""
+        self.tokenizer.save_pretrained(str(folder))
+        with open(Path(folder) / "sentence_bert_config.json", "w", encoding="utf-8") as f:
+            json.dump(SAVED_CONFIG, f, indent=4)
+
+
+def _flatten(rows: list[list[int]], total: int) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(rows), np.int32, total)
+
+
+def _has_lowercase(normalizer: Any) -> bool:
+    if isinstance(normalizer, Lowercase):
+        return True
+    return isinstance(normalizer, NormalizerSequence) and any(isinstance(n, Lowercase) for n in normalizer)
