@@ -9,13 +9,18 @@ from jaxst.training.data import (
     collate,
     pad_batch,
 )
+from jaxst.training.optim import SCHEDULERS, make_optimizer, make_schedule, weight_decay_mask
 
 __all__ = [
     "Batch",
     "DataLoader",
     "InputExample",
+    "SCHEDULERS",
     "NoDuplicatesDataLoader",
     "SentencesDataset",
     "collate",
+    "make_optimizer",
+    "make_schedule",
     "pad_batch",
+    "weight_decay_mask",
 ]
