@@ -1,0 +1,20 @@
+"""Evaluators with sentence-transformers' arguments, metric keys, primary metrics and CSV files."""
+
+from jaxst.evaluation.base import BaseEvaluator, SentenceEvaluator
+from jaxst.evaluation.binary_classification import BinaryClassificationEvaluator
+from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
+from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
+from jaxst.evaluation.mse import MSEEvaluator
+from jaxst.evaluation.sequential import SequentialEvaluator
+from jaxst.evaluation.triplet import TripletEvaluator
+
+__all__ = [
+    "BaseEvaluator",
+    "BinaryClassificationEvaluator",
+    "EmbeddingSimilarityEvaluator",
+    "InformationRetrievalEvaluator",
+    "MSEEvaluator",
+    "SentenceEvaluator",
+    "SequentialEvaluator",
+    "TripletEvaluator",
+]

@@ -1,0 +1,152 @@
+"""Pearson and Spearman correlation of embedding similarities with gold scores (e.g. STS-B)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+
+from jaxst.evaluation.base import (
+    BaseEvaluator,
+    append_csv_row,
+    progress_text,
+    resolve_progress_bar,
+    similarity_name,
+)
+from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_PRECISIONS = (None, "float32")
+
+
+class EmbeddingSimilarityEvaluator(BaseEvaluator):
+    """Correlation of `similarity(embed(sentences1[i]), embed(sentences2[i]))` with `scores[i]`.
+
+    For every similarity function f in `similarity_fn_names` (default: the model's own), the metrics are
+    `pearson_{f}` and `spearman_{f}`, plus `pearson_max` / `spearman_max` over several functions.
+    primary_metric: `spearman_{main_similarity}`, else `spearman_max`, else `spearman_{f}`.
+
+    Args:
+        sentences1, sentences2: the pairs.
+        scores: gold similarity of each pair; NaN is an error (scipy would return NaN correlations).
+        batch_size: encoding batch size.
+        main_similarity: similarity function of the primary metric ("cosine", "dot", "euclidean",
+            "manhattan", or an enum member with that value).
+        similarity_fn_names: similarity functions to evaluate.
+        name: prefix of the metric keys and part of the CSV file name.
+        show_progress_bar: passed to encode (None: on at INFO logging).
+        write_csv: append the metrics to `similarity_evaluation[_{name}][_{precision}]_results.csv`.
+        precision: None or "float32" (embeddings L2-normalized first, as sentence-transformers does for
+            any precision); the quantized precisions wait for `quantize_embeddings`.
+        truncate_dim: keep the first `truncate_dim` embedding dimensions.
+    """
+
+    def __init__(
+        self,
+        sentences1: Sequence[str],
+        sentences2: Sequence[str],
+        scores: Sequence[float],
+        batch_size: int = 16,
+        main_similarity: str | Enum | None = None,
+        similarity_fn_names: Sequence[str] | None = None,
+        name: str = "",
+        show_progress_bar: bool | None = False,
+        write_csv: bool = True,
+        precision: str | None = None,
+        truncate_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not len(sentences1) == len(sentences2) == len(scores):
+            raise ValueError(
+                f"sentences1, sentences2 and scores must have the same length, got {len(sentences1)}, "
+                f"{len(sentences2)} and {len(scores)}."
+            )
+        nan_positions = [i for i, score in enumerate(scores) if math.isnan(score)]
+        if nan_positions:
+            raise ValueError(
+                f"scores contains NaN at positions {nan_positions[:10]} ({len(nan_positions)} in all)."
+            )
+        if precision not in SUPPORTED_PRECISIONS:
+            raise ValueError(
+                f"precision={precision!r} is not supported; jaxst supports {SUPPORTED_PRECISIONS}."
+            )
+        self.sentences1 = sentences1
+        self.sentences2 = sentences2
+        self.scores = scores
+        self.batch_size = batch_size
+        self.main_similarity = similarity_name(main_similarity) if main_similarity else None
+        self.similarity_fn_names = [similarity_name(fn_name) for fn_name in similarity_fn_names or []]
+        if not self.similarity_fn_names and self.main_similarity is not None:
+            self.similarity_fn_names = [self.main_similarity]
+        self.name = name
+        self.show_progress_bar = resolve_progress_bar(show_progress_bar, logger)
+        self.write_csv = write_csv
+        self.precision = precision
+        self.truncate_dim = truncate_dim
+        self.csv_file = (
+            "similarity_evaluation" + (f"_{name}" if name else "") + (f"_{precision}" if precision else "")
+        ) + "_results.csv"
+        self.csv_headers = ["epoch", "steps"]
+        self._append_csv_headers(self.similarity_fn_names)
+
+    def _append_csv_headers(self, similarity_fn_names: list[str]) -> None:
+        self.csv_headers += [
+            f"{fn_name}_{metric}" for fn_name in similarity_fn_names for metric in ("pearson", "spearman")
+        ]
+
+    @classmethod
+    def from_input_examples(cls, examples, **kwargs) -> EmbeddingSimilarityEvaluator:
+        """From examples with `.texts` (two sentences) and `.label` (the gold score)."""
+        return cls(
+            [example.texts[0] for example in examples],
+            [example.texts[1] for example in examples],
+            [example.label for example in examples],
+            **kwargs,
+        )
+
+    def __call__(
+        self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        logger.info(
+            f"EmbeddingSimilarityEvaluator: Evaluating the model on the {self.name} dataset"
+            f"{progress_text(epoch, steps, self.truncate_dim)}:"
+        )
+        normalize = self.precision is not None
+        embeddings1 = self.embed_inputs(model, self.sentences1, normalize_embeddings=normalize)
+        embeddings2 = self.embed_inputs(model, self.sentences2, normalize_embeddings=normalize)
+        if not self.similarity_fn_names:
+            self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
+            self._append_csv_headers(self.similarity_fn_names)
+
+        metrics = {}
+        for fn_name in self.similarity_fn_names:
+            similarities = np.asarray(PAIRWISE_SIMILARITY_FUNCTIONS[fn_name](embeddings1, embeddings2))
+            metrics[f"pearson_{fn_name}"] = pearsonr(self.scores, similarities)[0]
+            metrics[f"spearman_{fn_name}"] = spearmanr(self.scores, similarities)[0]
+            logger.info(
+                f"{fn_name.capitalize()}-Similarity:\tPearson: {metrics[f'pearson_{fn_name}']:.4f}\t"
+                f"Spearman: {metrics[f'spearman_{fn_name}']:.4f}"
+            )
+
+        if output_path is not None and self.write_csv:
+            append_csv_row(output_path, self.csv_file, self.csv_headers, [epoch, steps, *metrics.values()])
+
+        if len(self.similarity_fn_names) > 1:
+            metrics["pearson_max"] = max(
+                metrics[f"pearson_{fn_name}"] for fn_name in self.similarity_fn_names
+            )
+            metrics["spearman_max"] = max(
+                metrics[f"spearman_{fn_name}"] for fn_name in self.similarity_fn_names
+            )
+        if self.main_similarity:
+            self.primary_metric = f"spearman_{self.main_similarity}"
+        elif len(self.similarity_fn_names) > 1:
+            self.primary_metric = "spearman_max"
+        else:
+            self.primary_metric = f"spearman_{self.similarity_fn_names[0]}"
+        return self.prefix_name_to_metrics(metrics, self.name)
