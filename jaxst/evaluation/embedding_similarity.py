@@ -17,11 +17,10 @@ from jaxst.evaluation.base import (
     resolve_progress_bar,
     similarity_name,
 )
+from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS
 
 logger = logging.getLogger(__name__)
-
-SUPPORTED_PRECISIONS = (None, "float32")
 
 
 class EmbeddingSimilarityEvaluator(BaseEvaluator):
@@ -41,8 +40,9 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
         name: prefix of the metric keys and part of the CSV file name.
         show_progress_bar: passed to encode (None: on at INFO logging).
         write_csv: append the metrics to `similarity_evaluation[_{name}][_{precision}]_results.csv`.
-        precision: None or "float32" (embeddings L2-normalized first, as sentence-transformers does for
-            any precision); the quantized precisions wait for `quantize_embeddings`.
+        precision: None, or "float32", "int8", "uint8", "binary", "ubinary": embeddings are L2-normalized,
+            quantized (int8 / uint8 with ranges from both columns together) and compared as float32 (the
+            binary kinds unpacked to one 0/1 value per bit), as sentence-transformers does.
         truncate_dim: keep the first `truncate_dim` embedding dimensions.
     """
 
@@ -71,9 +71,9 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
             raise ValueError(
                 f"scores contains NaN at positions {nan_positions[:10]} ({len(nan_positions)} in all)."
             )
-        if precision not in SUPPORTED_PRECISIONS:
+        if precision is not None and precision not in PRECISIONS:
             raise ValueError(
-                f"precision={precision!r} is not supported; jaxst supports {SUPPORTED_PRECISIONS}."
+                f"precision={precision!r} is not supported; expected None or one of {PRECISIONS}."
             )
         self.sentences1 = sentences1
         self.sentences2 = sentences2
@@ -116,9 +116,7 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
             f"EmbeddingSimilarityEvaluator: Evaluating the model on the {self.name} dataset"
             f"{progress_text(epoch, steps, self.truncate_dim)}:"
         )
-        normalize = self.precision is not None
-        embeddings1 = self.embed_inputs(model, self.sentences1, normalize_embeddings=normalize)
-        embeddings2 = self.embed_inputs(model, self.sentences2, normalize_embeddings=normalize)
+        embeddings1, embeddings2 = self._embed_pairs(model)
         if not self.similarity_fn_names:
             self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
             self._append_csv_headers(self.similarity_fn_names)
@@ -150,3 +148,26 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
         else:
             self.primary_metric = f"spearman_{self.similarity_fn_names[0]}"
         return self.prefix_name_to_metrics(metrics, self.name)
+
+    def _embed_pairs(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """Float32 embeddings of both columns, normalized and quantized when `precision` is set."""
+        if self.precision is None:
+            return self.embed_inputs(model, self.sentences1), self.embed_inputs(model, self.sentences2)
+        if self.precision.endswith("int8"):  # one calibration for both columns
+            embeddings = self.embed_inputs(
+                model, [*self.sentences1, *self.sentences2], normalize_embeddings=True
+            )
+            quantized = quantize_embeddings(embeddings, self.precision)
+            halves = quantized[: len(self.sentences1)], quantized[len(self.sentences1) :]
+        else:
+            halves = tuple(
+                quantize_embeddings(
+                    self.embed_inputs(model, sentences, normalize_embeddings=True), self.precision
+                )
+                for sentences in (self.sentences1, self.sentences2)
+            )
+        if self.precision == "binary":
+            halves = tuple((half.astype(np.int16) + 128).astype(np.uint8) for half in halves)
+        if self.precision in ("binary", "ubinary"):
+            halves = tuple(np.unpackbits(half, axis=1) for half in halves)
+        return halves[0].astype(np.float32), halves[1].astype(np.float32)

@@ -1,5 +1,6 @@
 """Similarity functions, semantic search and mining utilities, named as in `sentence_transformers.util`."""
 
+from jaxst.quantization import quantize_embeddings
 from jaxst.similarity import (
     cos_sim,
     dot_score,
@@ -29,5 +30,6 @@ __all__ = [
     "pairwise_manhattan_sim",
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
+    "quantize_embeddings",
     "semantic_search",
 ]

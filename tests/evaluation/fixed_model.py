@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from sentence_transformers.util import SimilarityFunction
+from sentence_transformers.util import SimilarityFunction, quantize_embeddings
 
 
 def hashed_vector(text: str, dim: int) -> np.ndarray:
@@ -26,7 +26,8 @@ class _NoModelCard:
 
 
 class FixedEmbeddingModel:
-    """`encode` (numpy or torch), `encode_query` / `encode_document`, `similarity_fn_name`, `similarity`."""
+    """`encode` (numpy or torch, with sentence-transformers' truncation, normalization and quantization),
+    `encode_query` / `encode_document`, `similarity_fn_name`, `similarity`."""
 
     device = torch.device("cpu")
     model_card_data = _NoModelCard()
@@ -58,6 +59,7 @@ class FixedEmbeddingModel:
         prompt_name: str | None = None,
         prompt: str | None = None,
         truncate_dim: int | None = None,
+        precision: str | None = "float32",
         **kwargs,
     ):
         texts = [sentences] if isinstance(sentences, str) else list(sentences)
@@ -69,6 +71,11 @@ class FixedEmbeddingModel:
         if normalize_embeddings:
             norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
             embeddings = embeddings / np.maximum(norms, 1e-12)
+        if precision not in (
+            None,
+            "float32",
+        ):  # sentence-transformers' own quantization, as its encode applies it
+            embeddings = quantize_embeddings(embeddings, precision=precision)
         if isinstance(sentences, str):
             embeddings = embeddings[0]
         return torch.from_numpy(embeddings) if convert_to_tensor else embeddings
