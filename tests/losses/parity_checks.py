@@ -6,7 +6,7 @@ A JAX loss under test is written as `loss(columns, labels) -> scalar`, `columns`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -65,35 +65,39 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float((np.abs(actual - expected).max(axis=1) / scale).max())
 
 
-def jax_loss_and_grads(
-    loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None
-) -> tuple[float, list[np.ndarray]]:
-    """Value of a JAX loss and its gradient with respect to every column."""
-    labels = None if labels is None else jnp.asarray(labels)
-    value, grads = jax.value_and_grad(lambda cols: loss(cols, labels))([jnp.asarray(c) for c in columns])
-    return float(value), [np.asarray(g) for g in grads]
+Case = tuple[Sequence[np.ndarray], np.ndarray | None]
 
 
-def assert_matches_torch(
-    loss: JaxLoss,
-    make_torch_loss: Callable,
-    columns: Sequence[np.ndarray],
-    labels: np.ndarray | None = None,
-    torch_labels: np.ndarray | None = None,
-) -> None:
-    """Value and per-column gradients equal sentence-transformers' at PARITY_RTOL, all finite.
+def edge_cases(
+    num_columns: int, make_labels: Callable[[int], np.ndarray | None], *, seed: int = 0, **sizes: int
+) -> dict[str, Case]:
+    """Every one of EDGE_CASES as (columns, make_labels(batch size)); `sizes` as for make_columns."""
+    cases = {}
+    for case in EDGE_CASES:
+        columns = make_columns(case, num_columns, seed=seed, **sizes)
+        cases[case] = (columns, make_labels(len(columns[0])))
+    return cases
 
-    `torch_labels` replaces `labels` on the torch side when the two conventions differ.
+
+def assert_matches_torch(loss: JaxLoss, make_torch_loss: Callable, cases: Mapping[str, Case]) -> None:
+    """On every named case, value and per-column gradients equal sentence-transformers' at PARITY_RTOL.
+
+    Values and gradients must also be finite. The loss is jitted once for all the cases (one compile per
+    distinct shape), which keeps the tests fast.
     """
-    value, grads = jax_loss_and_grads(loss, columns, labels)
-    expected_value, expected_grads = torch_loss_and_grads(
-        make_torch_loss, columns, labels if torch_labels is None else torch_labels
-    )
-    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads), "non-finite value or gradient"
-    assert relative_error(value, expected_value) <= PARITY_RTOL, (value, expected_value)
-    for index, (grad, expected) in enumerate(zip(grads, expected_grads, strict=True)):
-        error = relative_error(grad, expected)
-        assert error <= PARITY_RTOL, f"gradient of column {index}: relative error {error:.3g}"
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    for name, (columns, labels) in cases.items():
+        value, grads = value_and_grad(
+            [jnp.asarray(c) for c in columns], None if labels is None else jnp.asarray(labels)
+        )
+        grads = [np.asarray(g) for g in grads]
+        expected_value, expected_grads = torch_loss_and_grads(make_torch_loss, columns, labels)
+        assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads), f"{name}: not finite"
+        value_error = relative_error(value, expected_value)
+        assert value_error <= PARITY_RTOL, f"{name}: value {float(value)} != {expected_value}"
+        for index, (grad, expected) in enumerate(zip(grads, expected_grads, strict=True)):
+            error = relative_error(grad, expected)
+            assert error <= PARITY_RTOL, f"{name}: gradient of column {index}, relative error {error:.3g}"
 
 
 def assert_traces_once(loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None) -> None:
@@ -118,10 +122,9 @@ def assert_vmap_matches_loop(
     stacked_columns = [jnp.stack([cols[i] for cols, _ in groups]) for i in range(len(groups[0][0]))]
     has_labels = groups[0][1] is not None
     stacked_labels = jnp.stack([labs for _, labs in groups]) if has_labels else None
-    value_and_grad = jax.value_and_grad(loss)
-    values, grads = jax.vmap(value_and_grad, in_axes=(0, 0 if has_labels else None))(
-        stacked_columns, stacked_labels
-    )
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    batched = jax.jit(jax.vmap(jax.value_and_grad(loss), in_axes=(0, 0 if has_labels else None)))
+    values, grads = batched(stacked_columns, stacked_labels)
     for g, (cols, labs) in enumerate(groups):
         value, grad = value_and_grad(
             [jnp.asarray(c) for c in cols], None if labs is None else jnp.asarray(labs)
@@ -136,6 +139,7 @@ def assert_bfloat16_close(
 ) -> None:
     """bfloat16 inputs give float32: equal to float32 on the rounded inputs, close to the float32 loss."""
     labels = None if labels is None else jnp.asarray(labels)
+    loss = jax.jit(loss)
     rounded = [jnp.asarray(c).astype(jnp.bfloat16) for c in columns]
     value = loss(rounded, labels)
     assert value.dtype == jnp.float32, value.dtype

@@ -13,12 +13,12 @@ from jaxst.losses.contrastive import (
     online_contrastive_loss,
 )
 from tests.losses.parity_checks import (
-    EDGE_CASES,
     assert_bfloat16_close,
     assert_matches_torch,
     assert_trace_time_error,
     assert_traces_once,
     assert_vmap_matches_loop,
+    edge_cases,
     make_columns,
 )
 
@@ -40,25 +40,22 @@ def pair_labels(kind: str, batch: int, seed: int = 1) -> np.ndarray:
     return labels
 
 
-def cases():
-    yield from ((case, "mixed") for case in EDGE_CASES)
-    yield from (("random", kind) for kind in LABEL_KINDS[1:])
+def cases(seed: int) -> dict:
+    """The edge cases with mixed labels, and random pairs with labels all 1 and all 0."""
+    cases = edge_cases(2, lambda batch: pair_labels("mixed", batch, seed), seed=seed)
+    random_columns = cases["random"][0]
+    for kind in LABEL_KINDS[1:]:
+        cases[kind] = (random_columns, pair_labels(kind, len(random_columns[0])))
+    return cases
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize(("case", "label_kind"), list(cases()))
-def test_contrastive_matches_sentence_transformers(metric, case, label_kind):
+def test_contrastive_matches_sentence_transformers(metric):
     ours, theirs = METRICS[metric]
-    columns = make_columns(case, 2)
-    labels = pair_labels(label_kind, len(columns[0]))
     margin = 2.0 if metric != "cosine_distance" else 0.5  # a margin that leaves some negatives active
     loss = ContrastiveLoss(None, distance_metric=ours, margin=margin)
-    assert_matches_torch(
-        loss.compute,
-        lambda m: st_losses.ContrastiveLoss(m, distance_metric=theirs, margin=margin),
-        columns,
-        labels,
-    )
+    make_theirs = lambda m: st_losses.ContrastiveLoss(m, distance_metric=theirs, margin=margin)
+    assert_matches_torch(loss.compute, make_theirs, cases(seed=0))
 
 
 @pytest.mark.filterwarnings("ignore:ContrastiveLoss expects binary labels")
@@ -66,25 +63,17 @@ def test_contrastive_sum_and_soft_labels_match_sentence_transformers():
     columns = make_columns("random", 2, seed=3)
     labels = np.array([0.0, 1.0, 0.3, 0.7, 1.0, 0.0], dtype=np.float32)
     loss = lambda cols, labs: contrastive_loss(*cols, labs, size_average=False, margin=0.9)
-    assert_matches_torch(
-        loss, lambda m: st_losses.ContrastiveLoss(m, size_average=False, margin=0.9), columns, labels
-    )
+    make_theirs = lambda m: st_losses.ContrastiveLoss(m, size_average=False, margin=0.9)
+    assert_matches_torch(loss, make_theirs, {"soft labels": (columns, labels)})
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize(("case", "label_kind"), list(cases()))
-def test_online_contrastive_matches_sentence_transformers(metric, case, label_kind):
+def test_online_contrastive_matches_sentence_transformers(metric):
     ours, theirs = METRICS[metric]
-    columns = make_columns(case, 2, seed=5)
-    labels = pair_labels(label_kind, len(columns[0]), seed=2)
     margin = 5.0 if metric != "cosine_distance" else 0.5
     loss = OnlineContrastiveLoss(None, distance_metric=ours, margin=margin)
-    assert_matches_torch(
-        loss.compute,
-        lambda m: st_losses.OnlineContrastiveLoss(m, distance_metric=theirs, margin=margin),
-        columns,
-        labels,
-    )
+    make_theirs = lambda m: st_losses.OnlineContrastiveLoss(m, distance_metric=theirs, margin=margin)
+    assert_matches_torch(loss.compute, make_theirs, cases(seed=5))
 
 
 @pytest.mark.filterwarnings("ignore:OnlineContrastiveLoss expects binary labels")
@@ -95,8 +84,7 @@ def test_online_contrastive_ignores_other_labels_and_selects_hard_pairs():
     assert_matches_torch(
         loss,
         lambda m: st_losses.OnlineContrastiveLoss(m, distance_metric=STMetric.EUCLIDEAN, margin=5.0),
-        columns,
-        labels,
+        {"labels 0, 1 and 2": (columns, labels)},
     )
 
 
