@@ -1,5 +1,6 @@
 """Training: data loading, optimizer and schedules, checkpoints (the train step and fit come with them)."""
 
+from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import (
     Batch,
     DataLoader,
@@ -12,10 +13,11 @@ from jaxst.training.data import (
 from jaxst.training.optim import SCHEDULERS, make_optimizer, make_schedule, weight_decay_mask
 
 __all__ = [
+    "SCHEDULERS",
     "Batch",
+    "Checkpointer",
     "DataLoader",
     "InputExample",
-    "SCHEDULERS",
     "NoDuplicatesDataLoader",
     "SentencesDataset",
     "collate",

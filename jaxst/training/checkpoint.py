@@ -1,0 +1,165 @@
+"""Training checkpoints with orbax-checkpoint: atomic, bit-exact, newest N kept.
+
+A checkpoint is the folder `<directory>/<step>/` holding
+- `state/`: any pytree of arrays (the train state: parameters, optimizer state, step, rng key, loss
+  parameters), written with orbax's StandardSave; typed PRNG keys are stored as their key data;
+- `meta/`: JSON: the caller's metadata (data-loader positions, epoch, ...) and the shape and dtype of
+  every state leaf, so that restoring into a different structure fails with the leaf's path.
+
+Orbax writes each checkpoint into a temporary folder and renames it to `<step>` once complete, so a
+save interrupted at any point (exception, kill, power loss) leaves the previous checkpoints intact and
+never a half-written `<step>`; leftover temporary folders are removed when a `Checkpointer` opens the
+directory. Saves are synchronous. In a multi-process run every process calls `save` and `restore`
+with its (replicated) state, as orbax requires; pmap-replicated states are saved unreplicated.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# How long a failed save waits for orbax's writer threads it started.
+_FAILED_SAVE_JOIN_SECONDS = 60.0
+
+
+def _leaf_specs(state: Any) -> dict[str, dict[str, Any]]:
+    """{path: {"shape", "dtype"}} of every leaf, the paths as jax.tree_util.keystr writes them."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {
+        jax.tree_util.keystr(path): {
+            "shape": list(jax.numpy.shape(leaf)),
+            "dtype": str(jax.numpy.result_type(leaf)),
+        }
+        for path, leaf in leaves
+    }
+
+
+def _check_matches(saved: Mapping[str, Any], like: Any, step_dir: Path) -> None:
+    wanted = _leaf_specs(like)
+    missing = sorted(set(saved) - set(wanted))
+    unexpected = sorted(set(wanted) - set(saved))
+    if missing or unexpected:
+        raise ValueError(
+            f"The checkpoint {step_dir} does not match the state structure given to restore: leaves only in "
+            f"the checkpoint {missing[:5]}, leaves only in the given state {unexpected[:5]}."
+        )
+    for path, spec in wanted.items():
+        if saved[path] != spec:
+            raise ValueError(
+                f"Leaf {path} of the checkpoint {step_dir} has shape {saved[path]['shape']} and dtype "
+                f"{saved[path]['dtype']}; the given state has shape {spec['shape']} and dtype "
+                f"{spec['dtype']}."
+            )
+
+
+class Checkpointer:
+    """Saves and restores training states in `directory`, one sub-folder per step.
+
+    Args:
+        directory: the checkpoint folder (created if missing).
+        save_total_limit: keep only the newest this many checkpoints; 0 keeps all (sentence-transformers'
+            `checkpoint_save_total_limit`).
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, save_total_limit: int = 0) -> None:
+        if save_total_limit < 0:
+            raise ValueError(f"save_total_limit must be >= 0 (0 keeps all), got {save_total_limit}.")
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=save_total_limit or None,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
+                create=True,
+            ),
+        )
+
+    def all_steps(self) -> list[int]:
+        """The steps of the complete checkpoints, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step (what `resume_from_checkpoint` continues), or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def step_dir(self, step: int) -> Path:
+        """The folder of the checkpoint of `step`."""
+        return self.directory / str(step)
+
+    def save(self, step: int, state: Any, *, metadata: Mapping[str, Any] | None = None) -> Path:
+        """Writes `state` and JSON-serialisable `metadata` as the checkpoint of `step`; returns its folder.
+
+        Afterwards the oldest checkpoints beyond `save_total_limit` are deleted.
+
+        Raises:
+            FileExistsError: a checkpoint of `step` (or of a later step) already exists.
+        """
+        latest = self.latest_step()
+        if latest is not None and step <= latest:
+            raise FileExistsError(
+                f"Cannot save step {step} in {self.directory}: it already holds a checkpoint of step "
+                f"{latest}."
+            )
+        meta = {"metadata": dict(metadata or {}), "leaves": _leaf_specs(state)}
+        threads_before = set(threading.enumerate())
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            )
+            self._manager.wait_until_finished()
+        except BaseException:
+            # Orbax's writer threads of the other items go on after one item failed: let them finish, so
+            # that nothing writes into the directory once save has raised (a retry would race them).
+            for thread in set(threading.enumerate()) - threads_before:
+                if type(thread).__module__.startswith("orbax."):
+                    thread.join(_FAILED_SAVE_JOIN_SECONDS)
+            raise
+        return self.step_dir(step)
+
+    def restore(self, like: Any, *, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reads a checkpoint into the structure, shapes, dtypes and shardings of `like`, bit for bit.
+
+        Args:
+            like: a state of the saved structure (e.g. a freshly initialised train state).
+            step: the checkpoint to read; None reads the newest.
+
+        Returns:
+            (the state, the metadata given to `save`).
+
+        Raises:
+            FileNotFoundError: no checkpoint (of `step`) in the directory.
+            ValueError: `like` differs from the saved state in structure, a shape or a dtype (named).
+        """
+        steps = self.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(
+                f"No checkpoint of step {step} in {self.directory}; its checkpoints: {steps}."
+            )
+        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        _check_matches(meta["leaves"], like, self.step_dir(step))
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))
+        return restored.state, meta["metadata"]
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
