@@ -11,7 +11,9 @@ the running top-k of that query chunk. Shapes are static:
   so that it fits, and its rows that belong to the previous chunk are masked with -inf. No copy of the
   corpus is padded.
 
-Peak memory beyond the inputs is one `[query_chunk, corpus_chunk]` float32 score matrix plus its top-k.
+Peak memory beyond the inputs is a device copy of the corpus and one `[query_chunk, corpus_chunk]` float32
+score matrix plus its top-k. For `cos_sim`, the corpus copy and each query chunk are L2-normalized once
+and scored with `dot_score`, the same arithmetic as `cos_sim` without renormalizing every chunk.
 
 Ties are broken by the lower corpus index (`jax.lax.top_k` keeps the first of equal values, and the running
 top-k, which holds lower indices, comes first in each merge), so the hits do not depend on the chunk sizes.
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxst.similarity import cos_sim
+from jaxst.similarity import cos_sim, dot_score, normalize
 
 ScoreFunction = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -46,6 +48,10 @@ def as_embedding_matrix(embeddings, argument: str) -> np.ndarray:
     if matrix.ndim != 2:
         raise ValueError(f"{argument} must be a [N, D] matrix of embeddings, got shape {matrix.shape}.")
     return matrix
+
+
+# Donating the corpus lets its normalized copy reuse its buffer (the search's own copy of the input).
+_normalize_in_place = jax.jit(normalize, donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnames=("score_function", "corpus_chunk"))
@@ -118,13 +124,16 @@ def top_k_search(
     query_chunk = min(query_chunk_size, 1 << (n_queries - 1).bit_length())
     corpus_chunk = min(corpus_chunk_size, n_corpus)
     corpus = jnp.asarray(corpus_embeddings)
+    normalize_queries = score_function is cos_sim
+    if normalize_queries:  # cos_sim would renormalize each corpus chunk at every call: do it once
+        corpus, score_function = _normalize_in_place(corpus), dot_score
     merge = functools.partial(_merge_corpus_chunk, score_function=score_function, corpus_chunk=corpus_chunk)
     chunk_results = []
     for query_start in range(0, n_queries, query_chunk):
         rows = query_embeddings[query_start : query_start + query_chunk]
         padded = np.zeros((query_chunk, rows.shape[1]), np.float32)
         padded[: len(rows)] = rows
-        queries = jnp.asarray(padded)
+        queries = normalize(jnp.asarray(padded)) if normalize_queries else jnp.asarray(padded)
         values = jnp.full((query_chunk, k), -jnp.inf, jnp.float32)
         ids = jnp.full((query_chunk, k), -1, jnp.int32)
         for corpus_start in range(0, n_corpus, corpus_chunk):
