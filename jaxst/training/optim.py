@@ -98,7 +98,9 @@ def weight_decay_mask(params: Any) -> Any:
     or LayerNorm parameters, and MPNet's 2-D `relative_attention_bias` table is excluded by its name. It
     depends on shapes rather than on how an encoder names its layer norms (`scale`, `weight`). It differs
     on DistilBERT, where sentence-transformers decays the layer-norm weights, because they are named
-    `sa_layer_norm.weight` / `output_layer_norm.weight`.
+    `sa_layer_norm.weight` / `output_layer_norm.weight`. torch's AdamW also skips parameters that get no
+    gradient at all (e.g. BERT's pooler under mean pooling), while optax decays every masked leaf: keep
+    unused parameters out of the trained pytree.
 
     Args:
         params: any pytree of arrays (nested dicts, `nnx.State`).
