@@ -103,27 +103,25 @@ class Tokenized:
         """[N] number of tokens of each text."""
         return np.diff(self.offsets)
 
-    def padded(self, indices: np.ndarray, rows: int, length: int) -> dict[str, np.ndarray]:
+    def padded(self, indices: np.ndarray, rows: int, length: int, pad_id: int) -> dict[str, np.ndarray]:
         """Texts `indices` as right-padded int32 arrays [rows, length]; rows past len(indices) are padding.
 
-        Returns input_ids, attention_mask and (when the model takes them) token_type_ids.
+        Returns input_ids (padded with `pad_id`), attention_mask and (when the model takes them)
+        token_type_ids (padded with 0).
         """
         lengths = self.lengths[indices]
-        mask = np.arange(length)[None, :] < lengths[:, None]
-        gather = np.where(mask, self.offsets[indices][:, None] + np.arange(length)[None, :], 0)
-        features = {"input_ids": self._gather(self.ids, gather, mask), "attention_mask": mask}
+        mask = np.zeros((rows, length), bool)
+        mask[: len(indices)] = np.arange(length)[None, :] < lengths[:, None]
+        gather = np.zeros((rows, length), np.int64)
+        gather[: len(indices)] = self.offsets[indices][:, None] + np.arange(length)[None, :]
+        gather = np.where(mask, gather, 0)
+        features = {
+            "input_ids": _gather(self.ids, gather, mask, pad_id),
+            "attention_mask": mask.astype(np.int32),
+        }
         if self.type_ids is not None:
-            features["token_type_ids"] = self._gather(self.type_ids, gather, mask)
-        out = {}
-        for key, value in features.items():
-            array = np.zeros((rows, length), np.int32)
-            array[: len(indices)] = value
-            out[key] = array
-        return out
-
-    @staticmethod
-    def _gather(flat: np.ndarray, gather: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.where(mask, flat[gather], 0) if flat.size else np.zeros(mask.shape, np.int32)
+            features["token_type_ids"] = _gather(self.type_ids, gather, mask, 0)
+        return features
 
 
 class Transformer:
@@ -136,11 +134,17 @@ class Transformer:
 
     type_ref = "sentence_transformers.base.modules.transformer.Transformer"
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, do_lower_case: bool = False):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        do_lower_case: bool = False,
+        takes_token_type_ids: bool = True,
+    ):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"jaxst needs a fast tokenizer; {type(tokenizer).__name__} is not one.")
         self.tokenizer = tokenizer
         self.do_lower_case = do_lower_case
+        self.takes_token_type_ids = takes_token_type_ids
         if do_lower_case:
             normalizer = tokenizer.backend_tokenizer.normalizer
             if not _has_lowercase(normalizer):
@@ -150,12 +154,15 @@ class Transformer:
                 )
 
     @classmethod
-    def load(cls, folder: str | Path, max_position_embeddings: int | None) -> Transformer:
+    def load(
+        cls, folder: str | Path, max_position_embeddings: int | None, takes_token_type_ids: bool
+    ) -> Transformer:
         """Loads the config and tokenizer of the Transformer module saved in `folder`.
 
         Args:
             folder: the module folder (the model root for sentence-transformers folders).
-            max_position_embeddings: the encoder's position limit, to cap the tokenizer's max length.
+            max_position_embeddings: the encoder config's position limit, to cap the tokenizer's max length.
+            takes_token_type_ids: whether the encoder has token type embeddings.
         """
         config = read_transformer_config(folder)
         tokenizer_kwargs: dict[str, Any] = {}
@@ -170,7 +177,7 @@ class Transformer:
             raise ValueError(f"Could not load a tokenizer from {folder}: {error}") from error
         if "model_max_length" not in tokenizer_kwargs and max_position_embeddings not in (None, -1):
             tokenizer.model_max_length = min(tokenizer.model_max_length, max_position_embeddings)
-        return cls(tokenizer, do_lower_case=bool(config.get("do_lower_case", False)))
+        return cls(tokenizer, bool(config.get("do_lower_case", False)), takes_token_type_ids)
 
     @property
     def max_seq_length(self) -> int:
@@ -185,7 +192,12 @@ class Transformer:
 
     @property
     def uses_token_type_ids(self) -> bool:
-        return "token_type_ids" in self.tokenizer.model_input_names
+        """Whether token_type_ids are fed: the tokenizer makes them and the encoder takes them."""
+        return self.takes_token_type_ids and "token_type_ids" in self.tokenizer.model_input_names
+
+    @property
+    def pad_token_id(self) -> int:
+        return 0 if self.tokenizer.pad_token_id is None else int(self.tokenizer.pad_token_id)
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         """Tokenizes texts with special tokens, truncated to `max_seq_length`, into a `Tokenized`."""
@@ -222,6 +234,11 @@ class Transformer:
         self.tokenizer.save_pretrained(str(folder))
         with open(Path(folder) / "sentence_bert_config.json", "w", encoding="utf-8") as f:
             json.dump(SAVED_CONFIG, f, indent=4)
+
+
+def _gather(flat: np.ndarray, gather: np.ndarray, mask: np.ndarray, fill: int) -> np.ndarray:
+    values = flat[gather] if flat.size else np.zeros(mask.shape, np.int32)
+    return np.where(mask, values, fill).astype(np.int32)
 
 
 def _flatten(rows: list[list[int]], total: int) -> np.ndarray:

@@ -1,0 +1,478 @@
+"""SentenceTransformer: load a sentence-transformers folder, encode texts fast, save back for PyTorch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxst import encoding
+from jaxst.io.st_format import (
+    SIMILARITY_FN_NAMES,
+    ModelConfig,
+    ModuleEntry,
+    read_model_config,
+    read_modules_json,
+    write_model_config,
+    write_modules_json,
+)
+from jaxst.models import load_encoder, save_encoder
+from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
+from jaxst.quantization import PRECISIONS, quantize_embeddings
+from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS, normalize
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
+PipelineModule = Pooling | Dense | Normalize
+
+
+class SentenceTransformer:
+    """A sentence-transformers model in JAX: Transformer encoder, then Pooling / Dense / Normalize.
+
+    Loading reads a local sentence-transformers folder through `modules.json` (a plain Hugging Face
+    folder loads as Transformer + mean Pooling, as sentence-transformers does); `save` writes the same
+    format back, loadable by PyTorch sentence-transformers.
+
+    Inference: `encode` (with `encode_query`, `encode_document`), `similarity`, `similarity_pairwise`,
+    with sentence-transformers' semantics. Texts are sorted by token count and padded to
+    `bucket_lengths`, so one `encode` call compiles at most one program per bucket it uses;
+    `compile_count` counts the programs traced so far.
+
+    Training, as pure functions of explicit parameters:
+
+    - `model.params`: pytree of every trainable parameter, float32:
+      `{"encoder": nnx.State of the encoder, "modules": {"<pipeline index>": Dense params, ...}}`.
+    - `model.graphdef`: the encoder's static `nnx.GraphDef`.
+    - `model.tokenize(texts) -> dict[str, np.ndarray]`: input_ids, attention_mask (and token_type_ids where
+      the model takes them), int32 [N, L], L the bucket length of the longest text.
+    - `model.forward(params, features, *, dropout_rng=None, output_hidden_states=False) -> dict`: features
+      plus "token_embeddings" [B, T, H], "sentence_embedding" [B, D] float32 (and "all_layer_embeddings",
+      L + 1 arrays [B, T, H], when asked). Pure: works under jax.jit, jax.grad, jax.pmap, shard_map.
+      `dropout_rng` (a jax.random key) turns on train-mode dropout; None is eval mode.
+    - `model.set_params(params)`: writes trained parameters back (same structure and shapes).
+
+    `encode` runs the same `forward`, so training and inference agree.
+
+    Args:
+        model_name_or_path: a local folder (jaxst never downloads).
+        dtype: compute dtype of the encoder, jnp.float32 or jnp.bfloat16 (parameters stay float32).
+        device: ignored (JAX places arrays on its default device); accepted for sentence-transformers code.
+        prompts: prompts by name, overriding the saved ones, e.g. {"query": "query: "}.
+        default_prompt_name: the prompt used when encode gets neither `prompt` nor `prompt_name`.
+        similarity_fn_name: "cosine", "dot", "euclidean" or "manhattan" (default: saved, else cosine).
+        truncate_dim: keep only the first `truncate_dim` embedding dimensions (default: saved, else all).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        dtype: Any = jnp.float32,
+        device: Any = None,
+        *,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        truncate_dim: int | None = None,
+    ):
+        del device
+        folder = Path(model_name_or_path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a local model folder (jaxst does not download models).")
+        entries = read_modules_json(folder)
+        if entries is not None and (
+            entries[0].kind != "Transformer" or any(e.kind == "Transformer" for e in entries[1:])
+        ):
+            raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
+        transformer_folder = folder if entries is None else folder / entries[0].path
+
+        encoder = load_encoder(transformer_folder, dtype=dtype)
+        self.graphdef, encoder_params = nnx.split(encoder)
+        self.hidden_size = int(encoder.hidden_size)
+        self.dtype = encoder.dtype
+        self._max_positions = int(encoder.embeddings.max_length)
+        self.transformer = Transformer.load(
+            transformer_folder,
+            getattr(encoder.config, "max_position_embeddings", None),
+            type(encoder).uses_token_type_ids,
+        )
+        if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
+            self.pipeline: list[tuple[str, PipelineModule]] = [("1", Pooling(self.hidden_size))]
+            module_params: dict[str, Any] = {}
+        else:
+            self.pipeline, module_params = load_pipeline(folder, entries[1:])
+        self._params = {"encoder": encoder_params, "modules": module_params}
+
+        saved = read_model_config(folder)
+        self.prompts = {"query": "", "document": "", **saved.prompts, **(prompts or {})}
+        self.default_prompt_name = default_prompt_name or saved.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"Default prompt name {self.default_prompt_name!r} not in the prompts {list(self.prompts)}."
+            )
+        self._similarity_fn_name: str | None = None
+        self.similarity_fn_name = similarity_fn_name or saved.similarity_fn_name
+        self.truncate_dim = truncate_dim if truncate_dim is not None else saved.truncate_dim
+
+        self.compile_count = 0
+        self._inference_step = jax.jit(
+            self._inference, static_argnames=("output_value", "truncate_dim", "normalize_embeddings")
+        )
+
+    # ----------------------------------------------------------------------------------------- training API
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """All trainable parameters: {"encoder": nnx.State, "modules": {index: Dense params}}."""
+        return self._params
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Replaces the parameters (e.g. after training); structure, shapes and dtypes must match."""
+        if jax.tree.structure(params) != jax.tree.structure(self._params):
+            raise ValueError("set_params: the parameter tree differs from model.params.")
+        for (path, new), old in zip(
+            jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(self._params), strict=True
+        ):
+            if jnp.shape(new) != old.shape or jnp.result_type(new) != old.dtype:
+                raise ValueError(
+                    f"set_params: {jax.tree_util.keystr(path)} is {jnp.result_type(new)} "
+                    f"{list(jnp.shape(new))}, expected {old.dtype} {list(old.shape)}."
+                )
+        self._params = params
+
+    def forward(
+        self,
+        params: dict[str, Any],
+        features: dict[str, jax.Array],
+        *,
+        dropout_rng: jax.Array | None = None,
+        output_hidden_states: bool = False,
+    ) -> dict[str, jax.Array]:
+        """The model as a pure function: features -> features + token / sentence embeddings.
+
+        Args:
+            params: a pytree like `model.params`.
+            features: input_ids, attention_mask [B, T] int (and token_type_ids where the model takes
+                them; prompt_length, a scalar int, for Pooling with include_prompt=False).
+            dropout_rng: a jax.random key for train-mode dropout; None for eval mode.
+            output_hidden_states: also return "all_layer_embeddings" (L + 1 arrays [B, T, H]).
+
+        Returns:
+            The features plus "token_embeddings" [B, T, H] (compute dtype) and "sentence_embedding"
+            [B, D] float32 (after Pooling, Dense, Normalize).
+        """
+        encoder = nnx.merge(self.graphdef, params["encoder"])
+        token_type_ids = features.get("token_type_ids") if self.transformer.uses_token_type_ids else None
+        output = encoder(
+            features["input_ids"],
+            features["attention_mask"],
+            token_type_ids,
+            output_hidden_states=output_hidden_states,
+            dropout_rng=dropout_rng,
+        )
+        features = dict(features)
+        if output_hidden_states:
+            features["token_embeddings"], features["all_layer_embeddings"] = output
+        else:
+            features["token_embeddings"] = output
+        for name, module in self.pipeline:
+            features = module(params["modules"].get(name), features)
+        return features
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Tokenizes texts, truncated to max_seq_length, padded to the bucket of the longest.
+
+        Returns:
+            input_ids, attention_mask (and token_type_ids where the model takes them), int32 [N, L].
+        """
+        texts = check_texts(texts)
+        tokenized = self.transformer.tokenize(texts)
+        longest = int(tokenized.lengths.max(initial=1))
+        length = next(b for b in self.bucket_lengths if b >= longest)
+        return tokenized.padded(np.arange(len(texts)), len(texts), length, self.transformer.pad_token_id)
+
+    # --------------------------------------------------------------------------------------------- settings
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Hugging Face fast tokenizer."""
+        return self.transformer.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens."""
+        return self.transformer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if isinstance(value, int) and value > self._max_positions:
+            raise ValueError(f"max_seq_length {value} exceeds the model's {self._max_positions} positions.")
+        self.transformer.max_seq_length = value
+
+    @property
+    def bucket_lengths(self) -> tuple[int, ...]:
+        """The padded sequence lengths encode compiles for."""
+        return encoding.bucket_lengths(self.max_seq_length)
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """ "cosine", "dot", "euclidean" or "manhattan"; cosine when never set, as sentence-transformers."""
+        if self._similarity_fn_name is None:
+            self._similarity_fn_name = "cosine"
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: str | None) -> None:
+        value = getattr(value, "value", value)  # also accept sentence-transformers' SimilarityFunction
+        if value is not None and value not in SIMILARITY_FN_NAMES:
+            raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_FN_NAMES}, got {value!r}.")
+        self._similarity_fn_name = value
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Size of encode's sentence embeddings (after truncate_dim)."""
+        return self._output_dimension(self.truncate_dim)
+
+    def _output_dimension(self, truncate_dim: int | None) -> int:
+        dimension = self.hidden_size
+        for _, module in reversed(self.pipeline):
+            if isinstance(module, (Pooling, Dense)):
+                dimension = module.output_dimension
+                break
+        return dimension if truncate_dim is None else min(dimension, truncate_dim)
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> jax.Array:
+        """[N, M] similarity of every pair, with `similarity_fn_name`; 1-D inputs count as one row."""
+        return SIMILARITY_FUNCTIONS[self.similarity_fn_name](
+            jnp.asarray(embeddings1), jnp.asarray(embeddings2)
+        )
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> jax.Array:
+        """[N] similarity of embeddings1[i] and embeddings2[i], with `similarity_fn_name`."""
+        function = PAIRWISE_SIMILARITY_FUNCTIONS[self.similarity_fn_name]
+        return function(jnp.asarray(embeddings1), jnp.asarray(embeddings2))
+
+    # ------------------------------------------------------------------------------------------------ encode
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        *,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+    ) -> np.ndarray | jax.Array | list[Any]:
+        """Embeds texts, with sentence-transformers' semantics.
+
+        Args:
+            sentences: a text (gives one embedding [D]) or a sequence of texts (gives [N, D]).
+            prompt_name: key of `prompts` whose text is prepended to every text; ignored when `prompt`.
+            prompt: text prepended to every text.
+            batch_size: texts per forward pass.
+            show_progress_bar: a progress bar over batches (default: when logging at INFO or DEBUG).
+            output_value: "sentence_embedding", or "token_embeddings" for one [T_i, H] float32 array per
+                text (its T_i real tokens; not truncated, normalized or converted).
+            precision: "float32", "int8", "uint8", "binary" or "ubinary" (see `jaxst.quantization`;
+                int8 / uint8 ranges come from the call's own embeddings).
+            convert_to_numpy: a NumPy array [N, D]; False gives a list of N jax arrays [D].
+            convert_to_tensor: one jax.Array [N, D] (wins over convert_to_numpy).
+            normalize_embeddings: L2-normalize the (truncated) sentence embeddings.
+            truncate_dim: keep the first `truncate_dim` dimensions (default: the model's truncate_dim).
+
+        Returns:
+            float32 [N, D] (or the quantized dtype; [N, ceil(D / 8)] for the binary kinds); [0, D] for
+            no texts; or per text arrays for token embeddings.
+
+        Raises:
+            TypeError: a text that is not a str (naming its index).
+            ValueError: batch_size < 1, unknown precision, output_value or prompt_name.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if output_value not in OUTPUT_VALUES:
+            raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        single = isinstance(sentences, str)
+        texts = check_texts([sentences] if single else sentences)
+        prompt = self._resolve_prompt(prompt, prompt_name)
+        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+
+        prompt_length = 0
+        if prompt:
+            texts = [prompt + text for text in texts]
+            prompt_length = self.transformer.prompt_length(prompt)
+        tokenized = self.transformer.tokenize(texts)
+        run = partial(self._run, tokenized, batch_size, show_progress_bar, prompt_length)
+        if output_value == "sentence_embedding":
+            if not any(isinstance(m, Pooling) for _, m in self.pipeline):
+                raise ValueError("This model has no Pooling module, so no sentence embeddings.")
+            embeddings = np.empty((len(texts), self._output_dimension(truncate_dim)), np.float32)
+
+            def consume(batch: encoding.Batch, result: np.ndarray) -> None:
+                embeddings[batch.indices] = result[: len(batch.indices)]
+
+            run(consume, truncate_dim=truncate_dim, normalize_embeddings=normalize_embeddings)
+        else:
+            embeddings = [None] * len(texts)
+            lengths = tokenized.lengths
+
+            def consume(batch: encoding.Batch, result: np.ndarray) -> None:
+                for row, index in enumerate(batch.indices):
+                    embeddings[index] = result[row, : lengths[index]].copy()
+
+            run(consume, output_value="token_embeddings")
+        if precision != "float32":
+            embeddings = quantize_embeddings(embeddings, precision)
+        if output_value == "sentence_embedding":
+            if convert_to_tensor:
+                embeddings = jnp.asarray(embeddings)
+            elif not convert_to_numpy:
+                embeddings = list(jnp.asarray(embeddings))
+        return embeddings[0] if single else embeddings
+
+    def encode_query(
+        self, sentences: str | Sequence[str], **kwargs: Any
+    ) -> np.ndarray | jax.Array | list[Any]:
+        """encode with the "query" prompt when neither `prompt` nor `prompt_name` is given."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "query" in self.prompts:
+            kwargs["prompt_name"] = "query"
+        return self.encode(sentences, **kwargs)
+
+    def encode_document(
+        self, sentences: str | Sequence[str], **kwargs: Any
+    ) -> np.ndarray | jax.Array | list[Any]:
+        """encode with the "document" prompt when neither `prompt` nor `prompt_name` is given."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "document" in self.prompts:
+            kwargs["prompt_name"] = "document"
+        return self.encode(sentences, **kwargs)
+
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            if prompt_name is not None:
+                logger.warning("Both `prompt` and `prompt_name` given: using `prompt`.")
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(
+                    f"Prompt name {prompt_name!r} not found in the configured prompts {list(self.prompts)}."
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def _inference(
+        self,
+        params: dict[str, Any],
+        features: dict[str, jax.Array],
+        *,
+        output_value: str,
+        truncate_dim: int | None,
+        normalize_embeddings: bool,
+    ) -> jax.Array:
+        """One encode batch (jit-compiled per shape and options): forward, then truncate / normalize."""
+        self.compile_count += 1  # runs only while tracing, i.e. once per compiled program
+        features = self.forward(params, features)
+        if output_value == "token_embeddings":
+            return features["token_embeddings"].astype(jnp.float32)
+        embeddings = features["sentence_embedding"].astype(jnp.float32)
+        if truncate_dim is not None:
+            embeddings = embeddings[:, :truncate_dim]
+        return normalize(embeddings) if normalize_embeddings else embeddings
+
+    def _run(
+        self,
+        tokenized: Tokenized,
+        batch_size: int,
+        show_progress_bar: bool,
+        prompt_length: int,
+        consume: Callable[[encoding.Batch, np.ndarray], None],
+        *,
+        output_value: str = "sentence_embedding",
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = False,
+    ) -> None:
+        """Batches the texts by length and streams every batch through the jitted inference step."""
+        rows = encoding.rows_per_batch(len(tokenized.lengths), batch_size)
+        batches = encoding.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
+        options = {
+            "output_value": output_value,
+            "truncate_dim": truncate_dim,
+            "normalize_embeddings": normalize_embeddings,
+        }
+
+        def dispatch(batch: encoding.Batch) -> jax.Array:
+            features = tokenized.padded(batch.indices, rows, batch.length, self.transformer.pad_token_id)
+            features["prompt_length"] = np.int32(prompt_length)
+            return self._inference_step(self._params, features, **options)
+
+        progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
+        encoding.stream_batches(progress, dispatch, consume)
+
+    # -------------------------------------------------------------------------------------------------- save
+
+    def save(self, path: str | Path) -> None:
+        """Writes the sentence-transformers folder format, loadable by PyTorch sentence-transformers:
+        modules.json, config_sentence_transformers.json, the encoder (config.json, model.safetensors),
+        tokenizer files and sentence_bert_config.json at the root, and one folder per other module."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_model_config(
+            folder,
+            ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
+        )
+        save_encoder(nnx.merge(self.graphdef, self._params["encoder"]), folder)
+        self.transformer.save(folder)
+        listing = [(ModuleEntry("0", "", "Transformer"), Transformer.type_ref)]
+        for index, (name, module) in enumerate(self.pipeline, start=1):
+            kind = type(module).__name__
+            module_folder = folder / f"{index}_{kind}"
+            module_folder.mkdir(exist_ok=True)
+            module.save(module_folder, self._params["modules"].get(name))
+            listing.append((ModuleEntry(str(index), module_folder.name, kind), module.type_ref))
+        write_modules_json(folder, listing)
+
+
+def load_pipeline(
+    folder: Path, entries: list[ModuleEntry]
+) -> tuple[list[tuple[str, PipelineModule]], dict[str, Any]]:
+    """The modules after the Transformer, by pipeline index, and the params of those that have some."""
+    pipeline, params = [], {}
+    for index, entry in enumerate(entries, start=1):
+        module_folder = folder / entry.path
+        if entry.kind == "Dense":
+            module, params[str(index)] = Dense.load(module_folder)
+        elif entry.kind == "Pooling":
+            module = Pooling.load(module_folder)
+        else:
+            module = Normalize.load(module_folder)
+        pipeline.append((str(index), module))
+    return pipeline, params
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """The texts as a list; raises TypeError naming the first element that is not a str."""
+    texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"sentences[{index}] is a {type(text).__name__}, expected a str.")
+    return texts
