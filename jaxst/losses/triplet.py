@@ -1,0 +1,100 @@
+"""TripletLoss on (anchor, positive, negative) triplets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxst.losses.base import Loss
+from jaxst.losses.checks import check_rank, check_same_shape
+from jaxst.similarity import pairwise_cos_sim, pairwise_euclidean_sim, pairwise_manhattan_sim
+
+DistanceFunction = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class TripletDistanceMetric(StrEnum):
+    """Row-wise distances of sentence-transformers' `TripletDistanceMetric` (its `util` functions).
+
+    COSINE = 1 - pairwise_cos_sim, EUCLIDEAN = ||a - b||_2, MANHATTAN = sum |a - b| (`jaxst.similarity`).
+    """
+
+    COSINE = "cosine"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+
+_DISTANCES: dict[TripletDistanceMetric, DistanceFunction] = {
+    TripletDistanceMetric.COSINE: lambda a, b: 1.0 - pairwise_cos_sim(a, b),
+    TripletDistanceMetric.EUCLIDEAN: lambda a, b: -pairwise_euclidean_sim(a, b),
+    TripletDistanceMetric.MANHATTAN: lambda a, b: -pairwise_manhattan_sim(a, b),
+}
+
+
+def resolve_triplet_distance(
+    distance_metric: TripletDistanceMetric | str | DistanceFunction,
+) -> DistanceFunction:
+    """The row-wise distance ([N, D], [N, D] -> [N]) for an enum member, its value, or a callable."""
+    if callable(distance_metric):
+        return distance_metric
+    try:
+        return _DISTANCES[TripletDistanceMetric(distance_metric)]
+    except ValueError:
+        names = [metric.value for metric in TripletDistanceMetric]
+        raise ValueError(f"Unknown distance_metric {distance_metric!r}; expected one of {names}.") from None
+
+
+def triplet_loss(
+    anchors: jax.Array,
+    positives: jax.Array,
+    negatives: jax.Array,
+    *,
+    distance_metric: TripletDistanceMetric | str | DistanceFunction = TripletDistanceMetric.EUCLIDEAN,
+    triplet_margin: float = 5.0,
+) -> jax.Array:
+    """Triplet loss: each negative should be `triplet_margin` farther from its anchor than the positive is.
+
+    Args:
+        anchors: [B, D].
+        positives: [B, D].
+        negatives: [B, D], one negative per anchor.
+        distance_metric: a `TripletDistanceMetric`, its value, or a function [B, D], [B, D] -> [B].
+        triplet_margin: the margin.
+
+    Returns:
+        Scalar float32: mean_i relu(d(a_i, p_i) - d(a_i, n_i) + triplet_margin).
+    """
+    arrays = {"anchors": anchors, "positives": positives, "negatives": negatives}
+    check_rank("triplet_loss", arrays, 2)
+    check_same_shape("triplet_loss", arrays)
+    distance = resolve_triplet_distance(distance_metric)
+    distance_positive = distance(anchors, positives).astype(jnp.float32)
+    distance_negative = distance(anchors, negatives).astype(jnp.float32)
+    return jnp.mean(jax.nn.relu(distance_positive - distance_negative + triplet_margin))
+
+
+class TripletLoss(Loss):
+    """sentence-transformers' TripletLoss bound to a model; see `triplet_loss`."""
+
+    min_texts = 3
+    max_texts = 3
+    needs_labels = False
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        distance_metric: TripletDistanceMetric | str | DistanceFunction = TripletDistanceMetric.EUCLIDEAN,
+        triplet_margin: float = 5.0,
+    ):
+        resolve_triplet_distance(distance_metric)
+        super().__init__(model, distance_metric=distance_metric, triplet_margin=triplet_margin)
+
+    def compute(
+        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
+    ) -> jax.Array:
+        anchors, positives, negatives = embeddings
+        return triplet_loss(anchors, positives, negatives, **self.hyperparameters)
