@@ -7,8 +7,6 @@ from typing import Literal
 
 import numpy as np
 
-from jaxst.similarity import normalize
-
 
 def encode_texts(
     model,
@@ -16,7 +14,7 @@ def encode_texts(
     *,
     role: Literal["query", "document"] | None = None,
     batch_size: int = 32,
-    show_progress_bar: bool = False,
+    show_progress_bar: bool | None = False,
     normalize_embeddings: bool = False,
     truncate_dim: int | None = None,
     prompt_name: str | None = None,
@@ -24,23 +22,20 @@ def encode_texts(
 ) -> np.ndarray:
     """Embed `texts` with `model` as sentence-transformers' evaluators do: [N, D] float32 numpy.
 
-    `role` picks `model.encode_query` / `model.encode_document` when the model has them (they apply the
-    model's "query" / "document" prompt), else `model.encode`. `truncate_dim` keeps the first dimensions
-    and `normalize_embeddings` then L2-normalizes, the order of sentence-transformers' encode.
-    An empty `texts` gives a [0, 0] matrix without calling the model.
+    `role` picks `model.encode_query` / `model.encode_document` (which apply the model's "query" /
+    "document" prompt when no prompt is given) when the model has them, else `model.encode`. The other
+    arguments go to encode unchanged: `truncate_dim` None means the model's own truncation, and encode
+    truncates before it normalizes.
     """
-    if len(texts) == 0:
-        return np.zeros((0, 0), np.float32)
     encode = getattr(model, f"encode_{role}", model.encode) if role else model.encode
     embeddings = encode(
         list(texts),
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
         convert_to_numpy=True,
+        normalize_embeddings=normalize_embeddings,
+        truncate_dim=truncate_dim,
         prompt_name=prompt_name,
         prompt=prompt,
     )
-    embeddings = np.asarray(embeddings, dtype=np.float32)[:, :truncate_dim]
-    if normalize_embeddings:
-        embeddings = np.asarray(normalize(embeddings))
-    return embeddings
+    return np.asarray(embeddings, dtype=np.float32)

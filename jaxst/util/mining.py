@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxst.similarity import cos_sim, normalize
+from jaxst.util.encoding import encode_texts
 from jaxst.util.search import ScoreFunction, as_embedding_matrix, top_k_search
 
 
@@ -33,23 +34,18 @@ def paraphrase_mining(
     prompt_name: str | None = None,
     prompt: str | None = None,
 ) -> list[list[float | int]]:
-    """Encode `sentences` with `model` and return the most similar pairs (`paraphrase_mining_embeddings`).
-
-    `truncate_dim` keeps the first `truncate_dim` embedding dimensions (sentence-transformers' encode
-    truncates the same way when it does not normalize).
-    """
-    embeddings = np.asarray(
-        model.encode(
-            list(sentences),
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-            convert_to_numpy=True,
-            prompt_name=prompt_name,
-            prompt=prompt,
-        )
+    """Encode `sentences` with `model` and return the most similar pairs (`paraphrase_mining_embeddings`)."""
+    embeddings = encode_texts(
+        model,
+        sentences,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        truncate_dim=truncate_dim,
+        prompt_name=prompt_name,
+        prompt=prompt,
     )
     return paraphrase_mining_embeddings(
-        embeddings[:, :truncate_dim],
+        embeddings,
         query_chunk_size=query_chunk_size,
         corpus_chunk_size=corpus_chunk_size,
         max_pairs=max_pairs,
