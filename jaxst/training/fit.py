@@ -1,0 +1,388 @@
+"""`SentenceTransformer.fit`: sentence-transformers' fit API on the jit-compiled data-parallel step.
+
+Per epoch, for `steps_per_epoch` rounds, each objective in turn (round robin, as sentence-transformers)
+takes one batch: all its text columns are tokenized together to one bucket length, the batch is split
+over the devices, and that objective's compiled step runs. Loss and learning rate go to a tqdm bar and
+to `metrics.jsonl`; the evaluator runs every `evaluation_steps` and at each epoch's end; checkpoints
+(train state + data position) are written every `checkpoint_save_steps`, atomically, and a resumed run
+continues bit for bit.
+
+Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
+sentence-transformers' fit schedules with (a dataset smaller than one batch trains as that one batch).
+Batches are padded to training bucket lengths, powers of two from 16 up to `max_seq_length` (coarser
+than encode's multiples of 8: a train step compiles slower than it runs), so an epoch compiles each
+objective's step at most once per training bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxst.losses.base import Loss
+from jaxst.training.checkpoint import Checkpointer
+from jaxst.training.data import Batch, DataLoader
+from jaxst.training.optim import make_optimizer, make_schedule
+from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
+from jaxst.training.precision import forward_in_dtype
+from jaxst.training.step import init_train_state, make_train_step
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stopped before applying more updates."""
+
+
+@dataclass
+class Objective:
+    """One (dataloader, loss) pair of `train_objectives`, with its compiled step and batch iterator."""
+
+    loader: DataLoader
+    loss: Loss
+    index: int
+    step: Callable | None = None
+    batches: Iterator[Batch] | None = None
+
+    @property
+    def full_batches(self) -> int:
+        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller)."""
+        return max(1, len(self.loader.dataset) // self.loader.batch_size)
+
+    def start_epoch(self) -> None:
+        """Moves the loader to the start of its next epoch (unless it is at one), as fit epochs begin."""
+        position = self.loader.state_dict()
+        if position["batch_index"]:
+            position = {**position, "epoch": position["epoch"] + 1, "batch_index": 0}
+        self.loader.load_state_dict(position)
+        self.batches = None
+
+    def next_batch(self) -> Batch:
+        """The next full batch; the loader starts its next epoch when this one runs out."""
+        for _ in range(2):
+            if self.batches is None:
+                self.batches = iter(self.loader)
+            for batch in self.batches:
+                if len(batch.texts[0]) == self.loader.batch_size or self.full_batches == 1:
+                    return batch
+            self.batches = None
+        raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
+
+
+def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
+    """Validates `train_objectives` and the first example of each against its loss."""
+    if not train_objectives:
+        raise ValueError("fit needs at least one (dataloader, loss) training objective.")
+    objectives = []
+    for index, pair in enumerate(train_objectives):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValueError(f"Training objective {index} must be a (dataloader, loss) pair, got {pair!r}.")
+        loader, loss = pair
+        if not isinstance(loader, DataLoader):
+            raise TypeError(
+                f"Training objective {index}: expected a jaxst DataLoader, got {type(loader).__name__}."
+            )
+        if not isinstance(loss, Loss):
+            raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
+        first = loader.dataset[0]
+        try:
+            loss.check_example_shape(len(first.texts), first.label is not None)
+        except ValueError as error:
+            raise ValueError(f"Training objective {index}: {error}") from None
+        objectives.append(Objective(loader, loss, index))
+    return objectives
+
+
+MIN_TRAINING_BUCKET = 16
+
+
+def training_bucket(length: int, max_seq_length: int) -> int:
+    """The padded length of a batch whose longest text has `length` tokens (<= max_seq_length)."""
+    power_of_two = max(MIN_TRAINING_BUCKET, 1 << max(length - 1, 0).bit_length())
+    return max(length, min(power_of_two, max_seq_length))
+
+
+def batch_arrays(model: Any, batch: Batch) -> dict[str, np.ndarray]:
+    """Tokenizes the k columns of a batch together -> [k, B, T] arrays (+ labels), T a training bucket."""
+    k, b = len(batch.texts), len(batch.texts[0])
+    features = model.tokenize([text for column in batch.texts for text in column])
+    length = features["input_ids"].shape[1]
+    padding = training_bucket(length, model.max_seq_length) - length
+    pad_values = {"input_ids": model.tokenizer.pad_token_id}
+    arrays = {
+        name: np.pad(value, ((0, 0), (0, padding)), constant_values=pad_values.get(name, 0)).reshape(k, b, -1)
+        for name, value in features.items()
+    }
+    if batch.labels is not None:
+        arrays["labels"] = batch.labels
+    return arrays
+
+
+def make_parallel(data_parallel: str) -> PmapParallel | MeshParallel:
+    if data_parallel == "auto":
+        data_parallel = "shard_map" if jax.process_count() > 1 else "pmap"
+    if data_parallel == "pmap":
+        return PmapParallel()
+    if data_parallel == "shard_map":
+        return MeshParallel()
+    raise ValueError(f"Unknown data_parallel {data_parallel!r}; known: auto, pmap, shard_map.")
+
+
+def open_resume_checkpoint(
+    resume_from_checkpoint: bool | str, checkpoint_path: str | None
+) -> tuple[Checkpointer, int | None]:
+    """The checkpointer and step to resume from: True -> newest in checkpoint_path; a path -> that one."""
+    if resume_from_checkpoint is True:
+        if checkpoint_path is None:
+            raise ValueError("resume_from_checkpoint=True needs checkpoint_path.")
+        return Checkpointer(checkpoint_path), None
+    path = Path(resume_from_checkpoint)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a folder.")
+    if path.name.isdigit():  # one step's folder
+        return Checkpointer(path.parent), int(path.name)
+    return Checkpointer(path), None
+
+
+class TrainingRun:
+    """The state of one `fit` call; `fit` documents the arguments."""
+
+    def __init__(self, model: Any, objectives: list[Objective], options: dict[str, Any]):
+        self.model, self.objectives, self.o = model, objectives, options
+        self.parallel = make_parallel(options["data_parallel"])
+        for objective in objectives:
+            check_divisible(objective.loader.batch_size, self.parallel.num_devices)
+        self.steps_per_epoch = options["steps_per_epoch"] or min(o.full_batches for o in objectives)
+        self.total_steps = self.steps_per_epoch * options["epochs"] * len(objectives)
+        optimizer_params = dict(options["optimizer_params"] or {"lr": 2e-5})
+        lr = optimizer_params.pop("lr", 2e-5)
+        dim = model.get_sentence_embedding_dimension()
+        params = {
+            "model": model.params,
+            "losses": tuple(
+                o.loss.init_params(jax.random.PRNGKey(options["seed"] + 1 + o.index), dim) for o in objectives
+            ),
+        }
+        schedule_args = dict(
+            scheduler=options["scheduler"], warmup_steps=options["warmup_steps"], total_steps=self.total_steps
+        )
+        tx = make_optimizer(
+            params,
+            lr=lr,
+            weight_decay=options["weight_decay"],
+            max_grad_norm=options["max_grad_norm"],
+            optimizer_params=optimizer_params,
+            **schedule_args,
+        )
+        self.lr_schedule = make_schedule(
+            name=options["scheduler"],
+            lr=lr,
+            warmup_steps=options["warmup_steps"],
+            total_steps=self.total_steps,
+        )
+        forward = forward_in_dtype(model, "bfloat16" if options["use_amp"] else None)
+        for o in objectives:
+            o.step = self.parallel.compile(
+                make_train_step(
+                    forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]
+                )
+            )
+        self.host_state = init_train_state(params, tx, options["seed"])
+        self.epoch, self.round = 0, 0
+        self.checkpointer = (
+            Checkpointer(options["checkpoint_path"], save_total_limit=options["checkpoint_save_total_limit"])
+            if options["checkpoint_path"]
+            else None
+        )
+        if options["resume_from_checkpoint"]:
+            self.resume()
+        log_dir = options["output_path"] or options["checkpoint_path"]
+        self.metrics_file = Path(log_dir) / METRICS_FILE if log_dir else None
+        self.best_score: float | None = None
+        self.losses: list[float] = []
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def position(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "round": self.round,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "loaders": [o.loader.state_dict() for o in self.objectives],
+        }
+
+    def resume(self) -> None:
+        checkpointer, step = open_resume_checkpoint(
+            self.o["resume_from_checkpoint"], self.o["checkpoint_path"]
+        )
+        if checkpointer.latest_step() is None:
+            return  # nothing saved yet: a fresh start, as sentence-transformers
+        state, position = checkpointer.restore(self.host_state, step=step)
+        for key in ("steps_per_epoch", "total_steps"):
+            if position[key] != getattr(self, key):
+                raise ValueError(
+                    f"Cannot resume: the checkpoint has {key}={position[key]}, this run {getattr(self, key)}."
+                )
+        for objective, loader_state in zip(self.objectives, position["loaders"], strict=True):
+            objective.loader.load_state_dict(loader_state)
+        self.host_state, self.epoch, self.round = state, position["epoch"], position["round"]
+
+    # ------------------------------------------------------------------------------------- logging
+    def log(self, record: dict[str, Any]) -> None:
+        if self.metrics_file is not None and jax.process_index() == 0:
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.metrics_file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def evaluate(self, state: Any, epoch: int, step: int) -> None:
+        evaluator = self.o["evaluator"]
+        if evaluator is None:
+            return
+        self.model.set_params(state.params["model"])
+        output_path = self.o["output_path"]
+        eval_dir = str(Path(output_path) / "eval") if output_path else None
+        metrics = evaluator(self.model, output_path=eval_dir, epoch=epoch, steps=step)
+        if not isinstance(metrics, dict):
+            metrics = {"evaluator": metrics}
+        key = getattr(evaluator, "primary_metric", None) or "evaluator"
+        score = next((float(v) for k, v in metrics.items() if k.endswith(key)), None)
+        self.log({"step": step, "epoch": epoch, "eval": {k: float(v) for k, v in metrics.items()}})
+        if score is None:
+            return
+        if self.o["callback"] is not None:
+            self.o["callback"](score, epoch, step)
+        greater = getattr(evaluator, "greater_is_better", True)
+        if self.best_score is None or (score > self.best_score if greater else score < self.best_score):
+            self.best_score = score
+            if output_path and self.o["save_best_model"]:
+                self.model.save(output_path)
+
+    # ------------------------------------------------------------------------------------ training
+    def run(self) -> dict[str, Any]:
+        device_state = self.parallel.put_state(self.host_state)
+        step = int(self.host_state.step)
+        bar = tqdm(
+            total=self.total_steps, initial=step, desc="Training", disable=not self.o["show_progress_bar"]
+        )
+        evaluation_steps, save_steps = self.o["evaluation_steps"], self.o["checkpoint_save_steps"]
+        while self.epoch < self.o["epochs"]:
+            if self.round == 0:
+                for objective in self.objectives:
+                    objective.start_epoch()
+            while self.round < self.steps_per_epoch:
+                saved_before = step // save_steps if save_steps > 0 else 0
+                for objective in self.objectives:
+                    batch = self.parallel.put_batch(batch_arrays(self.model, objective.next_batch()))
+                    device_state, metrics = objective.step(device_state, batch)
+                    loss = self.parallel.get_metrics(metrics)["loss"]
+                    step += 1
+                    self.check_finite(loss, step, objective)
+                    self.losses.append(loss)
+                    self.log(
+                        {
+                            "step": step,
+                            "epoch": self.epoch,
+                            "objective": objective.index,
+                            "loss": loss,
+                            "lr": float(self.lr_schedule(step - 1)),
+                        }
+                    )
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                    if evaluation_steps > 0 and step % evaluation_steps == 0:
+                        self.evaluate(self.parallel.get_state(device_state), self.epoch, step)
+                self.round += 1
+                if self.checkpointer and save_steps > 0 and step // save_steps > saved_before:
+                    self.checkpointer.save(
+                        step, self.parallel.get_state(device_state), metadata=self.position()
+                    )
+            self.evaluate(self.parallel.get_state(device_state), self.epoch, -1)
+            self.epoch, self.round = self.epoch + 1, 0
+        bar.close()
+        final = self.parallel.get_state(device_state)
+        self.model.set_params(final.params["model"])
+        output_path = self.o["output_path"]
+        if output_path and (self.o["evaluator"] is None or not self.o["save_best_model"]):
+            self.model.save(output_path)
+        return {
+            "global_step": int(final.step),
+            "training_loss": float(np.mean(self.losses)) if self.losses else None,
+            "best_score": self.best_score,
+        }
+
+    def check_finite(self, loss: float, step: int, objective: Objective) -> None:
+        if math.isfinite(loss):
+            return
+        last = self.checkpointer.latest_step() if self.checkpointer else None
+        kept = f" The last good checkpoint is step {last} in {self.checkpointer.directory}." if last else ""
+        raise NonFiniteLossError(
+            f"The training loss is {loss} at step {step} (objective {objective.index}, "
+            f"{type(objective.loss).__name__}); training stopped.{kept}"
+        )
+
+
+def fit(
+    model: Any,
+    train_objectives: Sequence[tuple[DataLoader, Loss]],
+    evaluator: Callable | None = None,
+    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    scheduler: str = "WarmupLinear",
+    warmup_steps: int = 10000,
+    optimizer_class: Any = None,
+    optimizer_params: dict[str, Any] | None = None,
+    weight_decay: float = 0.01,
+    evaluation_steps: int = 0,
+    output_path: str | None = None,
+    save_best_model: bool = True,
+    max_grad_norm: float = 1,
+    use_amp: bool = False,
+    callback: Callable[[float, int, int], None] | None = None,
+    show_progress_bar: bool = True,
+    checkpoint_path: str | None = None,
+    checkpoint_save_steps: int = 500,
+    checkpoint_save_total_limit: int = 0,
+    resume_from_checkpoint: bool | str = False,
+    *,
+    seed: int = 42,
+    data_parallel: str = "auto",
+    use_dropout: bool = True,
+) -> dict[str, Any]:
+    """Trains `model` in place, with sentence-transformers' fit arguments and defaults.
+
+    Beyond sentence-transformers' own arguments, which keep their meaning:
+        optimizer_class: None or AdamW only (the update is optax AdamW with torch semantics).
+        use_amp: run the encoder in bfloat16; parameters and optimizer state stay float32.
+        resume_from_checkpoint: True resumes from the newest checkpoint in `checkpoint_path` (a fresh
+            start when there is none), a path resumes from that checkpoint folder.
+        seed: seeds dropout, per step and device (shuffling is the DataLoader's seed).
+        data_parallel: "pmap" (this host's devices), "shard_map" (a Mesh over every process's devices),
+            or "auto" (shard_map when `jax.process_count() > 1`, else pmap). The batch size must be a
+            multiple of the device count.
+        use_dropout: train with the encoder's dropout (torch train mode); False is deterministic.
+
+    Saving: with an evaluator and save_best_model, the best model is saved to output_path when an
+    evaluation improves (sentence-transformers' behaviour); otherwise the final model is saved there.
+
+    Returns:
+        {"global_step", "training_loss" (the mean over this call's steps), "best_score"}.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite (the message names the step).
+        ValueError / TypeError: bad objectives, examples that do not fit their loss, a batch size the
+            device count does not divide, an unknown scheduler, ...
+    """
+    if optimizer_class is not None and getattr(optimizer_class, "__name__", "") != "AdamW":
+        raise ValueError(f"Only AdamW is supported as optimizer_class, got {optimizer_class!r}.")
+    options = dict(locals())
+    del options["model"], options["train_objectives"]
+    objectives = check_objectives(train_objectives)
+    return TrainingRun(model, objectives, options).run()

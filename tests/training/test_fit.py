@@ -1,0 +1,173 @@
+"""fit on a tiny model: exact resumption, compile counts, NaN handling, bad input, outputs."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxst.data import load_stsb
+from jaxst.losses.base import Loss
+from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.data import DataLoader, InputExample
+from jaxst.training.fit import NonFiniteLossError, fit, training_bucket
+from tests.training.test_parallel import CosineMSE
+from tests.training.tiny_st import make_tiny_st_model
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return [InputExample(texts=[a, b], label=s) for a, b, s in load_stsb("train")[:64]]
+
+
+def run_fit(folder, examples, **kwargs):
+    model = SentenceTransformer(folder)
+    loader = DataLoader(examples, batch_size=16, shuffle=True, seed=3)
+    kwargs = {"warmup_steps": 2, "optimizer_params": {"lr": 1e-3}, "show_progress_bar": False, **kwargs}
+    result = fit(model, [(loader, CosineMSE(model))], **kwargs)
+    return model, result
+
+
+def leaves(model):
+    return [np.asarray(x) for x in jax.tree.leaves(model.params)]
+
+
+def test_resuming_from_a_checkpoint_is_bit_identical(tiny_folder, pairs, tmp_path):
+    """12 steps (3 epochs of 4) with dropout; a run resumed from step 5 ends with the same bits."""
+    full, result = run_fit(
+        tiny_folder, pairs, epochs=3, checkpoint_path=str(tmp_path / "full"), checkpoint_save_steps=5
+    )
+    assert result["global_step"] == 12
+    assert sorted(p.name for p in (tmp_path / "full").iterdir() if p.name.isdigit()) == ["10", "5"]
+
+    resumed, result = run_fit(
+        tiny_folder, pairs, epochs=3, resume_from_checkpoint=str(tmp_path / "full" / "5")
+    )
+    assert result["global_step"] == 12
+    for a, b in zip(leaves(full), leaves(resumed), strict=True):
+        assert np.array_equal(a, b)
+    untrained = SentenceTransformer(tiny_folder)
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(full), leaves(untrained), strict=True))
+
+
+def test_an_epoch_compiles_the_step_once_per_training_bucket(tiny_folder):
+    """Mixed lengths: traces of the loss = distinct training buckets the batches fall in."""
+    traces = []
+
+    class CountingLoss(CosineMSE):
+        def compute(self, embeddings, labels, params=None):
+            traces.append(embeddings[0].shape)
+            return super().compute(embeddings, labels, params)
+
+    rows = load_stsb("train")[:160]
+    model = SentenceTransformer(tiny_folder)
+    examples = [InputExample(texts=[a, b], label=s) for a, b, s in rows]
+    buckets = set()
+    loader = DataLoader(examples, batch_size=16, shuffle=True, seed=0)
+    for batch in loader:
+        longest = model.tokenize([t for column in batch.texts for t in column])["input_ids"].shape[1]
+        buckets.add(training_bucket(longest, model.max_seq_length))
+    fit(
+        model,
+        [(DataLoader(examples, batch_size=16, shuffle=True, seed=0), CountingLoss(model))],
+        warmup_steps=1,
+        show_progress_bar=False,
+    )
+    assert len(traces) == len(buckets)
+
+
+def test_training_buckets_are_powers_of_two_up_to_max_seq_length():
+    assert [training_bucket(n, 256) for n in (1, 16, 17, 33, 200, 256)] == [16, 16, 32, 64, 256, 256]
+    assert [training_bucket(n, 200) for n in (130, 200)] == [200, 200]
+    assert training_bucket(12, 12) == 12
+
+
+class LogLabelLoss(Loss):
+    """log(label): NaN for the negative label planted in the third batch."""
+
+    min_texts = max_texts = 2
+    needs_labels = True
+
+    def compute(self, embeddings, labels, params=None):
+        return jnp.mean(jnp.log(labels)) + 0.0 * jnp.sum(embeddings[0])
+
+
+def test_a_nan_loss_stops_training_naming_the_step(tiny_folder, pairs, tmp_path):
+    examples = [InputExample(texts=e.texts, label=0.5) for e in pairs]
+    examples[40] = InputExample(texts=pairs[40].texts, label=-1.0)  # batch 3 of an unshuffled epoch
+    model = SentenceTransformer(tiny_folder)
+    loader = DataLoader(examples, batch_size=16, shuffle=False)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 3 .*last good checkpoint is step 2"):
+        fit(
+            model,
+            [(loader, LogLabelLoss(model))],
+            checkpoint_path=str(tmp_path),
+            checkpoint_save_steps=2,
+            show_progress_bar=False,
+        )
+
+
+def test_outputs_metrics_and_final_model(tiny_folder, pairs, tmp_path):
+    model, result = run_fit(tiny_folder, pairs, epochs=1, output_path=str(tmp_path / "out"))
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert records[0]["lr"] == 0.0 and records[2]["lr"] == pytest.approx(1e-3)
+    assert np.mean([r["loss"] for r in records]) == pytest.approx(result["training_loss"])
+    reloaded = SentenceTransformer(tmp_path / "out")
+    np.testing.assert_allclose(reloaded.encode(["a test"]), model.encode(["a test"]), atol=1e-6)
+
+
+class NeedsThree(CosineMSE):
+    min_texts = max_texts = 3
+
+
+@pytest.mark.parametrize(
+    ("make_objective", "error", "message"),
+    [
+        (
+            lambda m, ex: (DataLoader(ex, batch_size=16), NeedsThree(m)),
+            ValueError,
+            "NeedsThree needs exactly 3 texts per example, got 2",
+        ),
+        (
+            lambda m, ex: (
+                DataLoader([InputExample(texts=e.texts, label=None) for e in ex], batch_size=16),
+                CosineMSE(m),
+            ),
+            ValueError,
+            "CosineMSE needs a label",
+        ),
+        (
+            lambda m, ex: (DataLoader(ex, batch_size=12), CosineMSE(m)),
+            ValueError,
+            "batch size 12 is not divisible by the number of devices \\(8\\)",
+        ),
+        (lambda m, ex: ([ex], CosineMSE(m)), TypeError, "expected a jaxst DataLoader"),
+    ],
+)
+def test_bad_objectives_are_named(tiny_folder, pairs, make_objective, error, message):
+    model = SentenceTransformer(tiny_folder)
+    with pytest.raises(error, match=message):
+        fit(model, [make_objective(model, pairs)], show_progress_bar=False)
+
+
+def test_unknown_scheduler_lists_the_known_ones(tiny_folder, pairs):
+    model = SentenceTransformer(tiny_folder)
+    with pytest.raises(ValueError, match="known schedulers: constantlr, warmupconstant, warmuplinear"):
+        fit(
+            model,
+            [(DataLoader(pairs, batch_size=16), CosineMSE(model))],
+            scheduler="linear",
+            show_progress_bar=False,
+        )
+
+
+def test_an_empty_dataloader_is_an_error():
+    with pytest.raises(ValueError, match="dataset is empty"):
+        DataLoader([], batch_size=16)
