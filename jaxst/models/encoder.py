@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxst.models.layers import Embedding, LayerNorm, dropout
+from jaxst.models.layers import Embedding, LayerNorm, draw_dropout_bits, dropout
 
 COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
@@ -143,17 +143,22 @@ class TransformerEncoder(nnx.Module):
             the embedding output first, as transformers returns them.
         """
         self._check_inputs(input_ids, attention_mask, token_type_ids)
+        batch, length = input_ids.shape
         if dropout_rng is None:
-            embedding_rng, layer_rngs = None, (None,) * len(self.layers)
+            embedding_bits, layer_bits = {}, [None] * len(self.layers)
         else:
-            embedding_rng, *layer_rngs = jax.random.split(dropout_rng, len(self.layers) + 1)
+            embedding_shapes = (
+                {"embedding": (batch, length, self.hidden_size)} if self.embedding_dropout else {}
+            )
+            layer_shapes = [layer.dropout_shapes(batch, length) for layer in self.layers]
+            embedding_bits, *layer_bits = draw_dropout_bits(dropout_rng, [embedding_shapes, *layer_shapes])
         hidden = self.embeddings(input_ids, token_type_ids)
-        hidden = dropout(hidden, self.embedding_dropout, embedding_rng).astype(self.dtype)
+        hidden = dropout(hidden, self.embedding_dropout, embedding_bits.get("embedding")).astype(self.dtype)
         key_mask = attention_mask != 0
-        bias = self.attention_bias(input_ids.shape[1])
+        bias = self.attention_bias(length)
         hidden_states = [hidden]
-        for layer, layer_rng in zip(self.layers, layer_rngs, strict=True):
-            hidden = layer(hidden, key_mask, bias, layer_rng)
+        for layer, bits in zip(self.layers, layer_bits, strict=True):
+            hidden = layer(hidden, key_mask, bias, bits)
             hidden_states.append(hidden)
         return (hidden, tuple(hidden_states)) if output_hidden_states else hidden
 

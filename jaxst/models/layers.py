@@ -7,16 +7,21 @@ Conventions (all encoders):
   residual sums and softmax run in float32.
 - Dropout is inverted dropout as torch's train mode, applied only when a `jax.random` key is passed;
   with `None` the call is deterministic (eval mode). The key is an argument, never module state, so the
-  call stays a pure function under `jax.jit`, `jax.grad` and `jax.pmap`.
+  call stays a pure function under `jax.jit`, `jax.grad` and `jax.pmap`. All random bits of one forward
+  pass come from a single `jax.random.bits` call (`draw_dropout_bits`): XLA compiles every threefry
+  call separately and slowly on CPU, and one key per dropout site made a tiny BERT's train-mode
+  forward take over ten times longer to compile than its eval forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -82,15 +87,34 @@ class LayerNorm(nnx.Module):
         return centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...] + self.bias[...]
 
 
-def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+def draw_dropout_bits(
+    rng: jax.Array, shapes: Sequence[Mapping[str, tuple[int, ...]]]
+) -> list[dict[str, jax.Array]]:
+    """Uniform uint32 bits for every dropout site of a forward pass, from one `jax.random.bits` call.
+
+    shapes: per block (embeddings, then each layer), site name -> the shape of the array it drops.
+    Returns the same structure with uint32 arrays of those shapes (independent, as slices of one draw).
+    """
+    sizes = [math.prod(shape) for block in shapes for shape in block.values()]
+    flat = jax.random.bits(rng, (sum(sizes),), jnp.uint32)
+    drawn, offset = [], 0
+    for block in shapes:
+        drawn.append({})
+        for name, shape in block.items():
+            drawn[-1][name] = flat[offset : offset + math.prod(shape)].reshape(shape)
+            offset += math.prod(shape)
+    return drawn
+
+
+def dropout(x: jax.Array, rate: float, bits: jax.Array | None) -> jax.Array:
     """torch.nn.functional.dropout in train mode: zero each entry with probability `rate`, scale the rest.
 
-    y = x * keep / (1 - rate), keep ~ Bernoulli(1 - rate), so E[y] = x. Identity when `rng` is None or
-    `rate` is 0 (eval mode).
+    y = x * keep / (1 - rate) with keep = (bits >= rate * 2^32) for uniform uint32 `bits` of x's shape,
+    so P(keep) = 1 - rate (to 2^-32) and E[y] = x. Identity when `bits` is None (eval mode).
     """
-    if rng is None or rate == 0.0:
+    if bits is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    keep = bits >= np.uint32(min(round(rate * 2**32), 2**32 - 1))
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
@@ -102,16 +126,17 @@ def attention(
     bias: jax.Array | None,
     *,
     dropout_rate: float,
-    dropout_rng: jax.Array | None,
+    dropout_bits: jax.Array | None,
 ) -> jax.Array:
     """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
 
     query, key, value [B, T, N, D] in the compute dtype; key_mask bool [B, T] (False = padding);
-    bias float32 broadcastable to [B, N, T, T] (MPNet's relative position bias) or None.
+    bias float32 broadcastable to [B, N, T, T] (MPNet's relative position bias) or None;
+    dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
     probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
 
     Without dropout this is `jax.nn.dot_product_attention` (the cuDNN kernel on GPU where it applies).
-    That function cannot drop attention probabilities, so with a dropout key and a non-zero rate the
+    That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
     same computation is written out with an explicit float32 softmax, then dropout on the probabilities
     exactly as torch's eager attention does in train mode. Masked logits get the value
     `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0; a row whose keys
@@ -119,13 +144,13 @@ def attention(
     """
     mask = key_mask[:, None, None, :]
     scale = query.shape[-1] ** -0.5
-    if dropout_rng is None or dropout_rate == 0.0:
+    if dropout_bits is None or dropout_rate == 0.0:
         return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
     logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32) * scale
     if bias is not None:
         logits = logits + bias
     probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
-    probs = dropout(probs, dropout_rate, dropout_rng)
+    probs = dropout(probs, dropout_rate, dropout_bits)
     return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
 
 
@@ -164,6 +189,7 @@ class TransformerLayer(nnx.Module):
         self.intermediate = dense(hidden_size, intermediate_size)
         self.output = dense(intermediate_size, hidden_size)
         self.output_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.activation = activation
         self.attention_dropout = attention_dropout
@@ -171,12 +197,26 @@ class TransformerLayer(nnx.Module):
         self.output_dropout = output_dropout
         self.dtype = dtype
 
+    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+        """The shape of each dropout site with a non-zero rate, for `draw_dropout_bits`."""
+        sites = {
+            "attention": (self.attention_dropout, (batch, self.num_heads, length, length)),
+            "attention_output": (self.attention_output_dropout, (batch, length, self.hidden_size)),
+            "output": (self.output_dropout, (batch, length, self.hidden_size)),
+        }
+        return {name: shape for name, (rate, shape) in sites.items() if rate > 0.0}
+
     def __call__(
-        self, hidden: jax.Array, key_mask: jax.Array, bias: jax.Array | None, dropout_rng: jax.Array | None
+        self,
+        hidden: jax.Array,
+        key_mask: jax.Array,
+        bias: jax.Array | None,
+        dropout_bits: Mapping[str, jax.Array] | None = None,
     ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; key_mask bool [B, T]; bias [1, N, T, T] or None -> [B, T, H]."""
+        """hidden [B, T, H] compute dtype; key_mask bool [B, T]; bias [1, N, T, T] or None;
+        dropout_bits: site name -> uint32 bits (see `dropout_shapes`), None in eval mode -> [B, T, H]."""
         batch, length, width = hidden.shape
-        rngs = (None,) * 3 if dropout_rng is None else tuple(jax.random.split(dropout_rng, 3))
+        bits = dropout_bits or {}
 
         def heads(x: jax.Array) -> jax.Array:
             return x.reshape(batch, length, self.num_heads, width // self.num_heads)
@@ -188,10 +228,12 @@ class TransformerLayer(nnx.Module):
             key_mask,
             bias,
             dropout_rate=self.attention_dropout,
-            dropout_rng=rngs[0],
+            dropout_bits=bits.get("attention"),
         ).reshape(batch, length, width)
-        attended = dropout(self.attention_output(context), self.attention_output_dropout, rngs[1])
+        attended = dropout(
+            self.attention_output(context), self.attention_output_dropout, bits.get("attention_output")
+        )
         attended = add_and_norm(self.attention_norm, attended, hidden, self.dtype)
         expanded = ACTIVATIONS[self.activation](self.intermediate(attended))
-        output = dropout(self.output(expanded), self.output_dropout, rngs[2])
+        output = dropout(self.output(expanded), self.output_dropout, bits.get("output"))
         return add_and_norm(self.output_norm, output, attended, self.dtype)
