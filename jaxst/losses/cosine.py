@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_labels, check_rank, check_same_shape, resolve_similarity
-from jaxst.losses.pair_distances import paired_cosine_similarity
+from jaxst.losses.pair_distances import paired_cosine_similarity, torch_abs
 from jaxst.similarity import normalize
 
 PairwiseSimilarity = Callable[[jax.Array, jax.Array], jax.Array]
@@ -35,8 +35,7 @@ def pairwise_angle_sim(a: jax.Array, b: jax.Array) -> jax.Array:
     first_b, last_b = jnp.split(b, 2, axis=-1)
     cosines = jnp.sum(a * b, axis=-1)
     sines = jnp.sum(last_a * first_b - first_a * last_b, axis=-1)
-    angles = cosines + sines
-    return angles * jnp.sign(angles)  # |x| with torch's gradient sign(x), 0 at 0 (jnp.abs has 1 there)
+    return torch_abs(cosines + sines)
 
 
 def _check_pairs(loss_name: str, embeddings_a: jax.Array, embeddings_b: jax.Array, labels: jax.Array) -> None:

@@ -8,6 +8,7 @@ near-zero vectors, so parity needs them as torch defines them:
 - `F.cosine_similarity(x, y, eps=1e-8)` = sum(x / n_x * y / n_y) with n = max(||.||, eps), where the clamp
   is applied outside autograd: the gradient flows through ||.|| as if unclamped (0 at a zero vector).
 - `F.pairwise_distance(x, y, p, eps=1e-6)` = ||x - y + eps||_p.
+- `torch.abs` has the subgradient sign(0) = 0 at 0, where `jnp.abs` has 1: `torch_abs` keeps torch's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from jaxst.similarity import safe_norm
 
 COSINE_EPS = 1e-8
 PAIRWISE_DISTANCE_EPS = 1e-6
+
+
+def torch_abs(x: jax.Array) -> jax.Array:
+    """|x| whose gradient is sign(x), 0 at x = 0, as torch's (jnp.abs differentiates to 1 there)."""
+    return x * jnp.sign(x)
 
 
 def _clamped_norm(x: jax.Array) -> jax.Array:
@@ -40,7 +46,7 @@ def paired_euclidean_distance(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def paired_manhattan_distance(a: jax.Array, b: jax.Array) -> jax.Array:
     """`torch.nn.functional.pairwise_distance(a, b, p=1)` = sum |a - b + 1e-6|. a, b [N, D] -> [N]."""
-    return jnp.sum(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32) + PAIRWISE_DISTANCE_EPS), axis=-1)
+    return jnp.sum(torch_abs(a.astype(jnp.float32) - b.astype(jnp.float32) + PAIRWISE_DISTANCE_EPS), axis=-1)
 
 
 def paired_cosine_distance(a: jax.Array, b: jax.Array) -> jax.Array:
