@@ -73,13 +73,16 @@ class BatchHardTripletLossDistanceFunction:
 _DEFAULT_DISTANCE = BatchHardTripletLossDistanceFunction.euclidean_distance
 
 
-def _first_max(x: jax.Array) -> jax.Array:
-    """Row maximum [B, B] -> [B] whose gradient goes to the first maximal index (torch `max(dim)`)."""
+def first_index_max(x: jax.Array) -> jax.Array:
+    """Row maximum [N, M] -> [N] whose gradient goes to the first maximal index, as torch's `max(dim)`.
+
+    A helper of the losses that mine with torch's `max(dim)` (batch triplet, mega batch margin).
+    """
     return jnp.take_along_axis(x, jnp.argmax(x, axis=1)[:, None], axis=1)[:, 0]
 
 
-def _first_min(x: jax.Array) -> jax.Array:
-    """Row minimum [B, B] -> [B] whose gradient goes to the first minimal index (torch `min(dim)`)."""
+def first_index_min(x: jax.Array) -> jax.Array:
+    """Row minimum [N, M] -> [N] whose gradient goes to the first minimal index, as torch's `min(dim)`."""
     return jnp.take_along_axis(x, jnp.argmin(x, axis=1)[:, None], axis=1)[:, 0]
 
 
@@ -104,10 +107,10 @@ def _hardest_positive_and_negative(
     anchor with no negative gets its smallest distance after shifting every entry by the row maximum.
     """
     positive_mask = (same_label & off_diagonal).astype(jnp.float32)
-    hardest_positive = _first_max(positive_mask * distances)
+    hardest_positive = first_index_max(positive_mask * distances)
     negative_mask = (~same_label).astype(jnp.float32)
-    row_max = _first_max(distances)
-    hardest_negative = _first_min(distances + row_max[:, None] * (1.0 - negative_mask))
+    row_max = first_index_max(distances)
+    hardest_negative = first_index_min(distances + row_max[:, None] * (1.0 - negative_mask))
     return hardest_positive, hardest_negative
 
 
@@ -192,8 +195,8 @@ def batch_all_triplet_loss(
 
 def _masked_maximum(distances: jax.Array, mask: jax.Array) -> jax.Array:
     """Masked row maximum [B, B] -> [B] as sentence-transformers: max_j((d_aj - min d_a) * m_aj) + min d_a."""
-    row_min = _first_min(distances)
-    return _first_max((distances - row_min[:, None]) * mask.astype(jnp.float32)) + row_min
+    row_min = first_index_min(distances)
+    return first_index_max((distances - row_min[:, None]) * mask.astype(jnp.float32)) + row_min
 
 
 def batch_semi_hard_triplet_loss(
