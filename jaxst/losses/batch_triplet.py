@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_labels, check_rank
+from jaxst.losses.pair_distances import torch_abs
 from jaxst.similarity import cos_sim
 
 DistanceMatrix = Callable[[jax.Array], jax.Array]
@@ -59,15 +60,13 @@ class BatchHardTripletLossDistanceFunction:
 
     @staticmethod
     def manhattan_distance(embeddings: jax.Array) -> jax.Array:
-        """sum_k |e_ik - e_jk|, with torch's gradient of |x| at x = 0 (zero, where jnp.abs gives 1).
+        """sum_k |e_ik - e_jk|, with torch's gradient of |x| at x = 0 (`torch_abs`). Holds a [B, B, D] tensor.
 
         Not in sentence-transformers' BatchHardTripletLossDistanceFunction (which has cosine and
         euclidean only); it equals passing `lambda e: (e[:, None] - e[None]).abs().sum(-1)` there.
-        Holds a [B, B, D] difference tensor.
         """
         embeddings = embeddings.astype(jnp.float32)
-        differences = embeddings[:, None, :] - embeddings[None, :, :]
-        return jnp.sum(differences * jnp.sign(differences), axis=-1)
+        return jnp.sum(torch_abs(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
 
 
 _DEFAULT_DISTANCE = BatchHardTripletLossDistanceFunction.euclidean_distance
