@@ -60,7 +60,7 @@ def test_matches_sentence_transformers(option, num_columns):
         name: ([c + 0.5 * (np.abs(c).sum(axis=1, keepdims=True) > 0) for c in columns], labels)
         for name, (columns, labels) in edge_cases(num_columns, lambda batch: None).items()
     }
-    # Columns of different batch sizes, and a dimension so large that relu(M2 - 1 / D) is active.
+    # Columns of different batch sizes, in D = 2 where M2 is close to 1 / D (both sides of the relu).
     cases["ragged_columns"] = (
         [make_columns("random", 1, batch=b, dim=2)[0] for b in (5, 3, 2)[:num_columns]],
         None,
