@@ -5,6 +5,8 @@ Every function takes float arrays, computes in float32 and matches sentence-tran
 
 - L2 normalisation is `x / max(||x||, 1e-12)` (torch's `F.normalize`), with the gradient of `||x||`
   taken as 0 at x = 0, as torch does, so zero rows give finite values and gradients.
+- Absolute values differentiate to sign(x), 0 at x = 0, as torch's `abs` (jnp.abs gives 1 there), so
+  manhattan distances of equal coordinates get torch's gradient.
 - Euclidean distances are computed from differences, `||a_i - b_j||`, which is exact for duplicate rows.
   torch's `cdist` switches to `sqrt(|a|^2 - 2 a.b + |b|^2)` for more than 25 rows; the two agree to
   float32 rounding except for near-duplicate rows, where the difference form is the correct one.
@@ -27,6 +29,11 @@ def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array
     squared = jnp.sum(x * x, axis=axis, keepdims=keepdims)
     positive = squared > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def torch_abs(x: jax.Array) -> jax.Array:
+    """|x| whose gradient is sign(x), 0 at x = 0, as torch's."""
+    return x * jnp.sign(x)
 
 
 def normalize(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -56,7 +63,7 @@ def euclidean_sim(a: jax.Array, b: jax.Array) -> jax.Array:
 def manhattan_sim(a: jax.Array, b: jax.Array) -> jax.Array:
     """Negative manhattan distance matrix. a [N, D], b [M, D] -> [N, M] = -sum_k |a_ik - b_jk|."""
     a, b = jnp.atleast_2d(_f32(a)), jnp.atleast_2d(_f32(b))
-    return -jnp.sum(jnp.abs(a[:, None, :] - b[None, :, :]), axis=-1)
+    return -jnp.sum(torch_abs(a[:, None, :] - b[None, :, :]), axis=-1)
 
 
 def pairwise_cos_sim(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -76,7 +83,7 @@ def pairwise_euclidean_sim(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def pairwise_manhattan_sim(a: jax.Array, b: jax.Array) -> jax.Array:
     """Row-wise negative manhattan distance. a, b [N, D] -> [N]."""
-    return -jnp.sum(jnp.abs(_f32(a) - _f32(b)), axis=-1)
+    return -jnp.sum(torch_abs(_f32(a) - _f32(b)), axis=-1)
 
 
 SIMILARITY_FUNCTIONS = {

@@ -31,21 +31,12 @@ def test_matches_sentence_transformers(metric, margin_kind):
     ours, theirs, mixed_margin = METRICS[metric]
     margin = {"triplet_margin": mixed_margin} if margin_kind == "mixed" else {}
     cases = edge_cases(3, lambda batch: None, seed=2)
-    if (
-        metric == "manhattan"
-    ):  # rows with a_i = p_i or a_i = n_i: see test_manhattan_ties_take_torch_subgradient
-        cases = {name: case for name, case in cases.items() if name not in MANHATTAN_TIES}
     loss = TripletLoss(None, distance_metric=ours, **margin)
     assert_matches_torch(
         loss.compute, lambda m: st_losses.TripletLoss(m, distance_metric=theirs, **margin), cases
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jaxst.similarity.pairwise_manhattan_sim differentiates |x| at x = 0 as 1 (jnp.abs); torch uses "
-    "sign(0) = 0. Reported for a fix in jaxst/similarity.py (|x| as x * sign(x)); this test then passes.",
-)
 @pytest.mark.parametrize("case", MANHATTAN_TIES)
 def test_manhattan_ties_take_torch_subgradient(case):
     cases = {case: (make_columns(case, 3, seed=2), None)}
