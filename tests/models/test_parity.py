@@ -58,8 +58,9 @@ def test_token_type_ids_match_transformers(tiny):
     batch = padded_batch(model.config.pad_token_id, seed=1)
     assert batch["token_type_ids"].any()
     expected = torch_hidden_states(model, batch)
-    _, hidden_states = load_encoder(folder)(
-        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], output_hidden_states=True
+    encoder = load_encoder(folder)
+    _, hidden_states = jax.jit(lambda i, m, t: encoder(i, m, t, output_hidden_states=True))(
+        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
     )
     for layer, (ours, theirs) in enumerate(zip(hidden_states, expected, strict=True)):
         assert _max_abs(ours, theirs) < TOLERANCE, f"{model_type} hidden state {layer}"
