@@ -428,6 +428,14 @@ class SentenceTransformer:
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
         encoding.stream_batches(progress, dispatch, consume)
 
+    # ------------------------------------------------------------------------------------------------- train
+
+    def fit(self, train_objectives: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Trains the model in place with sentence-transformers' fit API; see `jaxst.training.fit.fit`."""
+        from jaxst.training.fit import fit
+
+        return fit(self, train_objectives, *args, **kwargs)
+
     # -------------------------------------------------------------------------------------------------- save
 
     def save(self, path: str | Path) -> None:
