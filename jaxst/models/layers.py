@@ -94,6 +94,8 @@ def draw_dropout_bits(
 
     shapes: per block (embeddings, then each layer), site name -> the shape of the array it drops.
     Returns the same structure with uint32 arrays of those shapes (independent, as slices of one draw).
+    All bits of a pass exist at once: 4 bytes per dropped entry, B * N * T^2 of them per layer for the
+    attention probabilities (a backward pass keeps these masks in any case).
     """
     sizes = [math.prod(shape) for block in shapes for shape in block.values()]
     flat = jax.random.bits(rng, (sum(sizes),), jnp.uint32)
@@ -135,7 +137,8 @@ def attention(
     dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
     probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
 
-    Without dropout this is `jax.nn.dot_product_attention` (the cuDNN kernel on GPU where it applies).
+    Without dropout this is `jax.nn.dot_product_attention`, its implementation left to JAX (JAX 0.10
+    picks its XLA path on every backend; cuDNN would need an explicit `implementation="cudnn"`).
     That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
     same computation is written out with an explicit float32 softmax, then dropout on the probabilities
     exactly as torch's eager attention does in train mode. Masked logits get the value
