@@ -36,7 +36,7 @@ def pair_labels(kind: str, batch: int, seed: int = 1) -> np.ndarray:
     if kind == "all_negative":
         return np.zeros(batch, dtype=np.int64)
     labels = np.random.default_rng(seed).integers(0, 2, batch)
-    labels[:2] = (1, 0)[: min(batch, 2)]
+    labels[:3] = (1, 1, 0)[: min(batch, 3)]  # positive pairs at rows 1 and 0, a negative at row 2
     return labels
 
 
