@@ -72,7 +72,8 @@ def softmax_loss(
     Returns:
         Scalar float32: mean_i CE(softmax(features_i @ kernel + bias), y_i).
         As torch's CrossEntropyLoss, except that integer labels must lie in [0, C): `ignore_index` (-100) is
-        not supported, nor is a custom `loss_fct`.
+        not supported, nor is a custom `loss_fct`. sentence-transformers' call without labels, which
+        returns the logits, is not part of this loss (`apply_linear(classifier, features)` gives them).
     """
     arrays = {"embeddings_a": embeddings_a, "embeddings_b": embeddings_b}
     check_rank(LOSS_NAME, arrays, 2)

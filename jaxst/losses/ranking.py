@@ -142,7 +142,8 @@ def multiple_negatives_ranking_loss(
 
     Returns:
         Scalar float32, the mean over this device's anchors. Equal to sentence-transformers' value; with
-        gathering, to its value on rank `axis_index`. Not implemented here: the cached (GradCache) variant.
+        gathering, to its value on rank `axis_index`. Not implemented here: the cached (GradCache) variant
+        (CachedMultipleNegativesRankingLoss), and the log warning for a hardness_mode with strength 0.
     """
     check_ranking_options(
         scale=scale,

@@ -66,6 +66,8 @@ def triplet_loss(
 
     Returns:
         Scalar float32: mean_i relu(d(a_i, p_i) - d(a_i, n_i) + triplet_margin).
+        Known difference: with MANHATTAN, where a coordinate of a_i equals that of p_i or n_i (duplicate
+        or zero rows), `jaxst.similarity.pairwise_manhattan_sim` differentiates |0| as 1, torch as 0.
     """
     arrays = {"anchors": anchors, "positives": positives, "negatives": negatives}
     check_rank("triplet_loss", arrays, 2)

@@ -72,6 +72,7 @@ MARGIN_LABELS = {  # name: (number of negatives, label shape for a batch)
 def test_margin_mse_matches_sentence_transformers(labels, similarity):
     num_negatives, label_shape = MARGIN_LABELS[labels]
     cases = edge_cases(2 + num_negatives, lambda batch: teacher(label_shape(batch)), seed=4)
+    cases["all_labels_equal"] = (cases["random"][0], np.full(label_shape(6), 0.5, np.float32))
     ours = MarginMSELoss(None, similarity_fct=similarity)
     theirs = lambda m: st_losses.MarginMSELoss(m, similarity_fct=ST_SIMILARITY[similarity])
     assert_matches_torch(ours.compute, theirs, cases)
@@ -92,6 +93,7 @@ def test_distill_kl_div_matches_sentence_transformers(config):
     excluded = cases["random"][1].copy()
     excluded[:, 2] = -np.inf  # the teacher excludes the last candidate of every query
     cases["excluded_candidate"] = (cases["random"][0], excluded)
+    cases["all_labels_equal"] = (cases["random"][0], np.ones((6, 3), np.float32))  # a uniform teacher
     ours = DistillKLDivLoss(None, **kwargs)
     assert_matches_torch(ours.compute, lambda m: st_losses.DistillKLDivLoss(m, **their_kwargs), cases)
 
