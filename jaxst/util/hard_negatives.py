@@ -36,7 +36,8 @@ def _columns(dataset) -> list[str]:
     return list(dataset.column_names) if hasattr(dataset, "column_names") else list(dataset.keys())
 
 
-def _column(dataset, columns: list[str], name: str | None, position: int, argument: str) -> str:
+def _column(columns: list[str], name: str | None, position: int, argument: str) -> str:
+    """`name`, or the column at `position` when None; an error when the dataset lacks it."""
     if name is None:
         if len(columns) <= position:
             raise ValueError(
@@ -133,8 +134,8 @@ def mine_hard_negatives(
         The mined rows, as a `datasets.Dataset` when `dataset` is one, else as a dict of column lists.
     """
     columns = _columns(dataset)
-    anchor_column = _column(dataset, columns, anchor_column_name, 0, "anchor_column_name")
-    positive_column = _column(dataset, columns, positive_column_name, 1, "positive_column_name")
+    anchor_column = _column(columns, anchor_column_name, 0, "anchor_column_name")
+    positive_column = _column(columns, positive_column_name, 1, "positive_column_name")
     all_queries, all_positives = list(dataset[anchor_column]), list(dataset[positive_column])
     if not all_queries:
         raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
@@ -195,37 +196,18 @@ def mine_hard_negatives(
         pairwise(jnp.asarray(query_embeddings[pair_queries]), jnp.asarray(corpus_embeddings[pair_positives]))
     )
 
-    skipped: dict[str, int] = {}
-    if not include_positives:
-        for q, ids in enumerate(positive_ids):
-            scores[q, np.isin(candidate_ids[q], ids)] = -np.inf
-    if absolute_margin is not None or relative_margin is not None:
-        hardest_positive = np.full(len(queries), np.inf, np.float32)
-        np.minimum.at(hardest_positive, pair_queries, positive_scores)
-        if absolute_margin is not None:
-            removed = scores + absolute_margin > hardest_positive[:, None]
-            _discard(scores, removed, "absolute_margin", skipped)
-        if relative_margin is not None:
-            threshold = hardest_positive - np.abs(hardest_positive) * relative_margin
-            _discard(scores, scores > threshold[:, None], "relative_margin", skipped)
-    if max_score is not None:
-        _discard(scores, scores > max_score, "max_score", skipped)
-    if min_score is not None:
-        _discard(scores, scores < min_score, "min_score", skipped)
-
-    order = np.argsort(-scores, axis=1, kind="stable")[:, range_min:range_max]
-    negative_scores = np.take_along_axis(scores, order, axis=1)
-    negative_ids = np.take_along_axis(candidate_ids, order, axis=1)
-    if sampling_strategy == "top":
-        negative_scores, negative_ids = negative_scores[:, :num_negatives], negative_ids[:, :num_negatives]
-    else:
-        options = np.maximum(negative_scores.shape[1] - np.isinf(negative_scores).sum(1), num_negatives)
-        sampled = np.array([random.sample(range(int(n)), k=num_negatives) for n in options])
-        negative_scores = np.take_along_axis(negative_scores, sampled, axis=1)
-        negative_ids = np.take_along_axis(negative_ids, sampled, axis=1)
-        resort = np.argsort(-negative_scores, axis=1, kind="stable")
-        negative_scores = np.take_along_axis(negative_scores, resort, axis=1)
-        negative_ids = np.take_along_axis(negative_ids, resort, axis=1)
+    skipped = _discard_candidates(
+        scores,
+        candidate_ids,
+        positive_ids if not include_positives else None,
+        pair_queries,
+        positive_scores,
+        {"absolute_margin": absolute_margin, "relative_margin": relative_margin},
+        {"max_score": max_score, "min_score": min_score},
+    )
+    negative_scores, negative_ids = _select_negatives(
+        scores, candidate_ids, range_min, range_max, num_negatives, sampling_strategy
+    )
 
     rows = _output_rows(
         output_format,
@@ -250,6 +232,64 @@ def mine_hard_negatives(
 
         return Dataset.from_dict(rows)
     return rows
+
+
+def _discard_candidates(
+    scores: np.ndarray,
+    candidate_ids: np.ndarray,
+    positive_ids: list[list[int]] | None,
+    pair_queries: list[int],
+    positive_scores: np.ndarray,
+    margins: dict[str, float | None],
+    score_limits: dict[str, float | None],
+) -> dict[str, int]:
+    """Set to -inf (in place) the scores [Q, C] of the candidates that cannot be negatives: each query's
+    positives (unless `positive_ids` is None) and those failing a margin or score limit. Returns the
+    number discarded per reason."""
+    skipped: dict[str, int] = {}
+    if positive_ids is not None:
+        for q, ids in enumerate(positive_ids):
+            scores[q, np.isin(candidate_ids[q], ids)] = -np.inf
+    if margins["absolute_margin"] is not None or margins["relative_margin"] is not None:
+        hardest_positive = np.full(len(scores), np.inf, np.float32)  # each query's lowest positive score
+        np.minimum.at(hardest_positive, pair_queries, positive_scores)
+        if margins["absolute_margin"] is not None:
+            removed = scores + margins["absolute_margin"] > hardest_positive[:, None]
+            _discard(scores, removed, "absolute_margin", skipped)
+        if margins["relative_margin"] is not None:
+            threshold = hardest_positive - np.abs(hardest_positive) * margins["relative_margin"]
+            _discard(scores, scores > threshold[:, None], "relative_margin", skipped)
+    if score_limits["max_score"] is not None:
+        _discard(scores, scores > score_limits["max_score"], "max_score", skipped)
+    if score_limits["min_score"] is not None:
+        _discard(scores, scores < score_limits["min_score"], "min_score", skipped)
+    return skipped
+
+
+def _select_negatives(
+    scores: np.ndarray,
+    candidate_ids: np.ndarray,
+    range_min: int,
+    range_max: int,
+    num_negatives: int,
+    sampling_strategy: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and ids [Q, num_negatives] of the chosen negatives, best first: ranks range_min..range_max of
+    the remaining candidates, the first ones ("top") or a sample drawn with `random.sample` among those not
+    discarded ("random"). Discarded candidates (-inf) fill rows that lack negatives."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, range_min:range_max]
+    negative_scores = np.take_along_axis(scores, order, axis=1)
+    negative_ids = np.take_along_axis(candidate_ids, order, axis=1)
+    if sampling_strategy == "top":
+        return negative_scores[:, :num_negatives], negative_ids[:, :num_negatives]
+    options = np.maximum(negative_scores.shape[1] - np.isinf(negative_scores).sum(1), num_negatives)
+    sampled = np.array([random.sample(range(int(n)), k=num_negatives) for n in options])
+    negative_scores = np.take_along_axis(negative_scores, sampled, axis=1)
+    negative_ids = np.take_along_axis(negative_ids, sampled, axis=1)
+    resort = np.argsort(-negative_scores, axis=1, kind="stable")
+    return np.take_along_axis(negative_scores, resort, axis=1), np.take_along_axis(
+        negative_ids, resort, axis=1
+    )
 
 
 def _output_rows(
