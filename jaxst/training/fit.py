@@ -17,6 +17,7 @@ objective's step at most once per training bucket.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from jaxst.training.precision import forward_in_dtype
 from jaxst.training.step import init_train_state, make_train_step
 
 METRICS_FILE = "metrics.jsonl"
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -126,14 +129,30 @@ def batch_arrays(model: Any, batch: Batch) -> dict[str, np.ndarray]:
     return arrays
 
 
-def make_parallel(data_parallel: str) -> PmapParallel | MeshParallel:
+def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParallel | MeshParallel:
+    """The data-parallel driver. fit never pads a batch: under pmap it uses the most local devices that
+    divide every objective's batch size (with a warning when that is not all of them); under shard_map
+    (several processes) a batch size the global device count does not divide is an error."""
     if data_parallel == "auto":
         data_parallel = "shard_map" if jax.process_count() > 1 else "pmap"
-    if data_parallel == "pmap":
-        return PmapParallel()
     if data_parallel == "shard_map":
-        return MeshParallel()
-    raise ValueError(f"Unknown data_parallel {data_parallel!r}; known: auto, pmap, shard_map.")
+        parallel = MeshParallel()
+        for batch_size in batch_sizes:
+            check_divisible(batch_size, parallel.num_devices)
+        return parallel
+    if data_parallel != "pmap":
+        raise ValueError(f"Unknown data_parallel {data_parallel!r}; known: auto, pmap, shard_map.")
+    devices = jax.local_devices()
+    count = max(n for n in range(1, len(devices) + 1) if all(b % n == 0 for b in batch_sizes))
+    if count < len(devices):
+        logger.warning(
+            "Training on %d of %d devices: the batch sizes %s are not all multiples of %d.",
+            count,
+            len(devices),
+            sorted(set(batch_sizes)),
+            len(devices),
+        )
+    return PmapParallel(devices[:count])
 
 
 def open_resume_checkpoint(
@@ -157,9 +176,7 @@ class TrainingRun:
 
     def __init__(self, model: Any, objectives: list[Objective], options: dict[str, Any]):
         self.model, self.objectives, self.o = model, objectives, options
-        self.parallel = make_parallel(options["data_parallel"])
-        for objective in objectives:
-            check_divisible(objective.loader.batch_size, self.parallel.num_devices)
+        self.parallel = make_parallel(options["data_parallel"], [o.loader.batch_size for o in objectives])
         self.steps_per_epoch = options["steps_per_epoch"] or min(o.full_batches for o in objectives)
         self.total_steps = self.steps_per_epoch * options["epochs"] * len(objectives)
         optimizer_params = dict(options["optimizer_params"] or {"lr": 2e-5})
@@ -365,8 +382,9 @@ def fit(
             start when there is none), a path resumes from that checkpoint folder.
         seed: seeds dropout, per step and device (shuffling is the DataLoader's seed).
         data_parallel: "pmap" (this host's devices), "shard_map" (a Mesh over every process's devices),
-            or "auto" (shard_map when `jax.process_count() > 1`, else pmap). The batch size must be a
-            multiple of the device count.
+            or "auto" (shard_map when `jax.process_count() > 1`, else pmap). Batches are never padded:
+            pmap uses the most devices that divide the batch sizes, shard_map requires a multiple of
+            the global device count.
         use_dropout: train with the encoder's dropout (torch train mode); False is deterministic.
 
     Saving: with an evaluator and save_best_model, the best model is saved to output_path when an

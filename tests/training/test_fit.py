@@ -11,7 +11,7 @@ from jaxst.data import load_stsb
 from jaxst.losses.base import Loss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
-from jaxst.training.fit import NonFiniteLossError, fit, training_bucket
+from jaxst.training.fit import NonFiniteLossError, fit, make_parallel, training_bucket
 from tests.training.test_parallel import CosineMSE
 from tests.training.tiny_st import make_tiny_st_model
 
@@ -143,11 +143,6 @@ class NeedsThree(CosineMSE):
             ValueError,
             "CosineMSE needs a label",
         ),
-        (
-            lambda m, ex: (DataLoader(ex, batch_size=12), CosineMSE(m)),
-            ValueError,
-            "batch size 12 is not divisible by the number of devices \\(8\\)",
-        ),
         (lambda m, ex: ([ex], CosineMSE(m)), TypeError, "expected a jaxst DataLoader"),
     ],
 )
@@ -155,6 +150,14 @@ def test_bad_objectives_are_named(tiny_folder, pairs, make_objective, error, mes
     model = SentenceTransformer(tiny_folder)
     with pytest.raises(error, match=message):
         fit(model, [make_objective(model, pairs)], show_progress_bar=False)
+
+
+def test_batch_sizes_the_devices_do_not_divide_use_fewer_devices_or_fail_under_shard_map():
+    """fit never pads: pmap takes the most devices dividing every batch size; shard_map raises."""
+    assert make_parallel("pmap", [12]).num_devices == 6
+    assert make_parallel("auto", [16, 2]).num_devices == 2
+    with pytest.raises(ValueError, match="batch size 12 is not divisible by the number of devices \\(8\\)"):
+        make_parallel("shard_map", [12])
 
 
 def test_unknown_scheduler_lists_the_known_ones(tiny_folder, pairs):
