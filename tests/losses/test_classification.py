@@ -41,7 +41,6 @@ def torch_softmax_loss(classifier, concatenation: dict, created: list | None = N
     """Builds ST's SoftmaxLoss with our classifier weights (torch's weight is the transposed kernel)."""
 
     def make(model):
-        model.device = torch.device("cpu")  # SoftmaxLoss places its classifier on model.device
         loss = st_losses.SoftmaxLoss(model, embedding_dimension=DIM, num_labels=NUM_LABELS, **concatenation)
         with torch.no_grad():
             loss.classifier.weight.copy_(torch.tensor(np.asarray(classifier["kernel"]).T))

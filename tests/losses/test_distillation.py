@@ -47,8 +47,6 @@ def test_mse_projection_matches_sentence_transformers():
     assert projection["kernel"].shape == (8, 5) and projection["bias"].shape == (5,)
 
     def make_theirs(model):
-        model.device = torch.device("cpu")  # the projection is created on model.device,
-        model.get_embedding_dimension = model.get_sentence_embedding_dimension  # sized by this method
         theirs = st_losses.MSELoss(model, projection_dim=5)
         with torch.no_grad():
             theirs.projection.weight.copy_(torch.tensor(np.asarray(projection["kernel"]).T))

@@ -25,8 +25,14 @@ class FixedEmbeddingModel(torch.nn.Module):
     def forward(self, features: dict) -> dict:
         return {"sentence_embedding": self.columns[features["column"]]}
 
+    @property
+    def device(self) -> torch.device:
+        return self.columns[0].device
+
     def get_sentence_embedding_dimension(self) -> int:
         return int(self.columns[0].shape[-1])
+
+    get_embedding_dimension = get_sentence_embedding_dimension
 
 
 def torch_loss_and_grads(
@@ -50,5 +56,8 @@ def torch_loss_and_grads(
     torch_labels = None if labels is None else torch.as_tensor(np.asarray(labels))
     value = loss_module(features, torch_labels)
     value.backward()
-    grads = [np.zeros_like(c, dtype=np.float32) if t.grad is None else t.grad.numpy() for c, t in zip(columns, leaves, strict=True)]
+    grads = [
+        np.zeros_like(c, dtype=np.float32) if t.grad is None else t.grad.numpy()
+        for c, t in zip(columns, leaves, strict=True)
+    ]
     return float(value.detach()), grads
