@@ -1,6 +1,7 @@
 """Flax NNX encoders that load Hugging Face checkpoints: BERT (MiniLM, BGE, E5, GTE), DistilBERT,
 RoBERTa, XLM-RoBERTa and MPNet."""
 
+from jaxst.io.hf import WeightLoadingError
 from jaxst.models.config import UnsupportedConfigError
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.loading import SUPPORTED_MODEL_TYPES, load_encoder, save_encoder
@@ -9,6 +10,7 @@ __all__ = [
     "SUPPORTED_MODEL_TYPES",
     "TransformerEncoder",
     "UnsupportedConfigError",
+    "WeightLoadingError",
     "load_encoder",
     "save_encoder",
 ]
