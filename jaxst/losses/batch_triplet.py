@@ -8,6 +8,8 @@ Mining with torch's `max(dim)` / `min(dim)` sends the whole gradient of a row to
 one among ties; `jnp.max` would split it evenly among ties. Here every such reduction is an argmax /
 argmin (first index among ties, like torch on CPU and CUDA) followed by a gather, so that gradients at
 ties, e.g. duplicate rows or masked rows, equal sentence-transformers' own.
+
+Labels must have shape [B]; sentence-transformers also takes any shape of B elements and flattens it.
 """
 
 from __future__ import annotations
