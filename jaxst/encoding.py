@@ -5,9 +5,11 @@ XLA compiles one program per input shape. encode therefore
 1. sorts the texts by token count, longest first (stable), and cuts them into batches of `rows` texts;
    `rows` is the batch size, or for a call with fewer texts the smallest power of two that holds them;
    the last batch is padded with empty rows to `rows`;
-2. pads each batch to the smallest bucket length that holds its longest text. Buckets are the
-   multiples of BUCKET_STEP below `max_seq_length`, then `max_seq_length` itself, so a batch carries at
-   most BUCKET_STEP - 1 padding positions more than its longest text needs;
+2. pads each batch to the smallest bucket length that holds its longest text. Bucket lengths step by
+   max(4, P / 16), P the power of two at or above the length: 4, 8, ..., 64, 72, ..., 128, 144, ...,
+   256, 288, ..., up to `max_seq_length` (itself the last bucket). A batch so carries at most 3
+   padding positions more than its longest text needs below 64 tokens, and at most 1/8 more above,
+   in as many buckets as multiples of 8 would give up to 256 tokens;
 3. dispatches every batch before pulling earlier results to the host (JAX dispatch is asynchronous), at
    most `depth` results in flight, and hands each result to a consumer that writes it to its texts'
    original positions, so no device buffer outlives its batch for long.
@@ -25,13 +27,17 @@ from typing import Any
 
 import numpy as np
 
-BUCKET_STEP = 8
+MIN_BUCKET_STEP = 4
 RESULTS_IN_FLIGHT = 2
 
 
-def bucket_lengths(max_seq_length: int, step: int = BUCKET_STEP) -> tuple[int, ...]:
-    """The padded lengths encode uses: step, 2 step, ... below max_seq_length, then max_seq_length."""
-    return (*range(step, max_seq_length, step), max_seq_length)
+def bucket_lengths(max_seq_length: int) -> tuple[int, ...]:
+    """The padded lengths encode uses, ascending, the last one max_seq_length (see the module docstring)."""
+    buckets = [0]
+    while buckets[-1] < max_seq_length:
+        next_power_of_two = 1 << buckets[-1].bit_length()
+        buckets.append(min(buckets[-1] + max(MIN_BUCKET_STEP, next_power_of_two // 16), max_seq_length))
+    return tuple(buckets[1:])
 
 
 @dataclasses.dataclass(frozen=True)
