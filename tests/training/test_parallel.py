@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxst.losses import MultipleNegativesRankingLoss
 from jaxst.losses.base import Loss
 from jaxst.similarity import pairwise_cos_sim
 from jaxst.training.parallel import MeshParallel, PmapParallel
@@ -48,7 +49,13 @@ def make_batches(seed, steps, batch_size):
 OPTIMIZERS = {"adamw": lambda: optax.adamw(1e-2), "sgd": lambda: optax.sgd(0.1)}
 
 
-def train(parallel, batches, steps=3, optimizer="adamw"):
+LOSSES = {
+    "cosine_mse": lambda: CosineMSE(None),
+    "mnrl_gathered": lambda: MultipleNegativesRankingLoss(None, gather_across_devices=True),
+}
+
+
+def train(parallel, batches, steps=3, optimizer="adamw", loss="cosine_mse"):
     rng = np.random.default_rng(0)
     params = {
         "model": {
@@ -58,7 +65,7 @@ def train(parallel, batches, steps=3, optimizer="adamw"):
         "losses": ({},),
     }
     tx = OPTIMIZERS[optimizer]()
-    step = parallel.compile(make_train_step(bag_of_words_forward, CosineMSE(None), tx, use_dropout=False))
+    step = parallel.compile(make_train_step(bag_of_words_forward, LOSSES[loss](), tx, use_dropout=False))
     state = parallel.put_state(init_train_state(params, tx, seed=0))
     losses = []
     for batch in batches[:steps]:
@@ -78,9 +85,15 @@ def optimizer(request):
     return request.param
 
 
+@pytest.fixture(scope="module", params=sorted(LOSSES))
+def loss(request):
+    """A per-example loss, and MNRL with negatives gathered from every device."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def single_device_run(batches, optimizer):
-    return train(PmapParallel(jax.local_devices()[:1]), batches, optimizer=optimizer)
+def single_device_run(batches, optimizer, loss):
+    return train(PmapParallel(jax.local_devices()[:1]), batches, optimizer=optimizer, loss=loss)
 
 
 def assert_same_params(a, b, atol=1e-5):
@@ -88,10 +101,10 @@ def assert_same_params(a, b, atol=1e-5):
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
-def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, optimizer):
+def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, optimizer, loss):
     assert jax.local_device_count() == 8
     state_1, losses_1 = single_device_run
-    state_8, losses_8 = train(PmapParallel(), batches, optimizer=optimizer)
+    state_8, losses_8 = train(PmapParallel(), batches, optimizer=optimizer, loss=loss)
     assert int(state_8.step) == 3
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
     assert_same_params(state_8, state_1)
@@ -100,8 +113,8 @@ def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, opt
     assert not np.allclose(state_1.params["model"]["dense"], untouched.params["model"]["dense"])
 
 
-def test_shard_map_equals_pmap(batches, single_device_run, optimizer):
-    state_mesh, losses_mesh = train(MeshParallel(), batches, optimizer=optimizer)
+def test_shard_map_equals_pmap(batches, single_device_run, optimizer, loss):
+    state_mesh, losses_mesh = train(MeshParallel(), batches, optimizer=optimizer, loss=loss)
     state_1, losses_1 = single_device_run
     np.testing.assert_allclose(losses_mesh, losses_1, rtol=1e-5)
     assert_same_params(state_mesh, state_1)
