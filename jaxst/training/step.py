@@ -7,6 +7,15 @@ so the whole step is one compiled program per (objective, bucket length).
 Batch layout seen by one device (k text columns, b examples on this device, T tokens):
     input_ids, attention_mask (, token_type_ids): int32 [k, b, T]
     labels: [b] or [b, ...] (absent for losses without labels)
+    guide_embeddings: float32 [k, b, D_guide], a frozen guide model's embeddings (GISTEmbedLoss)
+
+What a loss can ask of the step (`batch_loss`), by attributes of the loss object:
+    mini_batch_size (int): GradCache; the embeddings come from `jaxst.training.gradcache.cached_embed`.
+    needs_hidden_states (bool): forward runs with output_hidden_states=True, and `compute` also gets
+        model_output= (forward's dict, rows [k * b], with "all_layer_embeddings") and model_params=.
+    needs_rng (bool): `compute` also gets rng=, a key of the step that is the same on every device:
+        fold_in(fold_in(rng, LOSS_RNG_STREAM), step) (the dropout keys are fold_in(fold_in(rng, step), d)).
+A batch with guide_embeddings hands `compute` guide_embeddings=[k arrays [b, D_guide]].
 """
 
 from __future__ import annotations
@@ -21,8 +30,12 @@ from flax import struct
 from jax import lax
 
 from jaxst.losses.base import Loss
+from jaxst.training.gradcache import cached_embed
 
 AXIS_NAME = "data"
+# Folded into the state's key to derive the per-step loss keys; no step count reaches it.
+LOSS_RNG_STREAM = 2**31 - 1
+TOKEN_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
 
 # forward(model_params, features {name: [N, T]}, *, dropout_rng) -> {"sentence_embedding": [N, D], ...}
 Forward = Callable[..., dict[str, jax.Array]]
@@ -55,6 +68,41 @@ def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -
     )
 
 
+def batch_loss(
+    forward: Forward,
+    loss: Loss,
+    params: Any,
+    batch: dict[str, jax.Array],
+    *,
+    objective_index: int = 0,
+    dropout_rng: jax.Array | None = None,
+    loss_rng: jax.Array | None = None,
+) -> jax.Array:
+    """The loss of one device's batch as a function of all parameters: what the step differentiates.
+
+    Embeds the k columns as one [k * b, T] batch (through GradCache when the loss has a
+    `mini_batch_size`), then calls `loss.compute(columns, labels, params["losses"][objective_index],
+    **inputs)` with the inputs the loss asks for (see the module docstring).
+    """
+    k, b, t = batch["input_ids"].shape
+    features = {name: batch[name].reshape(k * b, t) for name in TOKEN_FEATURES if name in batch}
+    inputs: dict[str, Any] = {}
+    if getattr(loss, "mini_batch_size", None) is not None:
+        embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], features, dropout_rng)
+    elif getattr(loss, "needs_hidden_states", False):
+        out = forward(params["model"], features, dropout_rng=dropout_rng, output_hidden_states=True)
+        embeddings = out["sentence_embedding"]
+        inputs.update(model_output=out, model_params=params["model"])
+    else:
+        embeddings = forward(params["model"], features, dropout_rng=dropout_rng)["sentence_embedding"]
+    if "guide_embeddings" in batch:
+        inputs["guide_embeddings"] = [batch["guide_embeddings"][i] for i in range(k)]
+    if getattr(loss, "needs_rng", False):
+        inputs["rng"] = loss_rng
+    columns = list(embeddings.reshape(k, b, -1))
+    return loss.compute(columns, batch.get("labels"), params["losses"][objective_index], **inputs)
+
+
 def make_train_step(
     forward: Forward,
     loss: Loss,
@@ -73,30 +121,30 @@ def make_train_step(
 
     Args:
         forward: the model's pure forward pass.
-        loss: the bound loss; `loss.compute(embeddings, labels, params)` gives the scalar.
+        loss: the bound loss; `batch_loss` calls its `compute` with what it asks for.
         tx: the optax transformation (clipping, AdamW, schedule).
         objective_index: which entry of params["losses"] belongs to this loss.
         use_dropout: pass a dropout key to `forward` (training mode) or not (deterministic).
     """
 
     def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-        k, b, t = batch["input_ids"].shape
-        features = {
-            name: batch[name].reshape(k * b, t)
-            for name in ("input_ids", "attention_mask", "token_type_ids")
-            if name in batch
-        }
         dropout_rng = None
         if use_dropout:
             dropout_rng = jax.random.fold_in(
                 jax.random.fold_in(state.rng, state.step), lax.axis_index(AXIS_NAME)
             )
+        loss_rng = jax.random.fold_in(jax.random.fold_in(state.rng, LOSS_RNG_STREAM), state.step)
 
         def loss_fn(params: Any) -> jax.Array:
-            out = forward(params["model"], features, dropout_rng=dropout_rng)
-            embeddings = out["sentence_embedding"].reshape(k, b, -1)
-            columns = [embeddings[i] for i in range(k)]
-            return loss.compute(columns, batch.get("labels"), params["losses"][objective_index])
+            return batch_loss(
+                forward,
+                loss,
+                params,
+                batch,
+                objective_index=objective_index,
+                dropout_rng=dropout_rng,
+                loss_rng=loss_rng,
+            )
 
         # Differentiate a per-device copy of the parameters: under shard_map the replicated parameters
         # would otherwise get gradients already summed over devices (the transpose of replication).
