@@ -2,10 +2,11 @@
 
 Per epoch, for `steps_per_epoch` rounds, each objective in turn (round robin, as sentence-transformers)
 takes one batch: all its text columns are tokenized together to one bucket length, the batch is split
-over the devices, and that objective's compiled step runs. Loss and learning rate go to a tqdm bar and
-to `metrics.jsonl`; the evaluator runs every `evaluation_steps` and at each epoch's end; checkpoints
-(train state + data position) are written every `checkpoint_save_steps`, atomically, and a resumed run
-continues bit for bit.
+over the devices, and that objective's compiled step runs. A loss with a frozen guide model
+(GISTEmbedLoss) gets the guide's embeddings of the batch with it (`jaxst.training.guide`). Loss and
+learning rate go to a tqdm bar and to `metrics.jsonl`; the evaluator runs every `evaluation_steps` and
+at each epoch's end; checkpoints (train state + data position) are written every
+`checkpoint_save_steps`, atomically, and a resumed run continues bit for bit.
 
 Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
 sentence-transformers' fit schedules with (a dataset smaller than one batch trains as that one batch).
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from jaxst.losses.base import Loss
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
+from jaxst.training.guide import GuideEmbedder, find_guide
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
@@ -54,6 +56,7 @@ class Objective:
     index: int
     step: Callable | None = None
     batches: Iterator[Batch] | None = None
+    guide: GuideEmbedder | None = None
 
     @property
     def full_batches(self) -> int:
@@ -207,6 +210,8 @@ class TrainingRun:
         )
         forward = forward_in_dtype(model, "bfloat16" if options["use_amp"] else None)
         for o in objectives:
+            guide = find_guide(o.loss)
+            o.guide = None if guide is None else GuideEmbedder(guide, model)
             o.step = self.parallel.compile(
                 make_train_step(
                     forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]
@@ -297,7 +302,10 @@ class TrainingRun:
             while self.round < self.steps_per_epoch:
                 saved_before = step // save_steps if save_steps > 0 else 0
                 for objective in self.objectives:
-                    batch = self.parallel.put_batch(batch_arrays(self.model, objective.next_batch()))
+                    arrays = batch_arrays(self.model, objective.next_batch())
+                    if objective.guide is not None:
+                        arrays["guide_embeddings"] = objective.guide(arrays)
+                    batch = self.parallel.put_batch(arrays)
                     device_state, metrics = objective.step(device_state, batch)
                     loss = self.parallel.get_metrics(metrics)["loss"]
                     step += 1
