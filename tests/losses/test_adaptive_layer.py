@@ -1,0 +1,210 @@
+"""AdaptiveLayerLoss against sentence-transformers' on a tiny BERT: value and every parameter's gradient.
+
+Both sides embed the same SNLI rows with the same weights (dropout off); jaxst runs its loss through the
+train step's `batch_loss` (forward with hidden states, the pipeline per layer), sentence-transformers its
+AdaptiveLayerLoss around its own wrapped loss, and the gradients of the encoder's parameters are compared
+tensor by tensor through the checkpoint key table.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+from sentence_transformers.sentence_transformer import losses as st_losses
+from sentence_transformers.sentence_transformer.losses import adaptive_layer as st_adaptive_layer
+
+from jaxst.io.hf import key_table
+from jaxst.losses.adaptive_layer import AdaptiveLayerLoss, kl_to_teacher
+from jaxst.losses.cached import CachedMultipleNegativesRankingLoss
+from jaxst.losses.cosine import CoSENTLoss
+from jaxst.losses.ranking import MultipleNegativesRankingLoss
+from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.step import batch_loss
+from tests.shared_data import read_tsv
+from tests.training.tiny_st import make_tiny_st_model
+
+NUM_LAYERS = 2  # the tiny model's
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_folder):
+    torch_model = TorchSentenceTransformer(str(tiny_folder), device="cpu")
+    torch_model.eval()  # dropout off; autograd still runs
+    return SentenceTransformer(tiny_folder), torch_model
+
+
+@pytest.fixture(scope="module")
+def rows():
+    snli = read_tsv("pairs/snli_triplets.tsv.gz", "dev")[:6]
+    texts = [[r["anchor"] for r in snli], [r["positive"] for r in snli]]
+    labels = np.array([1.0, 0.2, 0.8, 0.0, 0.5, 0.9], np.float32)
+    return texts, labels
+
+
+def jaxst_batch(model, texts, labels):
+    k, b = len(texts), len(texts[0])
+    features = model.tokenize([t for column in texts for t in column])
+    batch = {name: jnp.asarray(v.reshape(k, b, -1)) for name, v in features.items()}
+    if labels is not None:
+        batch["labels"] = jnp.asarray(labels)
+    return batch
+
+
+def jaxst_value_and_grads(model, loss, batch):
+    """A jitted (key -> loss value, encoder gradients) of the train step's loss on `batch`."""
+    params = {"model": model.params, "losses": ({},)}
+    run = jax.jit(jax.value_and_grad(lambda p, key: batch_loss(model.forward, loss, p, batch, loss_rng=key)))
+
+    def value_and_grads(key=None):
+        value, grads = run(params, key)
+        return float(value), grads["model"]["encoder"]
+
+    return value_and_grads
+
+
+def torch_value_and_grads(torch_model, make_loss, texts, labels):
+    torch_model.zero_grad()
+    loss = make_loss(torch_model)
+    features = [torch_model.preprocess(column) for column in texts]
+    value = loss(features, None if labels is None else torch.from_numpy(labels))
+    value.backward()
+    value = value.detach()
+    grads = {
+        name: np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy().copy()
+        for name, p in torch_model[0].auto_model.named_parameters()
+    }
+    return float(value), grads
+
+
+def assert_same_gradients(jax_grads, torch_grads):
+    """Every encoder tensor (transposed where torch stores a Linear weight), max error over max |grad|.
+
+    The attention key biases are the exception: their gradient is zero in exact arithmetic (softmax is
+    invariant to adding one number to a row of scores), so both sides must be float noise, below 1e-9.
+    """
+    flat = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(jax_grads)}
+    table = key_table("bert", NUM_LAYERS)
+    assert set(table) == {k for k in torch_grads if not k.startswith("pooler.")}
+    for key, (path, transposed) in table.items():
+        ours = flat[path].T if transposed else flat[path]
+        theirs = torch_grads[key]
+        if key.endswith("attention.self.key.bias"):
+            assert np.max(np.abs(ours)) < 1e-9 and np.max(np.abs(theirs)) < 1e-9, key
+            continue
+        scale = float(np.max(np.abs(theirs)))
+        error = float(np.max(np.abs(ours - theirs))) / scale
+        assert error < TOLERANCE, f"{key}: relative error {error:.2e} (max |grad| {scale:.2e})"
+
+
+CASES = {
+    "mnrl_defaults_all_layers": (
+        lambda m: MultipleNegativesRankingLoss(m),
+        lambda m: st_losses.MultipleNegativesRankingLoss(m),
+        {"n_layers_per_step": -1},
+        False,
+    ),
+    "cosent_weighted_linear": (
+        lambda m: CoSENTLoss(m),
+        lambda m: st_losses.CoSENTLoss(m),
+        {
+            "n_layers_per_step": NUM_LAYERS,
+            "last_layer_weight": 0.5,
+            "prior_layers_weight": 2.0,
+            "kl_div_weight": 0.7,
+            "kl_temperature": 0.5,
+            "layer_weighting": "linear",
+        },
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_value_and_gradients_equal_sentence_transformers(models, rows, case):
+    model, torch_model = models
+    make_ours, make_theirs, options, with_labels = CASES[case]
+    texts, labels = rows
+    labels = labels if with_labels else None
+    loss = AdaptiveLayerLoss(model, make_ours(model), **options)
+    value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, labels))()
+    expected, expected_grads = torch_value_and_grads(
+        torch_model, lambda m: st_losses.AdaptiveLayerLoss(m, make_theirs(m), **options), texts, labels
+    )
+    assert value == pytest.approx(expected, rel=TOLERANCE)
+    assert_same_gradients(grads, expected_grads)
+
+
+def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer(models, rows, monkeypatch):
+    """n_layers_per_step=1 of 2 prior layers: each key's value and gradients are ST's with one layer
+    forced (its random.sample patched); over 8 keys both layers are drawn, by one compiled program."""
+    model, torch_model = models
+    texts, _ = rows
+    options = {"n_layers_per_step": 1, "layer_weighting": "log"}
+    loss = AdaptiveLayerLoss(model, MultipleNegativesRankingLoss(model), **options)
+    assert loss.needs_rng
+    run = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, None))
+    expected = {}
+    for layer in range(NUM_LAYERS):
+        monkeypatch.setattr(st_adaptive_layer.random, "sample", lambda population, k, layer=layer: [layer])
+        expected[layer] = torch_value_and_grads(
+            torch_model,
+            lambda m: st_losses.AdaptiveLayerLoss(m, st_losses.MultipleNegativesRankingLoss(m), **options),
+            texts,
+            None,
+        )
+    assert expected[0][0] != pytest.approx(expected[1][0], rel=1e-3)
+    drawn = set()
+    for seed in range(8):
+        value, grads = run(jax.random.key(seed))
+        layer = next(layer for layer in expected if value == pytest.approx(expected[layer][0], rel=TOLERANCE))
+        assert_same_gradients(grads, expected[layer][1])
+        drawn.add(layer)
+    assert drawn == {0, 1}
+
+
+def test_kl_term_is_torch_kl_div_batchmean():
+    rng = np.random.default_rng(0)
+    student, teacher_logits = rng.normal(size=(2, 5, 7)).astype(np.float32)
+    teacher = jax.nn.softmax(jnp.asarray(teacher_logits) / 0.3)
+    expected = torch.nn.functional.kl_div(
+        torch.log_softmax(torch.from_numpy(student) / 0.3, dim=-1),
+        torch.from_numpy(np.array(teacher)),
+        reduction="batchmean",
+    )
+    assert float(kl_to_teacher(jnp.asarray(student), teacher, 0.3)) == pytest.approx(
+        float(expected), rel=1e-6
+    )
+
+
+def test_bad_options_are_named(models):
+    model, _ = models
+    with pytest.raises(ValueError, match="layer_weighting must be one of .* got 'square'"):
+        AdaptiveLayerLoss(model, MultipleNegativesRankingLoss(model), layer_weighting="square")
+    with pytest.raises(ValueError, match="cannot wrap CachedMultipleNegativesRankingLoss: a GradCache loss"):
+        AdaptiveLayerLoss(model, CachedMultipleNegativesRankingLoss(model))
+    loss = AdaptiveLayerLoss(model, CoSENTLoss(model), n_layers_per_step=1)
+    assert (loss.min_texts, loss.max_texts, loss.needs_labels) == (2, 2, True)
+    hidden = [jnp.zeros((4, 3, 32))] * (NUM_LAYERS + 1)
+    output = {"all_layer_embeddings": hidden, "attention_mask": jnp.ones((4, 3), jnp.int32)}
+    with pytest.raises(ValueError, match="n_layers_per_step=1 samples 1 of 2 prior layers .* pass rng="):
+        loss.compute([jnp.ones((2, 32))] * 2, jnp.ones(2), model_output=output, model_params=model.params)
+    assert loss.get_config_dict() == {
+        "loss": "CoSENTLoss",
+        "n_layers_per_step": 1,
+        "last_layer_weight": 1.0,
+        "prior_layers_weight": 1.0,
+        "kl_div_weight": 1.0,
+        "kl_temperature": 0.3,
+        "layer_weighting": "uniform",
+    }
