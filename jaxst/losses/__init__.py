@@ -6,6 +6,7 @@ sentence-transformers' names and bind a model and the hyperparameters, for `fit`
 `losses.MultipleNegativesRankingLoss(model, scale=20.0)`.
 """
 
+from jaxst.losses.adaptive_layer import AdaptiveLayerLoss, adaptive_layer_loss
 from jaxst.losses.base import Loss
 from jaxst.losses.batch_triplet import (
     BatchAllTripletLoss,
@@ -18,6 +19,7 @@ from jaxst.losses.batch_triplet import (
     batch_hard_triplet_loss,
     batch_semi_hard_triplet_loss,
 )
+from jaxst.losses.cached import CachedGISTEmbedLoss, CachedMultipleNegativesRankingLoss
 from jaxst.losses.classification import SoftmaxLoss, softmax_loss
 from jaxst.losses.contrastive import (
     ContrastiveLoss,
@@ -58,12 +60,15 @@ from jaxst.losses.ranking import (
 from jaxst.losses.triplet import TripletDistanceMetric, TripletLoss, triplet_loss
 
 __all__ = [
+    "AdaptiveLayerLoss",
     "AnglELoss",
     "BatchAllTripletLoss",
     "BatchHardSoftMarginTripletLoss",
     "BatchHardTripletLoss",
     "BatchHardTripletLossDistanceFunction",
     "BatchSemiHardTripletLoss",
+    "CachedGISTEmbedLoss",
+    "CachedMultipleNegativesRankingLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
     "ContrastiveTensionLossInBatchNegatives",
@@ -82,6 +87,7 @@ __all__ = [
     "SoftmaxLoss",
     "TripletDistanceMetric",
     "TripletLoss",
+    "adaptive_layer_loss",
     "angle_loss",
     "batch_all_triplet_loss",
     "batch_hard_soft_margin_triplet_loss",
