@@ -46,7 +46,7 @@ from jaxst.losses.gist import gist_embed_loss  # noqa: E402
 from jaxst.losses.matryoshka import matryoshka_loss  # noqa: E402
 from jaxst.losses.mega_batch import mega_batch_margin_loss  # noqa: E402
 from jaxst.losses.orthogonal import global_orthogonal_regularization_loss  # noqa: E402
-from tests.losses.torch_reference import FixedEmbeddingModel  # noqa: E402
+from jaxst.validation.torch_reference import FixedEmbeddingModel  # noqa: E402
 
 NUM_CLASSES = 32  # labels of the batch triplet losses: 32 classes of about B / 32 examples each
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.losses.torch_reference import torch_loss_and_grads
+from jaxst.validation.torch_reference import torch_loss_and_grads
 
 JaxLoss = Callable[[list[jax.Array], jax.Array | None], jax.Array]
 

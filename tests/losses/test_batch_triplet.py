@@ -22,6 +22,7 @@ from jaxst.losses.batch_triplet import (
     batch_hard_triplet_loss,
     batch_semi_hard_triplet_loss,
 )
+from jaxst.validation.torch_reference import torch_loss_and_grads
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -30,7 +31,6 @@ from tests.losses.parity_checks import (
     assert_traces_once,
     assert_vmap_matches_loop,
 )
-from tests.losses.torch_reference import torch_loss_and_grads
 
 ST_DISTANCES = st_losses.BatchHardTripletLossDistanceFunction
 

@@ -8,6 +8,7 @@ import torch
 from sentence_transformers.sentence_transformer import losses as st_losses
 
 from jaxst.losses.classification import SoftmaxLoss, init_softmax_classifier, softmax_loss
+from jaxst.validation.torch_reference import torch_loss_and_grads
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -19,7 +20,6 @@ from tests.losses.parity_checks import (
     make_columns,
     relative_error,
 )
-from tests.losses.torch_reference import torch_loss_and_grads
 
 DIM, NUM_LABELS = 8, 3
 CONCATENATIONS = {

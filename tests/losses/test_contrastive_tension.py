@@ -15,6 +15,7 @@ from jaxst.losses.contrastive_tension import (
     contrastive_tension_loss_in_batch_negatives,
 )
 from jaxst.similarity import dot_score
+from jaxst.validation.torch_reference import FixedEmbeddingModel
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -26,7 +27,6 @@ from tests.losses.parity_checks import (
     make_columns,
     relative_error,
 )
-from tests.losses.torch_reference import FixedEmbeddingModel
 
 SIMILARITIES = {
     "cosine": ({}, {}),

@@ -13,6 +13,7 @@ from sentence_transformers.sentence_transformer.losses import gist_embed as st_g
 from transformers import PreTrainedTokenizerFast
 
 from jaxst.losses.gist import GISTEmbedLoss, gist_embed_loss
+from jaxst.validation.torch_reference import FixedEmbeddingModel, torch_loss_and_grads
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -24,7 +25,6 @@ from tests.losses.parity_checks import (
     make_columns,
     relative_error,
 )
-from tests.losses.torch_reference import FixedEmbeddingModel, torch_loss_and_grads
 
 # One tokenizer for model and guide: sentence-transformers then feeds the guide the model's features.
 TOKENIZER = PreTrainedTokenizerFast(

@@ -18,6 +18,7 @@ from jaxst.losses.gist import GISTEmbedLoss
 from jaxst.losses.matryoshka import MatryoshkaLoss, matryoshka_loss
 from jaxst.losses.mega_batch import MegaBatchMarginLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
+from jaxst.validation.torch_reference import FixedEmbeddingModel, torch_loss_and_grads
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -31,7 +32,6 @@ from tests.losses.parity_checks import (
 )
 from tests.losses.test_gist import guide_of, with_tokenizer
 from tests.losses.test_mega_batch import RowIndexedModel
-from tests.losses.torch_reference import FixedEmbeddingModel, torch_loss_and_grads
 
 DIM = 8
 # Unsorted on purpose: both sort them largest first, carrying the weights along.

@@ -10,6 +10,7 @@ import torch
 from sentence_transformers.sentence_transformer import losses as st_losses
 
 from jaxst.losses.mega_batch import MegaBatchMarginLoss, mega_batch_margin_loss
+from jaxst.validation.torch_reference import FixedEmbeddingModel
 from tests.losses.parity_checks import (
     PARITY_RTOL,
     assert_bfloat16_close,
@@ -21,7 +22,6 @@ from tests.losses.parity_checks import (
     make_columns,
     relative_error,
 )
-from tests.losses.torch_reference import FixedEmbeddingModel
 
 
 def loss(columns, labels):
