@@ -1,0 +1,245 @@
+"""Training speed: pairs/s of jaxst's fit against PyTorch sentence-transformers', same model, data, batch.
+
+Two objectives on all-MiniLM-L6-v2: MultipleNegativesRankingLoss on SNLI (anchor, positive) pairs
+(`../shared/data/pairs/snli_triplets.tsv.gz`, both splits) and CosineSimilarityLoss on STS-B train
+(scores / 5). Each (framework, loss) trains in its own process, pinned to the same `--threads` CPUs
+(XLA and torch size their thread pools from that CPU set; torch also gets `set_num_threads`), through
+the framework's own `fit` (sentence-transformers: `fit`, or `old_fit` where `accelerate` is missing),
+shuffled, for `--warmup-steps + --steps` steps of `--batch-size` pairs.
+
+Timing: every step's boundary is stamped (jaxst: when fit logs the step's loss, which waits for the step;
+sentence-transformers: a forward pre-hook on the loss module, after a CUDA synchronize on a GPU). The
+first `--warmup-steps` steps are left out for both; pairs/s = batch size x timed steps / their time.
+jaxst compiles one program per bucket length: compile time (JAX's own compile events) is reported apart,
+and a compile that falls inside the timed steps (a bucket length first seen there) is subtracted from
+their time and reported.
+
+Precision: float32 on CPU; on a GPU jaxst runs bfloat16 (`use_amp=True`) and sentence-transformers
+its fit's mixed precision (`use_amp=True`: float16 autocast).
+
+`--rounds` repeats every pair of processes (sentence-transformers first, then jaxst, so that a changing
+load hits both alike) and reports the medians.
+
+    python benchmarks/train.py                                  # both losses, batch 32, 30 timed steps
+    python benchmarks/train.py --losses cosine --steps 50 --batch-size 16 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS.parent))
+sys.path.insert(0, str(BENCHMARKS))
+
+from stsb_quality import MODEL, load_average, machine, sentence_transformers_fit  # noqa: E402
+
+from jaxst.data import load_stsb  # noqa: E402
+from tests.shared_data import read_tsv  # noqa: E402
+
+LOSSES = {"mnrl": "MultipleNegativesRankingLoss (SNLI pairs)", "cosine": "CosineSimilarityLoss (STS-B)"}
+FRAMEWORKS = ("sentence-transformers", "jaxst")
+RESULT_PREFIX = "RESULT "
+
+
+def training_pairs(loss: str) -> list[tuple[list[str], float | None]]:
+    """(texts, label) examples: SNLI (anchor, positive) without labels, or STS-B pairs with score / 5."""
+    if loss == "mnrl":
+        return [([r["anchor"], r["positive"]], None) for r in read_tsv("pairs/snli_triplets.tsv.gz")]
+    return [([a, b], score) for a, b, score in load_stsb("train")]
+
+
+def pairs_per_second(boundaries: list[float], warmup_steps: int, batch_size: int, excluded: float) -> float:
+    """Rate over the steps after the warm-up; `boundaries` holds one stamp per step, `excluded` seconds
+    (compiles) are taken off the timed span."""
+    timed = boundaries[warmup_steps:]
+    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0] - excluded)
+
+
+def fit_options(args: argparse.Namespace, on_gpu: bool) -> dict[str, Any]:
+    steps = args.warmup_steps + args.steps + 1  # + 1: the rate needs a stamp after the last timed step
+    return dict(
+        epochs=1,
+        steps_per_epoch=steps,
+        warmup_steps=steps // 10,
+        optimizer_params={"lr": 2e-5},
+        use_amp=on_gpu,
+        show_progress_bar=False,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- workers
+
+
+def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
+    import jax
+    from jax import monitoring
+
+    import jaxst
+    from jaxst.training import fit as fit_module
+
+    compiles: list[tuple[float, float]] = []  # (time at its end, seconds)
+
+    def on_duration(event: str, seconds: float, **_: Any) -> None:
+        if event.startswith("/jax/core/compile/"):
+            compiles.append((time.perf_counter(), seconds))
+
+    monitoring.register_event_duration_secs_listener(on_duration)
+    boundaries: list[float] = []
+    log = fit_module.TrainingRun.log
+
+    def stamped_log(self: Any, record: dict[str, Any]) -> None:
+        if "loss" in record:  # one record per step, written once the step's loss is on the host
+            boundaries.append(time.perf_counter())
+        log(self, record)
+
+    fit_module.TrainingRun.log = stamped_log
+    on_gpu = jax.default_backend() == "gpu"
+    examples = [jaxst.InputExample(texts=texts, label=label) for texts, label in training_pairs(args.loss)]
+    model = jaxst.SentenceTransformer(MODEL)
+    loader = jaxst.DataLoader(examples, shuffle=True, batch_size=args.batch_size, seed=0)
+    loss = (
+        jaxst.losses.MultipleNegativesRankingLoss(model)
+        if args.loss == "mnrl"
+        else jaxst.losses.CosineSimilarityLoss(model)
+    )
+    start = time.perf_counter()
+    model.fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu))
+    timed_start = boundaries[args.warmup_steps]
+    timed_compile = sum(s for end, s in compiles if end > timed_start)
+    return {
+        "pairs_per_second": pairs_per_second(boundaries, args.warmup_steps, args.batch_size, timed_compile),
+        "warmup_seconds": timed_start - start,
+        "compile_seconds": sum(s for end, s in compiles if start < end <= timed_start),
+        "timed_compile_seconds": timed_compile,
+        "setting": f"jax {jax.__version__} {jax.default_backend()}, {'bfloat16' if on_gpu else 'float32'}",
+    }
+
+
+def run_sentence_transformers(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from sentence_transformers import InputExample, SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+    from torch.utils.data import DataLoader
+
+    on_gpu = torch.cuda.is_available()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    examples = [InputExample(texts=texts, label=label or 0.0) for texts, label in training_pairs(args.loss)]
+    model = SentenceTransformer(MODEL, device="cuda" if on_gpu else "cpu")
+    loader = DataLoader(examples, shuffle=True, batch_size=args.batch_size)
+    loss = (
+        losses.MultipleNegativesRankingLoss(model)
+        if args.loss == "mnrl"
+        else losses.CosineSimilarityLoss(model)
+    )
+    boundaries: list[float] = []
+
+    def stamp(*_: Any) -> None:
+        if on_gpu:
+            torch.cuda.synchronize()
+        boundaries.append(time.perf_counter())
+
+    loss.register_forward_pre_hook(stamp)
+    fit = sentence_transformers_fit(model)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:  # the Trainer's default output folder lands here
+        os.chdir(workdir)
+        fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu))
+    return {
+        "pairs_per_second": pairs_per_second(boundaries, args.warmup_steps, args.batch_size, 0.0),
+        "warmup_seconds": boundaries[args.warmup_steps] - start,
+        "setting": f"torch {torch.__version__} {'cuda, float16 autocast' if on_gpu else 'cpu, float32'}, "
+        f"{torch.get_num_threads()} threads",
+    }
+
+
+WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "jaxst": run_jaxst,
+    "sentence-transformers": run_sentence_transformers,
+}
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Runs one (framework, loss) measurement and prints its result as one JSON line."""
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])  # before jax / torch start
+    load_before = load_average()
+    result = WORKERS[args.worker](args)
+    result["load"] = f"{load_before} -> {load_average()}"
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ launcher
+
+
+def measure(framework: str, loss: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", framework, "--loss", loss]
+    for option in ("steps", "warmup_steps", "batch_size", "threads"):
+        command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if completed.returncode or not lines:
+        sys.exit(f"{framework} / {loss} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def describe(framework: str, result: dict[str, Any]) -> str:
+    rate, warmup = result["pairs_per_second"], result["warmup_seconds"]
+    text = f"  {framework:>21}: {rate:7.1f} pairs/s  (warm-up {warmup:.0f} s"
+    if "compile_seconds" in result:
+        text += f", of which compiling {result['compile_seconds']:.0f} s"
+        if result["timed_compile_seconds"]:
+            text += f"; {result['timed_compile_seconds']:.1f} s of compiles in the timed steps subtracted"
+    return text + f"; {result['setting']}; load average {result['load']})"
+
+
+def launch(args: argparse.Namespace) -> None:
+    print(machine())
+    print(
+        f"all-MiniLM-L6-v2, batch size {args.batch_size} pairs, {args.warmup_steps} warm-up + {args.steps} "
+        f"timed steps, {args.threads} threads each, {args.rounds} round(s)"
+    )
+    for loss in args.losses:
+        print(f"{LOSSES[loss]}:", flush=True)
+        rates: dict[str, list[float]] = {framework: [] for framework in FRAMEWORKS}
+        for _ in range(args.rounds):
+            for framework in FRAMEWORKS:
+                result = measure(framework, loss, args)
+                rates[framework].append(result["pairs_per_second"])
+                print(describe(framework, result), flush=True)
+        ours, theirs = statistics.median(rates["jaxst"]), statistics.median(rates["sentence-transformers"])
+        print(
+            f"  median: jaxst {ours:.1f}, sentence-transformers {theirs:.1f} pairs/s; "
+            f"ratio jaxst / sentence-transformers {ours / theirs:.2f}x",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps")
+    parser.add_argument("--warmup-steps", type=int, default=5, help="untimed steps first (compiles)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--loss", choices=list(LOSSES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    worker(args) if args.worker else launch(args)
+
+
+if __name__ == "__main__":
+    main()
