@@ -22,8 +22,7 @@ import jax.numpy as jnp
 
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_labels, check_rank
-from jaxst.losses.pair_distances import torch_abs
-from jaxst.similarity import cos_sim
+from jaxst.similarity import cos_sim, torch_abs
 
 DistanceMatrix = Callable[[jax.Array], jax.Array]
 

@@ -12,7 +12,7 @@ import optax
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_rank, check_same_shape
 from jaxst.losses.linear import LinearParams, apply_linear, check_linear, init_linear
-from jaxst.losses.pair_distances import torch_abs
+from jaxst.similarity import torch_abs
 
 LOSS_NAME = "softmax_loss"
 

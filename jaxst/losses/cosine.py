@@ -10,8 +10,8 @@ import jax.numpy as jnp
 
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_labels, check_rank, check_same_shape, resolve_similarity
-from jaxst.losses.pair_distances import paired_cosine_similarity, torch_abs
-from jaxst.similarity import normalize
+from jaxst.losses.pair_distances import paired_cosine_similarity
+from jaxst.similarity import normalize, torch_abs
 
 PairwiseSimilarity = Callable[[jax.Array, jax.Array], jax.Array]
 

@@ -8,7 +8,8 @@ near-zero vectors, so parity needs them as torch defines them:
 - `F.cosine_similarity(x, y, eps=1e-8)` = sum(x / n_x * y / n_y) with n = max(||.||, eps), where the clamp
   is applied outside autograd: the gradient flows through ||.|| as if unclamped (0 at a zero vector).
 - `F.pairwise_distance(x, y, p, eps=1e-6)` = ||x - y + eps||_p.
-- `torch.abs` has the subgradient sign(0) = 0 at 0, where `jnp.abs` has 1: `torch_abs` keeps torch's.
+- `torch.abs` has the subgradient sign(0) = 0 at 0, where `jnp.abs` has 1: `jaxst.similarity.torch_abs`
+  keeps torch's.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxst.similarity import safe_norm
+from jaxst.similarity import safe_norm, torch_abs
 
 COSINE_EPS = 1e-8
 PAIRWISE_DISTANCE_EPS = 1e-6
-
-
-def torch_abs(x: jax.Array) -> jax.Array:
-    """|x| whose gradient is sign(x), 0 at x = 0, as torch's (jnp.abs differentiates to 1 there)."""
-    return x * jnp.sign(x)
 
 
 def _clamped_norm(x: jax.Array) -> jax.Array:
