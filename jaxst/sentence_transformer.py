@@ -27,7 +27,7 @@ from jaxst.io.st_format import (
 from jaxst.models import load_encoder, save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
-from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS, normalize
+from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +104,10 @@ class SentenceTransformer:
             getattr(encoder.config, "max_position_embeddings", None),
             type(encoder).uses_token_type_ids,
         )
+        # The modules after the Transformer, by pipeline index; fixed once loaded (encode compiles them).
+        self.pipeline: tuple[tuple[str, PipelineModule], ...]
         if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
-            self.pipeline: list[tuple[str, PipelineModule]] = [("1", Pooling(self.hidden_size))]
-            module_params: dict[str, Any] = {}
+            self.pipeline, module_params = (("1", Pooling(self.hidden_size)),), {}
         else:
             self.pipeline, module_params = load_pipeline(folder, entries[1:])
         self._params = {"encoder": encoder_params, "modules": module_params}
@@ -123,9 +124,7 @@ class SentenceTransformer:
         self.truncate_dim = truncate_dim if truncate_dim is not None else saved.truncate_dim
 
         self.compile_count = 0
-        self._inference_step = jax.jit(
-            self._inference, static_argnames=("output_value", "truncate_dim", "normalize_embeddings")
-        )
+        self._inference_step = jax.jit(self._inference, static_argnames="output_value")
 
     # ----------------------------------------------------------------------------------------- training API
 
@@ -328,9 +327,10 @@ class SentenceTransformer:
             embeddings = np.empty((len(texts), self._output_dimension(truncate_dim)), np.float32)
 
             def consume(batch: encoding.Batch, result: np.ndarray) -> None:
-                embeddings[batch.indices] = result[: len(batch.indices)]
+                rows = result[: len(batch.indices), :truncate_dim]
+                embeddings[batch.indices] = normalize_rows(rows) if normalize_embeddings else rows
 
-            run(consume, truncate_dim=truncate_dim, normalize_embeddings=normalize_embeddings)
+            run(consume, "sentence_embedding")
         else:
             embeddings = [None] * len(texts)
             lengths = tokenized.lengths
@@ -339,7 +339,7 @@ class SentenceTransformer:
                 for row, index in enumerate(batch.indices):
                     embeddings[index] = result[row, : lengths[index]].copy()
 
-            run(consume, output_value="token_embeddings")
+            run(consume, "token_embeddings")
         if precision != "float32":
             embeddings = quantize_embeddings(embeddings, precision)
         if output_value == "sentence_embedding":
@@ -381,23 +381,11 @@ class SentenceTransformer:
         return None
 
     def _inference(
-        self,
-        params: dict[str, Any],
-        features: dict[str, jax.Array],
-        *,
-        output_value: str,
-        truncate_dim: int | None,
-        normalize_embeddings: bool,
+        self, params: dict[str, Any], features: dict[str, jax.Array], *, output_value: str
     ) -> jax.Array:
-        """One encode batch (jit-compiled per shape and options): forward, then truncate / normalize."""
+        """One encode batch (jit-compiled per shape and output_value): forward, float32 output."""
         self.compile_count += 1  # runs only while tracing, i.e. once per compiled program
-        features = self.forward(params, features)
-        if output_value == "token_embeddings":
-            return features["token_embeddings"].astype(jnp.float32)
-        embeddings = features["sentence_embedding"].astype(jnp.float32)
-        if truncate_dim is not None:
-            embeddings = embeddings[:, :truncate_dim]
-        return normalize(embeddings) if normalize_embeddings else embeddings
+        return self.forward(params, features)[output_value].astype(jnp.float32)
 
     def _run(
         self,
@@ -406,24 +394,16 @@ class SentenceTransformer:
         show_progress_bar: bool,
         prompt_length: int,
         consume: Callable[[encoding.Batch, np.ndarray], None],
-        *,
-        output_value: str = "sentence_embedding",
-        truncate_dim: int | None = None,
-        normalize_embeddings: bool = False,
+        output_value: str,
     ) -> None:
         """Batches the texts by length and streams every batch through the jitted inference step."""
         rows = encoding.rows_per_batch(len(tokenized.lengths), batch_size)
         batches = encoding.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
-        options = {
-            "output_value": output_value,
-            "truncate_dim": truncate_dim,
-            "normalize_embeddings": normalize_embeddings,
-        }
 
         def dispatch(batch: encoding.Batch) -> jax.Array:
             features = tokenized.padded(batch.indices, rows, batch.length, self.transformer.pad_token_id)
             features["prompt_length"] = np.int32(prompt_length)
-            return self._inference_step(self._params, features, **options)
+            return self._inference_step(self._params, features, output_value=output_value)
 
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
         encoding.stream_batches(progress, dispatch, consume)
@@ -462,7 +442,7 @@ class SentenceTransformer:
 
 def load_pipeline(
     folder: Path, entries: list[ModuleEntry]
-) -> tuple[list[tuple[str, PipelineModule]], dict[str, Any]]:
+) -> tuple[tuple[tuple[str, PipelineModule], ...], dict[str, Any]]:
     """The modules after the Transformer, by pipeline index, and the params of those that have some."""
     pipeline, params = [], {}
     for index, entry in enumerate(entries, start=1):
@@ -474,7 +454,12 @@ def load_pipeline(
         else:
             module = Normalize.load(module_folder)
         pipeline.append((str(index), module))
-    return pipeline, params
+    return tuple(pipeline), params
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """x / max(||x||_2, 1e-12) per row (torch F.normalize), in float32."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
