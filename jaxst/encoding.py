@@ -6,10 +6,11 @@ XLA compiles one program per input shape. encode therefore
    `rows` is the batch size, or for a call with fewer texts the smallest power of two that holds them;
    the last batch is padded with empty rows to `rows`;
 2. pads each batch to the smallest bucket length that holds its longest text. Bucket lengths step by
-   max(4, P / 16), P the power of two at or above the length: 4, 8, ..., 64, 72, ..., 128, 144, ...,
-   256, 288, ..., up to `max_seq_length` (itself the last bucket). A batch so carries at most 3
-   padding positions more than its longest text needs below 64 tokens, and at most 1/8 more above,
-   in as many buckets as multiples of 8 would give up to 256 tokens;
+   max(4, P / 8), P the power of two above the previous bucket: 4, 8, ..., 32, 40, ..., 64, 80, ...,
+   128, 160, ..., 256, 320, ..., up to `max_seq_length` (itself the last bucket): 20 buckets up to 256.
+   A batch so carries at most 3 padding positions more than its longest text needs up to 32 tokens,
+   and less than a quarter more above. Each program compiled costs memory and compile time (about 2 s
+   and some MiB for MiniLM on CPU), which is why the steps widen with the length;
 3. dispatches every batch before pulling earlier results to the host (JAX dispatch is asynchronous), at
    most `depth` results in flight, and hands each result to a consumer that writes it to its texts'
    original positions, so no device buffer outlives its batch for long.
@@ -36,7 +37,7 @@ def bucket_lengths(max_seq_length: int) -> tuple[int, ...]:
     buckets = [0]
     while buckets[-1] < max_seq_length:
         next_power_of_two = 1 << buckets[-1].bit_length()
-        buckets.append(min(buckets[-1] + max(MIN_BUCKET_STEP, next_power_of_two // 16), max_seq_length))
+        buckets.append(min(buckets[-1] + max(MIN_BUCKET_STEP, next_power_of_two // 8), max_seq_length))
     return tuple(buckets[1:])
 
 

@@ -55,7 +55,7 @@ IGNORED_KEYS = {"model_kwargs", "model_args", "unpad_inputs", "backend"}
 TOKENIZER_KEYS = ("processor_kwargs", "tokenizer_args")
 # Hub / loading options the tokenizer must not receive.
 HUB_KEYS = {"trust_remote_code", "token", "revision", "cache_dir", "local_files_only", "subfolder"}
-TOKENIZE_CHUNK = 4096
+TOKENIZE_CHUNK = 1024  # texts per tokenizer call: bounds the Python lists alive at once
 
 
 def read_transformer_config(folder: str | Path) -> dict[str, Any]:

@@ -7,15 +7,13 @@ from jaxst.encoding import bucket_lengths, plan_batches, rows_per_batch, stream_
 
 def test_bucket_lengths():
     buckets = bucket_lengths(256)
-    assert buckets[:16] == tuple(range(4, 65, 4))
-    assert buckets[16:24] == tuple(range(72, 129, 8))
-    assert buckets[24:] == tuple(range(144, 257, 16))
-    assert bucket_lengths(512)[-8:] == tuple(range(288, 513, 32))
+    assert buckets == (*range(4, 33, 4), *range(40, 65, 8), *range(80, 129, 16), *range(160, 257, 32))
+    assert bucket_lengths(512)[-4:] == tuple(range(320, 513, 64))
     assert bucket_lengths(130)[-2:] == (128, 130)
     assert bucket_lengths(3) == (3,)
-    for length in range(1, 513):  # at most 3 padding tokens, or 1/8 of the length
+    for length in range(1, 513):  # at most 3 padding tokens, or less than a quarter of the length
         bucket = next(b for b in bucket_lengths(512) if b >= length)
-        assert bucket - length <= max(3, length // 8)
+        assert bucket - length <= max(3, (length - 1) // 4)
 
 
 def test_rows_per_batch():
