@@ -223,7 +223,7 @@ class SentenceTransformer:
 
     @property
     def similarity_fn_name(self) -> str:
-        """ "cosine", "dot", "euclidean" or "manhattan"; cosine when never set, as sentence-transformers."""
+        """The similarity function: "cosine", "dot", "euclidean" or "manhattan" (cosine when unset)."""
         if self._similarity_fn_name is None:
             self._similarity_fn_name = "cosine"
         return self._similarity_fn_name
@@ -277,7 +277,7 @@ class SentenceTransformer:
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
     ) -> np.ndarray | jax.Array | list[Any]:
-        """Embeds texts, with sentence-transformers' semantics.
+        """Embeds texts, with sentence-transformers' semantics (and its positional parameter order).
 
         Args:
             sentences: a text (gives one embedding [D]) or a sequence of texts (gives [N, D]).
