@@ -26,9 +26,6 @@ from jaxst.similarity import cos_sim, torch_abs
 
 DistanceMatrix = Callable[[jax.Array], jax.Array]
 
-# Elements of the [chunk, B, B] triplet tensor that batch_all_triplet_loss holds at once (64 MiB).
-_TRIPLET_CHUNK_ELEMENTS = 1 << 24
-
 
 class BatchHardTripletLossDistanceFunction:
     """Distances [B, D] -> [B, B] for the batch triplet losses, in sentence-transformers' arithmetic."""
@@ -155,6 +152,28 @@ def batch_hard_soft_margin_triplet_loss(
     return jnp.mean(softplus)
 
 
+def _prefix_lengths(
+    sorted_rows: jax.Array, values: jax.Array, holds: Callable[[jax.Array, jax.Array], jax.Array]
+) -> jax.Array:
+    """For each (a, j): how many leading entries s of the ascending row a of `sorted_rows` satisfy
+    holds(values[a, j], s), for a predicate that holds on a prefix of the row. [B, M], [B, K] -> [B, K] int.
+
+    A binary search that evaluates the predicate itself at each probe, so the count is exact for the
+    predicate's float arithmetic (no rearranged threshold).
+    """
+    width = sorted_rows.shape[1]
+    low = jnp.zeros(values.shape, jnp.int32)
+    high = jnp.full(values.shape, width, jnp.int32)
+    for _ in range(width.bit_length()):
+        searching = low < high
+        middle = (low + high) // 2
+        probe = jnp.take_along_axis(sorted_rows, jnp.minimum(middle, width - 1), axis=1)
+        satisfied = holds(values, probe)
+        low = jnp.where(searching & satisfied, middle + 1, low)
+        high = jnp.where(searching & ~satisfied, middle, high)
+    return low
+
+
 def batch_all_triplet_loss(
     embeddings: jax.Array,
     labels: jax.Array,
@@ -169,28 +188,34 @@ def batch_all_triplet_loss(
         with t_apn = max(0, (d(a, p) - d(a, n)) + margin) over the valid triplets,
         loss = sum t_apn / (#{t_apn > 1e-16} + 1e-16), a scalar (0 when no triplet is valid).
 
-    sentence-transformers gathers the (a, p) pairs with a data-dependent shape; here the [B, B, B]
-    triplet tensor is masked instead (same arithmetic, same value and gradient) and evaluated a chunk of
-    anchors at a time, rematerialised in the backward pass, so memory stays O(B^2) (compute O(B^3)).
+    sentence-transformers materialises t for every (a, p) pair and every n: O(B^3) time and memory
+    (over the pairs present). Here, per anchor, the negatives' distances are sorted once; for a pair
+    (a, p), t_apn is decreasing in d(a, n), so the active triplets (t >= 0, which carry gradient) and
+    the counted ones (t > 1e-16) are prefixes of that order, found by binary search on the same float
+    expression as sentence-transformers': the counts, and hence the gradient, are exact. Their sum is
+    k (d(a, p) - s_0 + margin) - sum_{i < k} (s_i - s_0), with s the sorted negative distances and k
+    the prefix length: a reordering of sentence-transformers' sum, equal to float32 rounding.
+    O(B^2 log B) time, O(B^2) memory.
     """
     distances, same_label, off_diagonal = _distances_and_label_masks(
         "batch_all_triplet_loss", embeddings, labels, distance_metric
     )
-    positive_mask = same_label & off_diagonal
-    negative_mask = ~same_label
-
-    @jax.checkpoint
-    def anchor_terms(row: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        anchor_distances, anchor_positives, anchor_negatives = row
-        triplet = (anchor_distances[:, None] - anchor_distances[None, :]) + margin
-        triplet = (anchor_positives[:, None] & anchor_negatives[None, :]).astype(jnp.float32) * triplet
-        triplet = jnp.where(triplet < 0, 0.0, triplet)
-        return jnp.sum(triplet), jnp.sum(triplet > 1e-16)
-
-    batch_size = distances.shape[0]
-    chunk = max(1, min(batch_size, _TRIPLET_CHUNK_ELEMENTS // (batch_size * batch_size)))
-    sums, counts = jax.lax.map(anchor_terms, (distances, positive_mask, negative_mask), batch_size=chunk)
-    return jnp.sum(sums) / (jnp.sum(counts).astype(jnp.float32) + 1e-16)
+    negatives = jnp.sort(jnp.where(same_label, jnp.inf, distances), axis=1)  # non-negatives last, as +inf
+    fixed = jax.lax.stop_gradient
+    active = _prefix_lengths(fixed(negatives), fixed(distances), lambda d, s: (d - s) + margin >= 0)
+    counted = _prefix_lengths(fixed(negatives), fixed(distances), lambda d, s: (d - s) + margin > 1e-16)
+    # The sum does not depend on the centre `nearest` (s_0); it only keeps the prefix sums small. As a
+    # constant it also keeps the gradient from cancelling two large terms through it.
+    nearest = fixed(jnp.where(jnp.isfinite(negatives[:, :1]), negatives[:, :1], 0.0))
+    # prefix_sums[a, k] = sum of the k nearest negatives of a, each less `nearest`; finite for k up to the
+    # number of negatives, which bounds `active`.
+    offsets = jnp.where(jnp.isfinite(negatives), negatives - nearest, 0.0)
+    prefix_sums = jnp.concatenate([jnp.zeros_like(nearest), jnp.cumsum(offsets, axis=1)], axis=1)
+    pair_sums = active * ((distances - nearest) + margin) - jnp.take_along_axis(prefix_sums, active, axis=1)
+    positive_pairs = same_label & off_diagonal
+    total = jnp.sum(jnp.where(positive_pairs, pair_sums, 0.0))
+    count = jnp.sum(jnp.where(positive_pairs, counted, 0))
+    return total / (count.astype(jnp.float32) + 1e-16)
 
 
 def _masked_maximum(distances: jax.Array, mask: jax.Array) -> jax.Array:

@@ -201,16 +201,17 @@ def test_tied_hardest_positive_gets_the_whole_gradient_at_the_first_index():
     )
 
 
-def test_batch_all_chunks_over_anchors_give_the_same_loss(monkeypatch):
-    """The chunked (lax.map) evaluation of the triplet tensor equals a single chunk."""
-    from jaxst.losses import batch_triplet
-
-    embeddings, labels = jnp.asarray(make_batch("random")[0]), jnp.asarray(make_batch("random")[1])
-    whole = jax.value_and_grad(batch_all_triplet_loss)(embeddings, labels)
-    monkeypatch.setattr(batch_triplet, "_TRIPLET_CHUNK_ELEMENTS", 3 * 8 * 8)  # 3 chunks: 3, 3, 2 anchors
-    chunked = jax.value_and_grad(batch_all_triplet_loss)(embeddings, labels)
-    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
-    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-6, atol=1e-7)
+def test_batch_all_with_many_negatives_per_anchor():
+    """A larger batch (96 rows, 4 classes): long sorted rows of negatives, prefix lengths from the binary
+    search of every size, margins where few, some and all triplets are active."""
+    embeddings = np.random.default_rng(2).standard_normal((96, 6)).astype(np.float32)
+    labels = np.arange(96) % 4
+    for margin in (0.5, 2.0, 30.0):
+        assert_matches_torch(
+            jax_loss("batch_all", "euclidean", margin),
+            torch_loss("batch_all", "euclidean", margin),
+            {"many": ([embeddings], labels)},
+        )
 
 
 @pytest.mark.parametrize("name", LOSSES)
