@@ -16,7 +16,7 @@ from jaxst.losses.cosine import CoSENTLoss
 from jaxst.losses.distillation import MSELoss
 from jaxst.losses.gist import GISTEmbedLoss
 from jaxst.losses.matryoshka import MatryoshkaLoss, matryoshka_loss
-from jaxst.losses.mega_batch import MegaBatchMarginLoss
+from jaxst.losses.mega_batch import MegaBatchMarginLoss, mega_batch_margin_loss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
 from jaxst.validation.torch_reference import FixedEmbeddingModel, torch_loss_and_grads
 from tests.losses.parity_checks import (
@@ -135,10 +135,10 @@ def test_guide_embeddings_pass_through_untruncated():
 def test_n_dims_per_step_draws_distinct_dims_uniformly():
     """With n_dims_per_step=2 of 3 dims, each key's value and gradient equal sentence-transformers' loss on
     one of the three pairs of dimensions (with their weights), and over 30 keys every pair comes up."""
-    columns = make_columns("random", 3, dim=DIM)
+    columns = make_columns("random", 2, dim=DIM)
     loss = MatryoshkaLoss(
         None,
-        MultipleNegativesRankingLoss(None),
+        MegaBatchMarginLoss(None, positive_margin=1.0, negative_margin=-0.5),
         matryoshka_dims=DIMS,
         matryoshka_weights=WEIGHTS,
         n_dims_per_step=2,
@@ -149,7 +149,9 @@ def test_n_dims_per_step_draws_distinct_dims_uniformly():
         pairs[pair] = torch_loss_and_grads(
             lambda model, pair=pair: st_matryoshka(
                 model,
-                st_losses.MultipleNegativesRankingLoss,
+                lambda m: st_losses.MegaBatchMarginLoss(
+                    m, positive_margin=1.0, negative_margin=-0.5, use_mini_batched_version=False
+                ),
                 matryoshka_dims=[DIMS[i] for i in pair],
                 matryoshka_weights=[WEIGHTS[i] for i in pair],
             ),
@@ -169,9 +171,9 @@ def test_n_dims_per_step_draws_distinct_dims_uniformly():
         loss.compute([jnp.asarray(c) for c in columns], None)
 
 
-def mnrl_matryoshka(columns, labels):
+def mega_batch_matryoshka(columns, labels):
     return matryoshka_loss(
-        MultipleNegativesRankingLoss(None).compute,
+        lambda cols, labs: mega_batch_margin_loss(*cols),
         columns,
         labels,
         matryoshka_dims=DIMS,
@@ -180,16 +182,16 @@ def mnrl_matryoshka(columns, labels):
 
 
 def test_jit_vmap_bfloat16_and_shapes():
-    columns = make_columns("random", 3, dim=DIM)
-    assert_traces_once(mnrl_matryoshka, columns, None)
+    columns = make_columns("random", 2, dim=DIM)
+    assert_traces_once(mega_batch_matryoshka, columns, None)
     assert_vmap_matches_loop(
-        mnrl_matryoshka, [(make_columns("random", 3, dim=DIM, seed=s), None) for s in range(3)]
+        mega_batch_matryoshka, [(make_columns("random", 2, dim=DIM, seed=s), None) for s in range(3)]
     )
-    assert_bfloat16_close(mnrl_matryoshka, columns, None)
-    small = [jnp.zeros((6, 6))] * 3
-    assert_trace_time_error(mnrl_matryoshka, small, None, "dimension 8", "(6, 6)")
+    assert_bfloat16_close(mega_batch_matryoshka, columns, None)
+    small = [jnp.zeros((6, 6))] * 2
+    assert_trace_time_error(mega_batch_matryoshka, small, None, "dimension 8", "(6, 6)")
     assert_trace_time_error(
-        mnrl_matryoshka, [jnp.zeros((6, 8)), jnp.zeros((6, 9)), jnp.zeros((6, 8))], None, "(6, 8)", "(6, 9)"
+        mega_batch_matryoshka, [jnp.zeros((6, 8)), jnp.zeros((6, 9))], None, "(6, 8)", "(6, 9)"
     )
 
 
