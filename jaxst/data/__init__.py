@@ -20,4 +20,6 @@ def load_stsb(split: str) -> list[tuple[str, str, float]]:
     path = resources.files(__name__) / "stsbenchmark.tsv.gz"
     with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
         rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [(r["sentence1"], r["sentence2"], float(r["score"]) / 5.0) for r in rows if r["split"] == split]
+        return [
+            (r["sentence1"], r["sentence2"], float(r["score"]) / 5.0) for r in rows if r["split"] == split
+        ]
