@@ -162,16 +162,18 @@ def _prefix_lengths(
     predicate's float arithmetic (no rearranged threshold).
     """
     width = sorted_rows.shape[1]
-    low = jnp.zeros(values.shape, jnp.int32)
-    high = jnp.full(values.shape, width, jnp.int32)
-    for _ in range(width.bit_length()):
+
+    def halve(_: int, bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        low, high = bounds
         searching = low < high
         middle = (low + high) // 2
-        probe = jnp.take_along_axis(sorted_rows, jnp.minimum(middle, width - 1), axis=1)
-        satisfied = holds(values, probe)
-        low = jnp.where(searching & satisfied, middle + 1, low)
-        high = jnp.where(searching & ~satisfied, middle, high)
-    return low
+        satisfied = holds(values, jnp.take_along_axis(sorted_rows, jnp.minimum(middle, width - 1), axis=1))
+        return jnp.where(searching & satisfied, middle + 1, low), jnp.where(
+            searching & ~satisfied, middle, high
+        )
+
+    bounds = (jnp.zeros(values.shape, jnp.int32), jnp.full(values.shape, width, jnp.int32))
+    return jax.lax.fori_loop(0, width.bit_length(), halve, bounds)[0]
 
 
 def batch_all_triplet_loss(

@@ -83,6 +83,10 @@ def gist_embed_loss(
         loss = mean_i CE(blocks_i / temperature, target = the column of p_i), a float32 scalar.
     """
     _check_options(margin_strategy, len(embeddings))
+    if gather_across_devices and axis_name is None:
+        raise ValueError(
+            f"{LOSS_NAME}: gather_across_devices=True needs the axis_name of the pmap / shard_map axis."
+        )
     if len(guide_embeddings) != len(embeddings):
         raise ValueError(
             f"{LOSS_NAME}: {len(embeddings)} model columns but {len(guide_embeddings)} guide columns; "

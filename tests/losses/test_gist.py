@@ -180,6 +180,8 @@ def test_jit_vmap_bfloat16_and_shapes():
     assert_trace_time_error(loss, [six, six, jnp.zeros(8), guide, guide, guide], None, "(8,)", "rank 2")
     with pytest.raises(ValueError, match="2 model columns but 3 guide columns"):
         gist_embed_loss([six, six], [guide] * 3)
+    with pytest.raises(ValueError, match="gather_across_devices=True needs the axis_name"):
+        gist_embed_loss([six, six], [guide] * 2, gather_across_devices=True)
 
 
 def test_class():
