@@ -98,6 +98,11 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
             )
         if not isinstance(loss, Loss):
             raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
+        if getattr(loss, "uses_model_copy", False):
+            raise ValueError(
+                f"Training objective {index}: fit does not train {type(loss).__name__}, which needs a second "
+                "copy of the encoder; call its pure function from your own train step."
+            )
         first = loader.dataset[0]
         try:
             loss.check_example_shape(len(first.texts), first.label is not None)
