@@ -44,9 +44,11 @@ from jax import lax
 Forward = Callable[..., dict[str, jax.Array]]
 
 
-def _chunk(features: dict[str, jax.Array], chunk_rows: int) -> dict[str, jax.Array]:
-    """{name: [N, ...]} -> {name: [C, chunk_rows, ...]}, the last chunk padded with copies of row 0."""
+def _chunk(features: dict[str, jax.Array], mini_batch_size: int) -> tuple[dict[str, jax.Array], int]:
+    """{name: [N, ...]} -> ({name: [C, m, ...]}, N): m = min(mini_batch_size, N) rows per chunk, the
+    last chunk padded with copies of row 0."""
     rows = next(iter(features.values())).shape[0]
+    chunk_rows = min(mini_batch_size, rows)
     padding = -rows % chunk_rows
 
     def split(x: jax.Array) -> jax.Array:
@@ -54,7 +56,7 @@ def _chunk(features: dict[str, jax.Array], chunk_rows: int) -> dict[str, jax.Arr
             x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (padding, *x.shape[1:]))])
         return x.reshape(-1, chunk_rows, *x.shape[1:])
 
-    return {name: split(value) for name, value in features.items()}
+    return {name: split(value) for name, value in features.items()}, rows
 
 
 def cached_embed(
@@ -75,18 +77,13 @@ def cached_embed(
         chunk_rng = None if rng is None else jax.random.fold_in(rng, index)
         return forward(params, chunk, dropout_rng=chunk_rng)["sentence_embedding"]
 
-    def layout(features: dict[str, jax.Array]) -> tuple[int, int]:
-        rows = next(iter(features.values())).shape[0]
-        return rows, min(mini_batch_size, rows)
+    def chunk_indices(chunks: dict[str, jax.Array]) -> jax.Array:
+        return jnp.arange(next(iter(chunks.values())).shape[0], dtype=jnp.uint32)
 
     @jax.custom_vjp
     def embed(params: Any, features: dict[str, jax.Array], rng: jax.Array | None) -> jax.Array:
-        rows, chunk_rows = layout(features)
-        chunks = _chunk(features, chunk_rows)
-        count = next(iter(chunks.values())).shape[0]
-        embeddings = lax.map(
-            lambda xs: embed_chunk(params, xs[0], xs[1], rng), (chunks, jnp.arange(count, dtype=jnp.uint32))
-        )
+        chunks, rows = _chunk(features, mini_batch_size)
+        embeddings = lax.map(lambda xs: embed_chunk(params, *xs, rng), (chunks, chunk_indices(chunks)))
         return embeddings.reshape(-1, embeddings.shape[-1])[:rows]
 
     def embed_forward(params: Any, features: dict[str, jax.Array], rng: jax.Array | None):
@@ -94,10 +91,9 @@ def cached_embed(
 
     def embed_backward(residuals: Any, cotangent: jax.Array):
         params, features, rng = residuals
-        rows, chunk_rows = layout(features)
-        chunks = _chunk(features, chunk_rows)
-        count = next(iter(chunks.values())).shape[0]
-        padded = jnp.pad(cotangent, ((0, count * chunk_rows - rows), (0, 0)))
+        chunks, rows = _chunk(features, mini_batch_size)
+        count, chunk_rows = next(iter(chunks.values())).shape[:2]
+        padded = jnp.pad(cotangent, ((0, count * chunk_rows - rows), (0, 0)))  # padding rows: no gradient
         cotangent_chunks = padded.reshape(count, chunk_rows, -1)
 
         def accumulate(total: Any, xs: tuple) -> tuple[Any, None]:
@@ -107,9 +103,7 @@ def cached_embed(
             return jax.tree.map(jnp.add, total, grads), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
-        grads, _ = lax.scan(
-            accumulate, zeros, (chunks, cotangent_chunks, jnp.arange(count, dtype=jnp.uint32))
-        )
+        grads, _ = lax.scan(accumulate, zeros, (chunks, cotangent_chunks, chunk_indices(chunks)))
         return grads, None, None
 
     embed.defvjp(embed_forward, embed_backward)

@@ -11,6 +11,7 @@ Batch layout seen by one device (k text columns, b examples on this device, T to
 
 What a loss can ask of the step (`batch_loss`), by attributes of the loss object:
     mini_batch_size (int): GradCache; the embeddings come from `jaxst.training.gradcache.cached_embed`.
+        Also when a wrapped loss (`loss.loss`, e.g. MatryoshkaLoss around CachedMNRL) has it.
     needs_hidden_states (bool): forward runs with output_hidden_states=True, and `compute` also gets
         model_output= (forward's dict, rows [k * b], with "all_layer_embeddings") and model_params=.
     needs_rng (bool): `compute` also gets rng=, a key of the step that is the same on every device:
@@ -68,6 +69,15 @@ def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -
     )
 
 
+def gradcache_mini_batch_size(loss: Loss) -> int | None:
+    """The mini_batch_size of a GradCache loss, or of the loss a wrapper (`.loss`) holds; else None."""
+    while loss is not None:
+        if getattr(loss, "mini_batch_size", None) is not None:
+            return loss.mini_batch_size
+        loss = getattr(loss, "loss", None)
+    return None
+
+
 def batch_loss(
     forward: Forward,
     loss: Loss,
@@ -80,15 +90,16 @@ def batch_loss(
 ) -> jax.Array:
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
-    Embeds the k columns as one [k * b, T] batch (through GradCache when the loss has a
-    `mini_batch_size`), then calls `loss.compute(columns, labels, params["losses"][objective_index],
+    Embeds the k columns as one [k * b, T] batch (through GradCache when the loss, or a loss it wraps, has
+    a `mini_batch_size`), then calls `loss.compute(columns, labels, params["losses"][objective_index],
     **inputs)` with the inputs the loss asks for (see the module docstring).
     """
     k, b, t = batch["input_ids"].shape
     features = {name: batch[name].reshape(k * b, t) for name in TOKEN_FEATURES if name in batch}
     inputs: dict[str, Any] = {}
-    if getattr(loss, "mini_batch_size", None) is not None:
-        embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], features, dropout_rng)
+    mini_batch_size = gradcache_mini_batch_size(loss)
+    if mini_batch_size is not None:
+        embeddings = cached_embed(forward, mini_batch_size)(params["model"], features, dropout_rng)
     elif getattr(loss, "needs_hidden_states", False):
         out = forward(params["model"], features, dropout_rng=dropout_rng, output_hidden_states=True)
         embeddings = out["sentence_embedding"]
