@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 from flax import nnx
@@ -24,7 +25,10 @@ from jaxst.losses.cached import CachedMultipleNegativesRankingLoss
 from jaxst.losses.cosine import CoSENTLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
 from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.step import batch_loss
+from jaxst.training.data import Batch
+from jaxst.training.fit import batch_arrays
+from jaxst.training.parallel import PmapParallel
+from jaxst.training.step import batch_loss, init_train_state, make_train_step
 from tests.shared_data import read_tsv
 from tests.training.tiny_st import make_tiny_st_model
 
@@ -53,12 +57,9 @@ def rows():
 
 
 def jaxst_batch(model, texts, labels):
-    k, b = len(texts), len(texts[0])
-    features = model.tokenize([t for column in texts for t in column])
-    batch = {name: jnp.asarray(v.reshape(k, b, -1)) for name, v in features.items()}
-    if labels is not None:
-        batch["labels"] = jnp.asarray(labels)
-    return batch
+    """The train step's batch: [k, b, T] token arrays padded to a training bucket (+ labels)."""
+    arrays = batch_arrays(model, Batch(texts, labels))
+    return {name: jnp.asarray(value) for name, value in arrays.items()}
 
 
 def jaxst_value_and_grads(model, loss, batch):
@@ -171,6 +172,37 @@ def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer
         assert_same_gradients(grads, expected[layer][1])
         drawn.add(layer)
     assert drawn == {0, 1}
+
+
+def test_under_pmap_every_device_draws_the_same_layers(models):
+    """The layer key is the step's, not the device's: on 8 devices with negatives gathered, two SGD steps
+    with one sampled layer each give the parameters of one device on the global batch of 16."""
+    model, _ = models
+    snli = read_tsv("pairs/snli_triplets.tsv.gz", "test")[:32]
+    batches = [
+        jaxst_batch(model, [[r["anchor"] for r in rows], [r["positive"] for r in rows]], None)
+        for rows in (snli[:16], snli[16:])
+    ]
+
+    def train(loss, devices):
+        parallel = PmapParallel(devices)
+        tx = optax.sgd(0.5)
+        step = parallel.compile(make_train_step(model.forward, loss, tx, use_dropout=False))
+        state = parallel.put_state(init_train_state({"model": model.params, "losses": ({},)}, tx, seed=0))
+        losses = []
+        for batch in batches:
+            state, metrics = step(state, parallel.put_batch({k: np.asarray(v) for k, v in batch.items()}))
+            losses.append(parallel.get_metrics(metrics)["loss"])
+        return parallel.get_state(state).params["model"], losses
+
+    gathered = MultipleNegativesRankingLoss(model, gather_across_devices=True)
+    params_8, losses_8 = train(AdaptiveLayerLoss(model, gathered), jax.local_devices())
+    params_1, losses_1 = train(
+        AdaptiveLayerLoss(model, MultipleNegativesRankingLoss(model)), jax.local_devices()[:1]
+    )
+    np.testing.assert_allclose(losses_8, losses_1, rtol=TOLERANCE)
+    for ours, theirs in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=TOLERANCE, rtol=0)
 
 
 def test_kl_term_is_torch_kl_div_batchmean():
