@@ -50,7 +50,8 @@ class TrainState:
         params: {"model": encoder + module parameters, "losses": one pytree per objective (often {})}.
         opt_state: the optax state of `params`.
         step: int32 scalar, optimizer steps taken so far (all objectives together).
-        rng: uint32 [2] PRNG key; the dropout key of a step is fold_in(fold_in(rng, step), device).
+        rng: uint32 [2] PRNG key; the dropout key of a step is fold_in(fold_in(rng, step), device), its
+            loss key (e.g. AdaptiveLayerLoss' layer draw) fold_in(fold_in(rng, LOSS_RNG_STREAM), step).
     """
 
     params: Any
