@@ -7,12 +7,14 @@ Two objectives on all-MiniLM-L6-v2: MultipleNegativesRankingLoss on SNLI (anchor
 the framework's own `fit` (sentence-transformers: `fit`, or `old_fit` where `accelerate` is missing),
 shuffled, for `--warmup-steps + --steps` steps of `--batch-size` pairs.
 
-Timing: every step's boundary is stamped (jaxst: when fit logs the step's loss, which waits for the step;
-sentence-transformers: a forward pre-hook on the loss module, after a CUDA synchronize on a GPU). The
-first `--warmup-steps` steps are left out for both; pairs/s = batch size x timed steps / their time.
-jaxst compiles one program per bucket length: compile time (JAX's own compile events) is reported apart,
-and a compile that falls inside the timed steps (a bucket length first seen there) is subtracted from
-their time and reported.
+Timing: every step's boundary is stamped with the wall clock and the process's CPU time (jaxst: when fit
+logs the step's loss, which waits for the step; sentence-transformers: a forward pre-hook on the loss
+module, after a CUDA synchronize on a GPU). The first `--warmup-steps` steps are left out for both;
+pairs/s = batch size x timed steps / their wall time. Pairs per CPU-second (CPU time of the whole
+process, all its threads) is printed too: on a CPU that other jobs share it moves much less with their
+load than the wall clock does. jaxst compiles one program per bucket length: compile time (JAX's own
+compile events) is reported apart, and a timed step in which a compile ran (a bucket length first seen
+there) is left out of the rate, and counted in the output.
 
 Precision: float32 on CPU; on a GPU jaxst runs bfloat16 (`use_amp=True`) and sentence-transformers
 its fit's mixed precision (`use_amp=True`: float16 autocast).
@@ -59,11 +61,35 @@ def training_pairs(loss: str) -> list[tuple[list[str], float | None]]:
     return [([a, b], score) for a, b, score in load_stsb("train")]
 
 
-def pairs_per_second(boundaries: list[float], warmup_steps: int, batch_size: int, excluded: float) -> float:
-    """Rate over the steps after the warm-up; `boundaries` holds one stamp per step, `excluded` seconds
-    (compiles) are taken off the timed span."""
-    timed = boundaries[warmup_steps:]
-    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0] - excluded)
+def rates(
+    stamps: list[tuple[float, float]], warmup_steps: int, batch_size: int, compile_ends: list[float]
+) -> dict[str, float]:
+    """Pairs per second and per CPU-second over the steps after the warm-up.
+
+    Args:
+        stamps: (wall clock, process CPU time) at one point of every step; consecutive stamps enclose
+            one whole step.
+        warmup_steps: stamps before this index are not timed.
+        batch_size: pairs per step.
+        compile_ends: wall-clock times at which a compile ended; steps enclosing one are left out.
+    """
+    wall = cpu = 0.0
+    steps = left_out = 0
+    timed = stamps[warmup_steps:]
+    for (wall_start, cpu_start), (wall_end, cpu_end) in zip(timed, timed[1:], strict=False):
+        if any(wall_start < end <= wall_end for end in compile_ends):
+            left_out += 1
+            continue
+        wall, cpu, steps = wall + wall_end - wall_start, cpu + cpu_end - cpu_start, steps + 1
+    return {
+        "pairs_per_second": batch_size * steps / wall,
+        "pairs_per_cpu_second": batch_size * steps / cpu,
+        "steps_left_out": left_out,
+    }
+
+
+def stamp() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
 def fit_options(args: argparse.Namespace, on_gpu: bool) -> dict[str, Any]:
@@ -95,12 +121,12 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
             compiles.append((time.perf_counter(), seconds))
 
     monitoring.register_event_duration_secs_listener(on_duration)
-    boundaries: list[float] = []
+    stamps: list[tuple[float, float]] = []
     log = fit_module.TrainingRun.log
 
     def stamped_log(self: Any, record: dict[str, Any]) -> None:
         if "loss" in record:  # one record per step, written once the step's loss is on the host
-            boundaries.append(time.perf_counter())
+            stamps.append(stamp())
         log(self, record)
 
     fit_module.TrainingRun.log = stamped_log
@@ -115,13 +141,11 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
     )
     start = time.perf_counter()
     model.fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu))
-    timed_start = boundaries[args.warmup_steps]
-    timed_compile = sum(s for end, s in compiles if end > timed_start)
+    timed_start = stamps[args.warmup_steps][0]
     return {
-        "pairs_per_second": pairs_per_second(boundaries, args.warmup_steps, args.batch_size, timed_compile),
+        **rates(stamps, args.warmup_steps, args.batch_size, [end for end, _ in compiles]),
         "warmup_seconds": timed_start - start,
         "compile_seconds": sum(s for end, s in compiles if start < end <= timed_start),
-        "timed_compile_seconds": timed_compile,
         "setting": f"jax {jax.__version__} {jax.default_backend()}, {'bfloat16' if on_gpu else 'float32'}",
     }
 
@@ -143,22 +167,22 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, Any]:
         if args.loss == "mnrl"
         else losses.CosineSimilarityLoss(model)
     )
-    boundaries: list[float] = []
+    stamps: list[tuple[float, float]] = []
 
-    def stamp(*_: Any) -> None:
+    def stamp_step(*_: Any) -> None:
         if on_gpu:
             torch.cuda.synchronize()
-        boundaries.append(time.perf_counter())
+        stamps.append(stamp())
 
-    loss.register_forward_pre_hook(stamp)
+    loss.register_forward_pre_hook(stamp_step)
     fit = sentence_transformers_fit(model)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:  # the Trainer's default output folder lands here
         os.chdir(workdir)
         fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu))
     return {
-        "pairs_per_second": pairs_per_second(boundaries, args.warmup_steps, args.batch_size, 0.0),
-        "warmup_seconds": boundaries[args.warmup_steps] - start,
+        **rates(stamps, args.warmup_steps, args.batch_size, []),
+        "warmup_seconds": stamps[args.warmup_steps][0] - start,
         "setting": f"torch {torch.__version__} {'cuda, float16 autocast' if on_gpu else 'cpu, float32'}, "
         f"{torch.get_num_threads()} threads",
     }
@@ -194,12 +218,14 @@ def measure(framework: str, loss: str, args: argparse.Namespace) -> dict[str, An
 
 
 def describe(framework: str, result: dict[str, Any]) -> str:
-    rate, warmup = result["pairs_per_second"], result["warmup_seconds"]
-    text = f"  {framework:>21}: {rate:7.1f} pairs/s  (warm-up {warmup:.0f} s"
+    text = (
+        f"  {framework:>21}: {result['pairs_per_second']:7.1f} pairs/s, "
+        f"{result['pairs_per_cpu_second']:7.1f} pairs/CPU-s  (warm-up {result['warmup_seconds']:.0f} s"
+    )
     if "compile_seconds" in result:
         text += f", of which compiling {result['compile_seconds']:.0f} s"
-        if result["timed_compile_seconds"]:
-            text += f"; {result['timed_compile_seconds']:.1f} s of compiles in the timed steps subtracted"
+    if result["steps_left_out"]:
+        text += f"; {result['steps_left_out']} timed step(s) with a compile left out"
     return text + f"; {result['setting']}; load average {result['load']})"
 
 
@@ -211,18 +237,19 @@ def launch(args: argparse.Namespace) -> None:
     )
     for loss in args.losses:
         print(f"{LOSSES[loss]}:", flush=True)
-        rates: dict[str, list[float]] = {framework: [] for framework in FRAMEWORKS}
+        results: dict[str, list[dict[str, Any]]] = {framework: [] for framework in FRAMEWORKS}
         for _ in range(args.rounds):
             for framework in FRAMEWORKS:
-                result = measure(framework, loss, args)
-                rates[framework].append(result["pairs_per_second"])
-                print(describe(framework, result), flush=True)
-        ours, theirs = statistics.median(rates["jaxst"]), statistics.median(rates["sentence-transformers"])
-        print(
-            f"  median: jaxst {ours:.1f}, sentence-transformers {theirs:.1f} pairs/s; "
-            f"ratio jaxst / sentence-transformers {ours / theirs:.2f}x",
-            flush=True,
-        )
+                results[framework].append(measure(framework, loss, args))
+                print(describe(framework, results[framework][-1]), flush=True)
+        for key, unit in (("pairs_per_second", "pairs/s"), ("pairs_per_cpu_second", "pairs/CPU-s")):
+            ours = statistics.median(r[key] for r in results["jaxst"])
+            theirs = statistics.median(r[key] for r in results["sentence-transformers"])
+            print(
+                f"  median: jaxst {ours:.1f}, sentence-transformers {theirs:.1f} {unit}; "
+                f"ratio jaxst / sentence-transformers {ours / theirs:.2f}x",
+                flush=True,
+            )
 
 
 def main() -> None:
