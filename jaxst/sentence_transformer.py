@@ -401,7 +401,9 @@ class SentenceTransformer:
         batches = encoding.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
 
         def dispatch(batch: encoding.Batch) -> jax.Array:
-            features = tokenized.padded(batch.indices, rows, batch.length, self.transformer.pad_token_id)
+            features = tokenized.padded(
+                batch.indices, batch.rows, batch.length, self.transformer.pad_token_id
+            )
             features["prompt_length"] = np.int32(prompt_length)
             return self._inference_step(self._params, features, output_value=output_value)
 
