@@ -15,6 +15,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxst import encoding
+from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.st_format import (
     SIMILARITY_FN_NAMES,
     ModelConfig,
@@ -397,18 +398,43 @@ class SentenceTransformer:
         output_value: str,
     ) -> None:
         """Batches the texts by length and streams every batch through the jitted inference step."""
+        return_large_blocks()  # batch buffers go back to the system when freed (jaxst.host_memory)
         rows = encoding.rows_per_batch(len(tokenized.lengths), batch_size)
         batches = encoding.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
 
-        def dispatch(batch: encoding.Batch) -> jax.Array:
+        def batch_features(batch: encoding.Batch) -> dict[str, np.ndarray]:
             features = tokenized.padded(
                 batch.indices, batch.rows, batch.length, self.transformer.pad_token_id
             )
             features["prompt_length"] = np.int32(prompt_length)
-            return self._inference_step(self._params, features, output_value=output_value)
+            return features
 
+        def dispatch(batch: encoding.Batch) -> jax.Array:
+            return self._inference_step(self._params, batch_features(batch), output_value=output_value)
+
+        if len(batches) > 1:
+            self._compile_ahead(batches, batch_features, output_value)
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
         encoding.stream_batches(progress, dispatch, consume)
+
+    def _compile_ahead(
+        self,
+        batches: list[encoding.Batch],
+        features: Callable[[encoding.Batch], dict[str, np.ndarray]],
+        output_value: str,
+    ) -> None:
+        """Compiles the programs of all batch shapes before the first batch runs.
+
+        Compiling takes scratch memory that the allocator keeps (`jaxst.host_memory`); compiled ahead, it
+        is handed back before the results start to fill the output, so it does not add to the peak.
+        Shapes compiled before cost a cache lookup (about a millisecond).
+        """
+        compiled = self.compile_count
+        first_of_shape = {(batch.rows, batch.length): batch for batch in reversed(batches)}
+        for batch in first_of_shape.values():
+            self._inference_step.lower(self._params, features(batch), output_value=output_value).compile()
+        if self.compile_count != compiled:
+            release_free_memory()
 
     # ------------------------------------------------------------------------------------------------- train
 
