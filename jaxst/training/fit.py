@@ -10,9 +10,9 @@ at each epoch's end; checkpoints (train state + data position) are written every
 
 Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
 sentence-transformers' fit schedules with (a dataset smaller than one batch trains as that one batch).
-Batches are padded to training bucket lengths, powers of two from 16 up to `max_seq_length` (coarser
-than encode's multiples of 8: a train step compiles slower than it runs), so an epoch compiles each
-objective's step at most once per training bucket.
+Batches are padded to training bucket lengths, encode's bucket lengths from 16 on (16, 24, 32, 48, 64,
+96, ...: under 1.5x the longest text, in few lengths, since a train step compiles far
+slower than it runs), so an epoch compiles each objective's step at most once per training bucket.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxst import encoding
 from jaxst.losses.base import Loss
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
@@ -116,9 +117,13 @@ MIN_TRAINING_BUCKET = 16
 
 
 def training_bucket(length: int, max_seq_length: int) -> int:
-    """The padded length of a batch whose longest text has `length` tokens (<= max_seq_length)."""
-    power_of_two = max(MIN_TRAINING_BUCKET, 1 << max(length - 1, 0).bit_length())
-    return max(length, min(power_of_two, max_seq_length))
+    """The padded length of a batch whose longest text has `length` tokens (<= max_seq_length).
+
+    encode's bucket lengths (`jaxst.encoding.bucket_lengths`: 16, 24, 32, 48, 64, 96, ...) from 16 on,
+    or max_seq_length when that is shorter.
+    """
+    shortest = min(MIN_TRAINING_BUCKET, max_seq_length)
+    return next(b for b in encoding.bucket_lengths(max_seq_length) if b >= max(length, shortest))
 
 
 def batch_arrays(model: Any, batch: Batch) -> dict[str, np.ndarray]:

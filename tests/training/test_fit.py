@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxst.data import load_stsb
+from jaxst.encoding import bucket_lengths
 from jaxst.losses.base import Loss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
@@ -82,10 +83,17 @@ def test_an_epoch_compiles_the_step_once_per_training_bucket(tiny_folder):
     assert len(traces) == len(buckets)
 
 
-def test_training_buckets_are_powers_of_two_up_to_max_seq_length():
-    assert [training_bucket(n, 256) for n in (1, 16, 17, 33, 200, 256)] == [16, 16, 32, 64, 256, 256]
-    assert [training_bucket(n, 200) for n in (130, 200)] == [200, 200]
+def test_training_buckets_are_encode_buckets_from_16_up_to_max_seq_length():
+    lengths = (1, 16, 17, 24, 25, 33, 49, 65, 97, 129, 200, 256)
+    assert [training_bucket(n, 256) for n in lengths] == [16, 16, 24, 24, 32, 48, 64, 96, 128, 192, 256, 256]
+    assert [training_bucket(n, 200) for n in (130, 192, 193, 200)] == [192, 192, 200, 200]
     assert training_bucket(12, 12) == 12
+    for max_seq_length in (12, 100, 256, 512):
+        for length in range(1, max_seq_length + 1):
+            bucket = training_bucket(length, max_seq_length)
+            assert bucket in bucket_lengths(max_seq_length)
+            assert length <= bucket <= max_seq_length
+            assert bucket < max(1.5 * length, 17)  # under 1.5x the longest text, or the shortest bucket
 
 
 class LogLabelLoss(Loss):
