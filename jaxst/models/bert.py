@@ -54,7 +54,11 @@ def bert_layers(config: Any, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.List:
 
 
 class BertEncoder(TransformerEncoder):
-    """BERT: word + token type + absolute position embeddings (positions 0..T-1), post-LN layers."""
+    """BERT: word + token type + absolute position embeddings (positions 0..T-1), post-LN layers.
+
+    Subclasses with BERT's layers change the embeddings through `position_padding_idx` (fairseq
+    positions) and `type_vocab_size` (0: no token type embeddings).
+    """
 
     uses_token_type_ids = True
     validate_config = staticmethod(validate_bert_config)
@@ -65,11 +69,20 @@ class BertEncoder(TransformerEncoder):
             vocab_size=config.vocab_size,
             hidden_size=config.hidden_size,
             max_positions=config.max_position_embeddings,
-            type_vocab_size=config.type_vocab_size,
-            padding_idx=None,
+            type_vocab_size=self.type_vocab_size(config),
+            padding_idx=self.position_padding_idx(config),
             layer_norm_eps=config.layer_norm_eps,
             init_std=config.initializer_range,
             rngs=rngs,
         )
         self.layers = bert_layers(config, self.dtype, rngs)
         self.embedding_dropout = config.hidden_dropout_prob
+
+    @staticmethod
+    def position_padding_idx(config: Any) -> int | None:
+        """The padding id positions count from (see `TextEmbeddings`); None for positions 0..T-1."""
+        return None
+
+    @staticmethod
+    def type_vocab_size(config: Any) -> int:
+        return config.type_vocab_size

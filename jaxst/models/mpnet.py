@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxst.models.bert import bert_layers
+from jaxst.models.bert import BertEncoder
 from jaxst.models.config import (
     require,
     require_activation,
@@ -18,7 +18,6 @@ from jaxst.models.config import (
     require_heads_divide_width,
     require_probabilities,
 )
-from jaxst.models.encoder import TextEmbeddings, TransformerEncoder
 from jaxst.models.layers import Embedding
 
 # transformers' MPNetEncoder.compute_position_bias buckets relative positions with these fixed values,
@@ -63,7 +62,7 @@ def relative_position_buckets(
     return buckets + np.where(n < max_exact, n, np.minimum(large, half - 1))
 
 
-class MPNetEncoder(TransformerEncoder):
+class MPNetEncoder(BertEncoder):
     """MPNet: word + position embeddings (positions after padding id 1), no token types, BERT-style
     layers, and one relative position bias [1, N, T, T] computed once per call and added in every layer.
     """
@@ -72,25 +71,21 @@ class MPNetEncoder(TransformerEncoder):
     validate_config = staticmethod(validate_mpnet_config)
 
     def __init__(self, config: Any, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(config, dtype)
-        self.embeddings = TextEmbeddings(
-            vocab_size=config.vocab_size,
-            hidden_size=config.hidden_size,
-            max_positions=config.max_position_embeddings,
-            type_vocab_size=0,
-            padding_idx=MPNET_PADDING_IDX,
-            layer_norm_eps=config.layer_norm_eps,
-            init_std=config.initializer_range,
-            rngs=rngs,
-        )
+        super().__init__(config, dtype=dtype, rngs=rngs)
         self.relative_attention_bias = Embedding(
             config.relative_attention_num_buckets,
             config.num_attention_heads,
             init_std=config.initializer_range,
             rngs=rngs,
         )
-        self.layers = bert_layers(config, self.dtype, rngs)
-        self.embedding_dropout = config.hidden_dropout_prob
+
+    @staticmethod
+    def position_padding_idx(config: Any) -> int | None:
+        return MPNET_PADDING_IDX
+
+    @staticmethod
+    def type_vocab_size(config: Any) -> int:
+        return 0
 
     def attention_bias(self, length: int) -> jax.Array:
         """float32 [1, N, T, T]: the learned bias of each query-key pair's relative position bucket."""
