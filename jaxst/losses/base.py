@@ -8,7 +8,7 @@ and calls the bound loss on the list of embeddings, inside its jit-compiled, dif
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -69,3 +69,22 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({args})"
+
+
+class LabeledPairLoss(Loss):
+    """A loss of (text a, text b, label) examples, computed by one pure function of the two columns:
+    `function(embeddings_a, embeddings_b, labels, **hyperparameters)`.
+
+    Subclasses set `function` (a staticmethod) and write sentence-transformers' constructor signature.
+    """
+
+    min_texts = 2
+    max_texts = 2
+    needs_labels = True
+    function: ClassVar[Callable[..., jax.Array]]
+
+    def compute(
+        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
+    ) -> jax.Array:
+        embeddings_a, embeddings_b = embeddings
+        return self.function(embeddings_a, embeddings_b, labels, **self.hyperparameters)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import LabeledPairLoss
 from jaxst.losses.checks import check_labels, check_rank, check_same_shape
 from jaxst.losses.pair_distances import (
     paired_cosine_distance,
@@ -145,12 +145,10 @@ def online_contrastive_loss(
     return positive_loss + negative_loss
 
 
-class ContrastiveLoss(Loss):
+class ContrastiveLoss(LabeledPairLoss):
     """sentence-transformers' ContrastiveLoss bound to a model; see `contrastive_loss`."""
 
-    min_texts = 2
-    max_texts = 2
-    needs_labels = True
+    function = staticmethod(contrastive_loss)
 
     def __init__(
         self,
@@ -165,19 +163,11 @@ class ContrastiveLoss(Loss):
         resolve_siamese_distance(distance_metric)
         super().__init__(model, distance_metric=distance_metric, margin=margin, size_average=size_average)
 
-    def compute(
-        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
-    ) -> jax.Array:
-        embeddings_a, embeddings_b = embeddings
-        return contrastive_loss(embeddings_a, embeddings_b, labels, **self.hyperparameters)
 
-
-class OnlineContrastiveLoss(Loss):
+class OnlineContrastiveLoss(LabeledPairLoss):
     """sentence-transformers' OnlineContrastiveLoss bound to a model; see `online_contrastive_loss`."""
 
-    min_texts = 2
-    max_texts = 2
-    needs_labels = True
+    function = staticmethod(online_contrastive_loss)
 
     def __init__(
         self,
@@ -190,9 +180,3 @@ class OnlineContrastiveLoss(Loss):
     ):
         resolve_siamese_distance(distance_metric)
         super().__init__(model, distance_metric=distance_metric, margin=margin)
-
-    def compute(
-        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
-    ) -> jax.Array:
-        embeddings_a, embeddings_b = embeddings
-        return online_contrastive_loss(embeddings_a, embeddings_b, labels, **self.hyperparameters)

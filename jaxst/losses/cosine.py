@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import LabeledPairLoss, Loss
 from jaxst.losses.checks import check_labels, check_rank, check_same_shape, resolve_similarity
 from jaxst.losses.pair_distances import paired_cosine_similarity
 from jaxst.similarity import normalize, torch_abs
@@ -142,12 +142,10 @@ def tuples_to_scored_pairs(
     return jnp.tile(anchors, (len(others), 1)), jnp.concatenate(others), pair_labels
 
 
-class CosineSimilarityLoss(Loss):
+class CosineSimilarityLoss(LabeledPairLoss):
     """sentence-transformers' CosineSimilarityLoss bound to a model; see `cosine_similarity_loss`."""
 
-    min_texts = 2
-    max_texts = 2
-    needs_labels = True
+    function = staticmethod(cosine_similarity_loss)
 
     def __init__(
         self,
@@ -158,31 +156,17 @@ class CosineSimilarityLoss(Loss):
     ):
         super().__init__(model, loss_fct=loss_fct, cos_score_transformation=cos_score_transformation)
 
-    def compute(
-        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
-    ) -> jax.Array:
-        embeddings_a, embeddings_b = embeddings
-        return cosine_similarity_loss(embeddings_a, embeddings_b, labels, **self.hyperparameters)
 
-
-class CoSENTLoss(Loss):
+class CoSENTLoss(LabeledPairLoss):
     """sentence-transformers' CoSENTLoss bound to a model; see `cosent_loss`."""
 
-    min_texts = 2
-    max_texts = 2
-    needs_labels = True
+    function = staticmethod(cosent_loss)
 
     def __init__(
         self, model: Any, *, scale: float = 20.0, similarity_fct: str | PairwiseSimilarity = "cosine"
     ):
         resolve_similarity("CoSENTLoss", similarity_fct, pairwise=True)
         super().__init__(model, scale=scale, similarity_fct=similarity_fct)
-
-    def compute(
-        self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
-    ) -> jax.Array:
-        embeddings_a, embeddings_b = embeddings
-        return cosent_loss(embeddings_a, embeddings_b, labels, **self.hyperparameters)
 
 
 class AnglELoss(Loss):
