@@ -68,6 +68,27 @@ def append_csv_row(
         writer.writerow(row)
 
 
+def check_same_length(**columns: Sequence) -> None:
+    """Raises ValueError naming the columns and their lengths unless they all have the same length."""
+    names, lengths = list(columns), [len(column) for column in columns.values()]
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"{', '.join(names[:-1])} and {names[-1]} must have the same length, got "
+            f"{', '.join(map(str, lengths[:-1]))} and {lengths[-1]}."
+        )
+
+
+def csv_file_name(kind: str, *qualifiers: str | None) -> str:
+    """`{kind}[_{qualifier}...]_results.csv`, empty qualifiers left out, as sentence-transformers names it."""
+    return "_".join([kind, *(q for q in qualifiers if q)]) + "_results.csv"
+
+
+def example_columns(examples: Sequence, num_texts: int, with_labels: bool) -> list[list]:
+    """The first `num_texts` text columns of InputExamples, then (with_labels) their labels."""
+    columns = [[example.texts[i] for example in examples] for i in range(num_texts)]
+    return columns + [[example.label for example in examples]] if with_labels else columns
+
+
 class BaseEvaluator:
     """Base of all evaluators: `__call__(model, output_path, epoch, steps)` returns a dict of metrics.
 
@@ -93,6 +114,13 @@ class BaseEvaluator:
         if self.primary_metric is not None and not self.primary_metric.startswith(name + "_"):
             self.primary_metric = f"{name}_{self.primary_metric}"
         return {f"{name}_{key}": float(value) for key, value in metrics.items()}
+
+    def use_model_similarity(self, model) -> None:
+        """Without `similarity_fn_names` given, evaluate the model's own similarity function (and add its
+        CSV columns). For the evaluators with `similarity_fn_names` and `_append_csv_headers`."""
+        if not self.similarity_fn_names:
+            self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
+            self._append_csv_headers(self.similarity_fn_names)
 
     def embed_inputs(self, model, sentences: Sequence[str], **kwargs) -> np.ndarray:
         """[N, D] float32 embeddings with the evaluator's `batch_size`, `show_progress_bar`, `truncate_dim`.

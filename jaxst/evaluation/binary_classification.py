@@ -10,6 +10,9 @@ import numpy as np
 from jaxst.evaluation.base import (
     BaseEvaluator,
     append_csv_row,
+    check_same_length,
+    csv_file_name,
+    example_columns,
     progress_text,
     resolve_progress_bar,
     similarity_name,
@@ -63,11 +66,7 @@ class BinaryClassificationEvaluator(BaseEvaluator):
         similarity_fn_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not len(sentences1) == len(sentences2) == len(labels):
-            raise ValueError(
-                f"sentences1, sentences2 and labels must have the same length, got {len(sentences1)}, "
-                f"{len(sentences2)} and {len(labels)}."
-            )
+        check_same_length(sentences1=sentences1, sentences2=sentences2, labels=labels)
         if bad := [i for i, label in enumerate(labels) if label not in (0, 1)]:
             raise ValueError(f"labels must be 0 or 1; positions {bad[:10]} are not ({len(bad)} in all).")
         self.sentences1 = sentences1
@@ -79,7 +78,7 @@ class BinaryClassificationEvaluator(BaseEvaluator):
         self.name = name
         self.batch_size = batch_size
         self.show_progress_bar = resolve_progress_bar(show_progress_bar, logger)
-        self.csv_file = "binary_classification_evaluation" + (f"_{name}" if name else "") + "_results.csv"
+        self.csv_file = csv_file_name("binary_classification_evaluation", name)
         self.csv_headers = ["epoch", "steps"]
         self._append_csv_headers(self.similarity_fn_names)
 
@@ -91,12 +90,7 @@ class BinaryClassificationEvaluator(BaseEvaluator):
     @classmethod
     def from_input_examples(cls, examples, **kwargs) -> BinaryClassificationEvaluator:
         """From examples with `.texts` (two sentences) and `.label` (0 or 1)."""
-        return cls(
-            [example.texts[0] for example in examples],
-            [example.texts[1] for example in examples],
-            [example.label for example in examples],
-            **kwargs,
-        )
+        return cls(*example_columns(examples, 2, with_labels=True), **kwargs)
 
     def __call__(
         self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -105,9 +99,7 @@ class BinaryClassificationEvaluator(BaseEvaluator):
             f"Binary Accuracy Evaluation of the model on the {self.name} dataset"
             f"{progress_text(epoch, steps, self.truncate_dim)}:"
         )
-        if not self.similarity_fn_names:
-            self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
-            self._append_csv_headers(self.similarity_fn_names)
+        self.use_model_similarity(model)
         scores = self.compute_metrics(model)
 
         if output_path is not None and self.write_csv:

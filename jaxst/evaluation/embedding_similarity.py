@@ -13,6 +13,9 @@ from scipy.stats import pearsonr, spearmanr
 from jaxst.evaluation.base import (
     BaseEvaluator,
     append_csv_row,
+    check_same_length,
+    csv_file_name,
+    example_columns,
     progress_text,
     resolve_progress_bar,
     similarity_name,
@@ -61,11 +64,7 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
         truncate_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if not len(sentences1) == len(sentences2) == len(scores):
-            raise ValueError(
-                f"sentences1, sentences2 and scores must have the same length, got {len(sentences1)}, "
-                f"{len(sentences2)} and {len(scores)}."
-            )
+        check_same_length(sentences1=sentences1, sentences2=sentences2, scores=scores)
         nan_positions = [i for i, score in enumerate(scores) if math.isnan(score)]
         if nan_positions:
             raise ValueError(
@@ -88,9 +87,7 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
         self.write_csv = write_csv
         self.precision = precision
         self.truncate_dim = truncate_dim
-        self.csv_file = (
-            "similarity_evaluation" + (f"_{name}" if name else "") + (f"_{precision}" if precision else "")
-        ) + "_results.csv"
+        self.csv_file = csv_file_name("similarity_evaluation", name, precision)
         self.csv_headers = ["epoch", "steps"]
         self._append_csv_headers(self.similarity_fn_names)
 
@@ -102,12 +99,7 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
     @classmethod
     def from_input_examples(cls, examples, **kwargs) -> EmbeddingSimilarityEvaluator:
         """From examples with `.texts` (two sentences) and `.label` (the gold score)."""
-        return cls(
-            [example.texts[0] for example in examples],
-            [example.texts[1] for example in examples],
-            [example.label for example in examples],
-            **kwargs,
-        )
+        return cls(*example_columns(examples, 2, with_labels=True), **kwargs)
 
     def __call__(
         self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -117,9 +109,7 @@ class EmbeddingSimilarityEvaluator(BaseEvaluator):
             f"{progress_text(epoch, steps, self.truncate_dim)}:"
         )
         embeddings1, embeddings2 = self._embed_pairs(model)
-        if not self.similarity_fn_names:
-            self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
-            self._append_csv_headers(self.similarity_fn_names)
+        self.use_model_similarity(model)
 
         metrics = {}
         for fn_name in self.similarity_fn_names:

@@ -11,6 +11,9 @@ import numpy as np
 from jaxst.evaluation.base import (
     BaseEvaluator,
     append_csv_row,
+    check_same_length,
+    csv_file_name,
+    example_columns,
     progress_text,
     resolve_progress_bar,
     similarity_name,
@@ -57,11 +60,7 @@ class TripletEvaluator(BaseEvaluator):
         similarity_fn_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not len(anchors) == len(positives) == len(negatives):
-            raise ValueError(
-                f"anchors, positives and negatives must have the same length, got {len(anchors)}, "
-                f"{len(positives)} and {len(negatives)}."
-            )
+        check_same_length(anchors=anchors, positives=positives, negatives=negatives)
         self.anchors = anchors
         self.positives = positives
         self.negatives = negatives
@@ -76,7 +75,7 @@ class TripletEvaluator(BaseEvaluator):
         self.margin = self._margins(margin)
         self.batch_size = batch_size
         self.show_progress_bar = resolve_progress_bar(show_progress_bar, logger)
-        self.csv_file = "triplet_evaluation" + (f"_{name}" if name else "") + "_results.csv"
+        self.csv_file = csv_file_name("triplet_evaluation", name)
         self.csv_headers = ["epoch", "steps"]
         self.write_csv = write_csv
         self._append_csv_headers(self.similarity_fn_names)
@@ -100,7 +99,7 @@ class TripletEvaluator(BaseEvaluator):
     @classmethod
     def from_input_examples(cls, examples, **kwargs) -> TripletEvaluator:
         """From examples with `.texts` = (anchor, positive, negative)."""
-        return cls(*([example.texts[i] for example in examples] for i in range(3)), **kwargs)
+        return cls(*example_columns(examples, 3, with_labels=False), **kwargs)
 
     def __call__(
         self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -112,9 +111,7 @@ class TripletEvaluator(BaseEvaluator):
         anchors = self.embed_inputs(model, self.anchors, role="query")
         positives = self.embed_inputs(model, self.positives, role="document")
         negatives = self.embed_inputs(model, self.negatives, role="document")
-        if not self.similarity_fn_names:
-            self.similarity_fn_names = [similarity_name(model.similarity_fn_name)]
-            self._append_csv_headers(self.similarity_fn_names)
+        self.use_model_similarity(model)
 
         metrics = {}
         for fn_name in self.similarity_fn_names:
