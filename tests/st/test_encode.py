@@ -37,6 +37,27 @@ def test_compile_count_on_mixed_lengths(models):
     np.testing.assert_allclose(embeddings, theirs.encode(texts, batch_size=32), atol=ATOL, rtol=0)
 
 
+def test_a_call_compiles_all_its_programs_before_its_first_batch_runs(models, monkeypatch):
+    """encode compiles ahead, so compiler scratch is handed back before the output fills up."""
+    ours, _ = models
+    step = ours._inference_step
+    compiled_at_each_run = []
+
+    class RecordingStep:
+        lower = step.lower
+
+        def __call__(self, *args, **kwargs):
+            compiled_at_each_run.append(ours.compile_count)
+            return step(*args, **kwargs)
+
+    monkeypatch.setattr(ours, "_inference_step", RecordingStep())
+    texts = stsb_sentences("dev", 300)
+    before = ours.compile_count
+    ours.encode(texts, batch_size=16)  # batch shapes no earlier test used
+    assert ours.compile_count - before > 1
+    assert compiled_at_each_run == [ours.compile_count] * len(compiled_at_each_run)
+
+
 def test_input_forms_and_edge_cases(models):
     ours, theirs = models
     dimension = ours.get_sentence_embedding_dimension()
