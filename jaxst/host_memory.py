@@ -25,12 +25,12 @@ LARGE_BLOCK_BYTES = 1 << 20
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library when it is glibc (it has malloc_trim and mallopt), else None."""
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def release_free_memory() -> None:

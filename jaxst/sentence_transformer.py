@@ -412,7 +412,7 @@ class SentenceTransformer:
         def dispatch(batch: encoding.Batch) -> jax.Array:
             return self._inference_step(self._params, batch_features(batch), output_value=output_value)
 
-        if len(batches) > 1:
+        if len(batches) > 1:  # one batch compiles as it runs; this spares one-text calls the lookups
             self._compile_ahead(batches, batch_features, output_value)
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
         encoding.stream_batches(progress, dispatch, consume)
@@ -430,8 +430,8 @@ class SentenceTransformer:
         Shapes compiled before cost a cache lookup (about a millisecond).
         """
         compiled = self.compile_count
-        first_of_shape = {(batch.rows, batch.length): batch for batch in reversed(batches)}
-        for batch in first_of_shape.values():
+        one_per_shape = {(batch.rows, batch.length): batch for batch in batches}
+        for batch in one_per_shape.values():
             self._inference_step.lower(self._params, features(batch), output_value=output_value).compile()
         if self.compile_count != compiled:
             release_free_memory()

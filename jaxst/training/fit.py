@@ -11,8 +11,8 @@ at each epoch's end; checkpoints (train state + data position) are written every
 Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
 sentence-transformers' fit schedules with (a dataset smaller than one batch trains as that one batch).
 Batches are padded to training bucket lengths, encode's bucket lengths from 16 on (16, 24, 32, 48, 64,
-96, ...: under 1.5x the longest text, in few lengths, since a train step compiles far
-slower than it runs), so an epoch compiles each objective's step at most once per training bucket.
+96, ...: under 1.5x the longest text, in few lengths, since a train step compiles far slower than it
+runs), so an epoch compiles each objective's step at most once per training bucket.
 """
 
 from __future__ import annotations
