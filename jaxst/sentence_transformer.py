@@ -26,6 +26,7 @@ from jaxst.io.st_format import (
     write_modules_json,
 )
 from jaxst.models import load_encoder, save_encoder
+from jaxst.packing import unpack
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
@@ -161,7 +162,10 @@ class SentenceTransformer:
         Args:
             params: a pytree like `model.params`.
             features: input_ids, attention_mask [B, T] int (and token_type_ids where the model takes
-                them; prompt_length, a scalar int, for Pooling with include_prompt=False).
+                them; prompt_length, a scalar int, for Pooling with include_prompt=False). Or a packed
+                batch (`jaxst.packing`): packed_input_ids, packed_segment_ids, packed_position_ids
+                (, packed_token_type_ids) [R, P], token_index and attention_mask [B, P]; the tokens are
+                then unpacked to [B, P, H] before the modules, so outputs have the padded layout.
             dropout_rng: a jax.random key for train-mode dropout; None for eval mode.
             output_hidden_states: also return "all_layer_embeddings" (L + 1 arrays [B, T, H]).
 
@@ -170,14 +174,23 @@ class SentenceTransformer:
             [B, D] float32 (after Pooling, Dense, Normalize).
         """
         encoder = nnx.merge(self.graphdef, params["encoder"])
-        token_type_ids = features.get("token_type_ids") if self.transformer.uses_token_type_ids else None
+        packed = "packed_input_ids" in features
+        prefix = "packed_" if packed else ""
+        token_type_ids = (
+            features.get(f"{prefix}token_type_ids") if self.transformer.uses_token_type_ids else None
+        )
         output = encoder(
-            features["input_ids"],
-            features["attention_mask"],
+            features[f"{prefix}input_ids"],
+            features["packed_segment_ids" if packed else "attention_mask"],
             token_type_ids,
+            position_ids=features["packed_position_ids"] if packed else None,
             output_hidden_states=output_hidden_states,
             dropout_rng=dropout_rng,
         )
+        if packed:
+            output = jax.tree.map(
+                lambda x: unpack(x, features["token_index"], features["attention_mask"]), output
+            )
         features = dict(features)
         if output_hidden_states:
             features["token_embeddings"], features["all_layer_embeddings"] = output

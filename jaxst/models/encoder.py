@@ -49,7 +49,9 @@ class TextEmbeddings(nnx.Module):
 
     Positions are 0..T-1, or with `padding_idx` set (RoBERTa, XLM-R, MPNet) fairseq's: tokens whose id is
     not the padding id count up from padding_idx + 1 and padding tokens get padding_idx, computed from
-    `input_ids` (not the attention mask), as transformers does.
+    `input_ids` (not the attention mask), as transformers does. Packed rows (several texts per row) pass
+    `position_ids`, each token's index within its text, which replaces the row index 0..T-1 (fairseq:
+    padding_idx + 1 + index for tokens, padding_idx for padding).
     """
 
     def __init__(
@@ -73,14 +75,16 @@ class TextEmbeddings(nnx.Module):
         self.padding_idx = padding_idx
         self.max_length = max_positions - (0 if padding_idx is None else padding_idx + 1)
 
-    def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array | None) -> jax.Array:
-        """input_ids, token_type_ids [B, T] int -> float32 [B, T, H] (before dropout)."""
-        length = input_ids.shape[1]
+    def __call__(
+        self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None = None
+    ) -> jax.Array:
+        """input_ids, token_type_ids, position_ids [B, T] int -> float32 [B, T, H] (before dropout)."""
         if self.padding_idx is None:
-            positions = jnp.arange(length)[None, :]
+            positions = jnp.arange(input_ids.shape[1])[None, :] if position_ids is None else position_ids
         else:
             is_token = (input_ids != self.padding_idx).astype(jnp.int32)
-            positions = jnp.cumsum(is_token, axis=1) * is_token + self.padding_idx
+            counted = jnp.cumsum(is_token, axis=1) if position_ids is None else position_ids + 1
+            positions = counted * is_token + self.padding_idx
         summed = self.word(input_ids)
         if self.token_type is not None:
             types = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
@@ -123,16 +127,22 @@ class TransformerEncoder(nnx.Module):
         attention_mask: jax.Array,
         token_type_ids: jax.Array | None = None,
         *,
+        position_ids: jax.Array | None = None,
         output_hidden_states: bool = False,
         dropout_rng: jax.Array | None = None,
     ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
-        """Encode a padded batch.
+        """Encode a padded batch, or packed rows (several texts laid end to end in each row).
 
         Args:
             input_ids: int [B, T] token ids.
             attention_mask: int [B, T], 1 for tokens, 0 for padding (padded keys are never attended).
+                Packed rows number their texts 1, 2, ... instead, and a token attends only to the keys
+                of its own text.
             token_type_ids: int [B, T] segment ids, or None for all zeros; only for architectures with
                 token type embeddings (`uses_token_type_ids`).
+            position_ids: None for one text per row; for packed rows int [B, T], each token's index
+                within its text (0 for padding). A text's outputs then equal those of the text alone,
+                up to float rounding (MPNet's relative bias depends only on positions within a text).
             output_hidden_states: also return every layer's output.
             dropout_rng: a `jax.random` key for train-mode dropout (embedding, attention-probability and
                 hidden dropout with the config's rates); None for eval mode.
@@ -142,7 +152,7 @@ class TransformerEncoder(nnx.Module):
             (last hidden state, hidden states) where hidden states is a tuple of L + 1 arrays [B, T, H],
             the embedding output first, as transformers returns them.
         """
-        self._check_inputs(input_ids, attention_mask, token_type_ids)
+        self._check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         batch, length = input_ids.shape
         if dropout_rng is None:
             embedding_bits, layer_bits = {}, [None] * len(self.layers)
@@ -152,21 +162,31 @@ class TransformerEncoder(nnx.Module):
             )
             layer_shapes = [layer.dropout_shapes(batch, length) for layer in self.layers]
             embedding_bits, *layer_bits = draw_dropout_bits(dropout_rng, [embedding_shapes, *layer_shapes])
-        hidden = self.embeddings(input_ids, token_type_ids)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids)
         hidden = dropout(hidden, self.embedding_dropout, embedding_bits.get("embedding")).astype(self.dtype)
-        key_mask = attention_mask != 0
+        if position_ids is None:
+            mask = (attention_mask != 0)[:, None, None, :]
+        else:  # packed: keys of the query's own text only
+            text, key_text = attention_mask[:, None, :, None], attention_mask[:, None, None, :]
+            mask = (text == key_text) & (key_text != 0)
         bias = self.attention_bias(length)
         hidden_states = [hidden]
         for layer, bits in zip(self.layers, layer_bits, strict=True):
-            hidden = layer(hidden, key_mask, bias, bits)
+            hidden = layer(hidden, mask, bias, bits)
             hidden_states.append(hidden)
         return (hidden, tuple(hidden_states)) if output_hidden_states else hidden
 
     def _check_inputs(
-        self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        token_type_ids: jax.Array | None,
+        position_ids: jax.Array | None,
     ) -> None:
         """Shape and dtype checks at trace time, so bad input fails with a message, not an XLA error."""
         named = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if position_ids is not None:
+            named["position_ids"] = position_ids
         if token_type_ids is not None:
             if not self.uses_token_type_ids:
                 raise ValueError(

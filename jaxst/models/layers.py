@@ -124,7 +124,7 @@ def attention(
     query: jax.Array,
     key: jax.Array,
     value: jax.Array,
-    key_mask: jax.Array,
+    mask: jax.Array,
     bias: jax.Array | None,
     *,
     dropout_rate: float,
@@ -132,7 +132,8 @@ def attention(
 ) -> jax.Array:
     """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
 
-    query, key, value [B, T, N, D] in the compute dtype; key_mask bool [B, T] (False = padding);
+    query, key, value [B, T, N, D] in the compute dtype; mask bool, broadcastable to [B, N, T, T], True
+    where a query may attend a key ([B, 1, 1, T] for padding, [B, 1, T, T] for packed rows);
     bias float32 broadcastable to [B, N, T, T] (MPNet's relative position bias) or None;
     dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
     probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
@@ -145,7 +146,6 @@ def attention(
     `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0; a row whose keys
     are all masked (a padding row) attends uniformly instead of producing NaN.
     """
-    mask = key_mask[:, None, None, :]
     scale = query.shape[-1] ** -0.5
     if dropout_bits is None or dropout_rate == 0.0:
         return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
@@ -212,11 +212,12 @@ class TransformerLayer(nnx.Module):
     def __call__(
         self,
         hidden: jax.Array,
-        key_mask: jax.Array,
+        mask: jax.Array,
         bias: jax.Array | None,
         dropout_bits: Mapping[str, jax.Array] | None = None,
     ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; key_mask bool [B, T]; bias [1, N, T, T] or None;
+        """hidden [B, T, H] compute dtype; mask bool [B, 1, 1 or T, T] (see `attention`); bias [1, N, T, T]
+        or None;
         dropout_bits: site name -> uint32 bits (see `dropout_shapes`), None in eval mode -> [B, T, H]."""
         batch, length, width = hidden.shape
         bits = dropout_bits or {}
@@ -228,7 +229,7 @@ class TransformerLayer(nnx.Module):
             heads(self.query(hidden)),
             heads(self.key(hidden)),
             heads(self.value(hidden)),
-            key_mask,
+            mask,
             bias,
             dropout_rate=self.attention_dropout,
             dropout_bits=bits.get("attention"),

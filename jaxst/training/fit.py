@@ -29,15 +29,16 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxst import encoding
+from jaxst import encoding, packing
 from jaxst.losses.base import Loss
+from jaxst.sentence_transformer import check_texts
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
 from jaxst.training.guide import GuideEmbedder, find_guide
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
-from jaxst.training.step import init_train_state, make_train_step
+from jaxst.training.step import gradcache_mini_batch_size, init_train_state, make_train_step
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -58,6 +59,7 @@ class Objective:
     step: Callable | None = None
     batches: Iterator[Batch] | None = None
     guide: GuideEmbedder | None = None
+    packed: bool = False
 
     @property
     def full_batches(self) -> int:
@@ -126,9 +128,33 @@ def training_bucket(length: int, max_seq_length: int) -> int:
     return next(b for b in encoding.bucket_lengths(max_seq_length) if b >= max(length, shortest))
 
 
-def batch_arrays(model: Any, batch: Batch) -> dict[str, np.ndarray]:
-    """Tokenizes the k columns of a batch together -> [k, B, T] arrays (+ labels), T a training bucket."""
+def batch_arrays(
+    model: Any,
+    batch: Batch,
+    *,
+    packed: bool = False,
+    num_devices: int = 1,
+    agree_max: Callable[[list[int]], list[int]] = packing.one_process,
+) -> dict[str, np.ndarray]:
+    """Tokenizes the k columns of a batch (+ labels): padded to [k, B, T] arrays, T a training bucket, or
+    with `packed` into the rows of `jaxst.packing`, per device (`num_devices` local devices; `agree_max`
+    gives the shapes every process's devices share, see `jaxst.packing.pack`)."""
     k, b = len(batch.texts), len(batch.texts[0])
+    if packed:
+        tokenized = model.transformer.tokenize(check_texts([t for column in batch.texts for t in column]))
+        arrays = packing.pack(
+            tokenized.ids,
+            tokenized.type_ids,
+            tokenized.offsets,
+            num_columns=k,
+            num_devices=num_devices,
+            max_seq_length=model.max_seq_length,
+            pad_id=model.transformer.pad_token_id,
+            agree_max=agree_max,
+        )
+        if batch.labels is not None:
+            arrays["labels"] = batch.labels
+        return arrays
     features = model.tokenize([text for column in batch.texts for text in column])
     length = features["input_ids"].shape[1]
     padding = training_bucket(length, model.max_seq_length) - length
@@ -222,6 +248,8 @@ class TrainingRun:
         for o in objectives:
             guide = find_guide(o.loss)
             o.guide = None if guide is None else GuideEmbedder(guide, model)
+            # GradCache cuts a batch into texts and the guide embeds padded texts: both train padded.
+            o.packed = o.guide is None and gradcache_mini_batch_size(o.loss) is None
             o.step = self.parallel.compile(
                 make_train_step(
                     forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]
@@ -312,7 +340,13 @@ class TrainingRun:
             while self.round < self.steps_per_epoch:
                 saved_before = step // save_steps if save_steps > 0 else 0
                 for objective in self.objectives:
-                    arrays = batch_arrays(self.model, objective.next_batch())
+                    arrays = batch_arrays(
+                        self.model,
+                        objective.next_batch(),
+                        packed=objective.packed,
+                        num_devices=self.parallel.num_local_devices,
+                        agree_max=self.parallel.agree_max,
+                    )
                     if objective.guide is not None:
                         arrays["guide_embeddings"] = objective.guide(arrays)
                     batch = self.parallel.put_batch(arrays)

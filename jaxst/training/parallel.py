@@ -9,7 +9,9 @@ they differ only in how the state and the batch reach the devices:
   when several processes train together). The state is a replicated global array; each process feeds
   only its own share of the global batch, which becomes one global array sharded over "data".
 
-The example axis of a batch entry is axis 1 for the token arrays [k, B, T] and axis 0 for labels [B, ...].
+The example axis of a batch entry is axis 1 for the token arrays [k, B, T] and axis 0 for labels [B, ...]
+and packed rows (`example_axis`). Packed batches have shapes that depend on the texts; `agree_max`
+makes every process pick the same ones.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxst.training.step import AXIS_NAME
@@ -27,8 +30,9 @@ Batch = dict[str, np.ndarray]
 
 
 def example_axis(name: str) -> int:
-    """Axis that indexes examples in a batch entry: 0 for labels, 1 for the [k, B, T] token arrays."""
-    return 0 if name == "labels" else 1
+    """Axis a batch entry is split over devices along: 0 for labels [B, ...] and packed rows [D * R, P]
+    (`jaxst.packing`), 1 for the [k, B, T] token arrays."""
+    return 0 if name == "labels" or name.startswith("packed_") else 1
 
 
 def check_divisible(global_batch_size: int, num_devices: int) -> None:
@@ -71,6 +75,10 @@ class PmapParallel:
             out[name] = self._put_stacked(np.stack(np.split(value, self.num_devices, axis=axis)))
         return out
 
+    def agree_max(self, values: list[int]) -> list[int]:
+        """Shapes need no agreement with other processes: one process feeds every device."""
+        return values
+
     def compile(self, step: Callable) -> Callable:
         return jax.pmap(step, axis_name=AXIS_NAME, devices=self.devices, donate_argnums=0)
 
@@ -109,6 +117,13 @@ class MeshParallel:
             sharding = NamedSharding(self.mesh, self._batch_spec(name))
             out[name] = jax.make_array_from_process_local_data(sharding, value)
         return out
+
+    def agree_max(self, values: list[int]) -> list[int]:
+        """The element-wise maxima of `values` over all processes (each process calls this in step)."""
+        if jax.process_count() == 1:
+            return values
+        gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
+        return [int(v) for v in np.max(gathered, axis=0)]
 
     def compile(self, step: Callable) -> Callable:
         compiled: dict[tuple[str, ...], Callable] = {}

@@ -2,10 +2,14 @@
 
 A step embeds every text column of a batch in one forward pass, evaluates the bound loss, averages loss
 and gradients over the `"data"` axis with `pmean`, and applies the optax update. It never leaves JAX,
-so the whole step is one compiled program per (objective, bucket length).
+so the whole step is one compiled program per (objective, batch shape).
 
-Batch layout seen by one device (k text columns, b examples on this device, T tokens):
+Batch layout seen by one device (k text columns, b examples on this device, T tokens), padded:
     input_ids, attention_mask (, token_type_ids): int32 [k, b, T]
+or packed (`jaxst.packing`, R rows of T tokens holding the k * b texts):
+    packed_input_ids, packed_segment_ids, packed_position_ids (, packed_token_type_ids): int32 [R, T]
+    token_index, attention_mask: int32 [k, b, T]
+and with either:
     labels: [b] or [b, ...] (absent for losses without labels)
     guide_embeddings: float32 [k, b, D_guide], a frozen guide model's embeddings (GISTEmbedLoss)
 
@@ -31,6 +35,7 @@ from flax import struct
 from jax import lax
 
 from jaxst.losses.base import Loss
+from jaxst.packing import PACKED_ROW_FEATURES
 from jaxst.training.gradcache import cached_embed
 
 AXIS_NAME = "data"
@@ -91,15 +96,19 @@ def batch_loss(
 ) -> jax.Array:
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
-    Embeds the k columns as one [k * b, T] batch (through GradCache when the loss, or a loss it wraps, has
+    Embeds the k columns as one [k * b, T] batch, or the packed rows holding them (through GradCache when the loss, or a loss it wraps, has
     a `mini_batch_size`), then calls `loss.compute(columns, labels, params["losses"][objective_index],
     **inputs)` with the inputs the loss asks for (see the module docstring).
     """
-    k, b, t = batch["input_ids"].shape
-    features = {name: batch[name].reshape(k * b, t) for name in TOKEN_FEATURES if name in batch}
+    k, b, t = batch["attention_mask"].shape
+    text_features = ("token_index", "attention_mask") if "token_index" in batch else TOKEN_FEATURES
+    features = {name: batch[name].reshape(k * b, t) for name in text_features if name in batch}
+    features.update({name: batch[name] for name in PACKED_ROW_FEATURES if name in batch})
     inputs: dict[str, Any] = {}
     mini_batch_size = gradcache_mini_batch_size(loss)
     if mini_batch_size is not None:
+        if "token_index" in batch:
+            raise ValueError("GradCache losses embed padded batches; this batch is packed.")
         embeddings = cached_embed(forward, mini_batch_size)(params["model"], features, dropout_rng)
     elif getattr(loss, "needs_hidden_states", False):
         out = forward(params["model"], features, dropout_rng=dropout_rng, output_hidden_states=True)
