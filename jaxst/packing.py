@@ -122,9 +122,9 @@ def pack(
     (rows_used,) = agree_max([rows_used])
     rows = row_bucket(rows_used)
 
-    device = np.arange(len(lengths)).reshape(num_columns, batch) % batch // per_device
+    device = np.arange(len(lengths)) % batch // per_device  # text j * B + i is on device i // b
     local_start = row * length + start  # within the device's flattened rows
-    first = device.reshape(-1) * rows * length + local_start  # within all rows flattened
+    first = device * rows * length + local_start  # within all rows flattened
     token_text = np.repeat(np.arange(len(lengths)), lengths)
     within_text = np.arange(len(ids)) - offsets[:-1][token_text]
     destination = first[token_text] + within_text

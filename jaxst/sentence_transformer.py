@@ -26,8 +26,8 @@ from jaxst.io.st_format import (
     write_modules_json,
 )
 from jaxst.models import load_encoder, save_encoder
-from jaxst.packing import unpack
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
+from jaxst.packing import unpack
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
 

@@ -1,8 +1,8 @@
 """`SentenceTransformer.fit`: sentence-transformers' fit API on the jit-compiled data-parallel step.
 
 Per epoch, for `steps_per_epoch` rounds, each objective in turn (round robin, as sentence-transformers)
-takes one batch: all its text columns are tokenized together to one bucket length, the batch is split
-over the devices, and that objective's compiled step runs. A loss with a frozen guide model
+takes one batch: its texts are tokenized and packed end to end into rows per device (`jaxst.packing`),
+the batch is split over the devices, and that objective's compiled step runs. A loss with a frozen guide model
 (GISTEmbedLoss) gets the guide's embeddings of the batch with it (`jaxst.training.guide`). Loss and
 learning rate go to a tqdm bar and to `metrics.jsonl`; the evaluator runs every `evaluation_steps` and
 at each epoch's end; checkpoints (train state + data position) are written every
@@ -10,9 +10,12 @@ at each epoch's end; checkpoints (train state + data position) are written every
 
 Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
 sentence-transformers' fit schedules with (a dataset smaller than one batch trains as that one batch).
-Batches are padded to training bucket lengths, encode's bucket lengths from 16 on (16, 24, 32, 48, 64,
-96, ...: under 1.5x the longest text, in few lengths, since a train step compiles far slower than it
-runs), so an epoch compiles each objective's step at most once per training bucket.
+Packed rows come in a few shapes (a bucket row length, a bucket row count), so an epoch compiles each
+objective's step once per shape it meets: a handful for sentence data. GradCache losses (which cut a
+batch into texts) and guided losses (whose guide embeds the padded texts) train on padded batches
+instead, all columns padded together to a training bucket length: encode's bucket lengths from 16 on
+(16, 24, 32, 48, 64, 96, ...: under 1.5x the longest text, in few lengths, since a train step compiles
+far slower than it runs).
 """
 
 from __future__ import annotations

@@ -96,9 +96,10 @@ def batch_loss(
 ) -> jax.Array:
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
-    Embeds the k columns as one [k * b, T] batch, or the packed rows holding them (through GradCache when the loss, or a loss it wraps, has
-    a `mini_batch_size`), then calls `loss.compute(columns, labels, params["losses"][objective_index],
-    **inputs)` with the inputs the loss asks for (see the module docstring).
+    Embeds the k columns as one [k * b, T] batch, or the packed rows holding them (padded through
+    GradCache when the loss, or a loss it wraps, has a `mini_batch_size`), then calls
+    `loss.compute(columns, labels, params["losses"][objective_index], **inputs)` with the inputs the
+    loss asks for (see the module docstring).
     """
     k, b, t = batch["attention_mask"].shape
     text_features = ("token_index", "attention_mask") if "token_index" in batch else TOKEN_FEATURES

@@ -44,7 +44,7 @@ def test_dropout_primitive_keeps_the_mean_and_drops_at_the_rate():
 def test_attention_probability_dropout_is_unbiased_and_never_attends_padding():
     rng = np.random.default_rng(0)
     q, k, v = rng.normal(size=(3, 2, 5, 2, 4)).astype(np.float32)
-    key_mask = jnp.array([[True] * 5, [True, True, True, False, False]])
+    key_mask = jnp.array([[True] * 5, [True, True, True, False, False]])[:, None, None, :]  # [B, 1, 1, T]
     v[1, 3:] = 1e6  # padded keys: any weight on them would explode the output
     expected = attention(q, k, v, key_mask, None, dropout_rate=0.0, dropout_bits=None)
     bits = rng.integers(0, 2**32, (4000, 2, 2, 5, 5), dtype=np.uint32)
@@ -54,6 +54,22 @@ def test_attention_probability_dropout_is_unbiased_and_never_attends_padding():
     assert float(jnp.max(jnp.abs(samples))) < 100
     assert float(jnp.max(jnp.abs(samples.mean(0) - expected))) < 0.05
     assert float(jnp.min(samples.std(0))) > 0.01
+
+
+def test_attention_in_a_packed_row_never_reaches_another_text_with_dropout():
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(3, 1, 6, 2, 4)).astype(np.float32)
+    texts = jnp.array([[1, 1, 1, 4, 4, 0]])  # two texts and one padding position
+    mask = ((texts[:, :, None] == texts[:, None, :]) & (texts[:, None, :] != 0))[:, None]  # [1, 1, T, T]
+    v[0, 3:] = 1e6  # the second text and the padding: any weight on them from text 1 would explode
+    bits = rng.integers(0, 2**32, (500, 1, 2, 6, 6), dtype=np.uint32)
+    samples = jax.vmap(lambda b: attention(q, k, v, mask, None, dropout_rate=0.2, dropout_bits=b))(bits)
+    assert float(jnp.max(jnp.abs(samples[:, :, :3]))) < 100
+    alone = attention(
+        q[:, :3], k[:, :3], v[:, :3], jnp.ones((1, 1, 1, 3), bool), None, dropout_rate=0.0, dropout_bits=None
+    )
+    packed = attention(q, k, v, mask, None, dropout_rate=0.0, dropout_bits=None)
+    np.testing.assert_allclose(packed[:, :3], alone, rtol=1e-6)
 
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert", "mpnet"])

@@ -12,7 +12,7 @@ from jaxst.encoding import bucket_lengths
 from jaxst.losses.base import Loss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
-from jaxst.training.fit import NonFiniteLossError, fit, make_parallel, training_bucket
+from jaxst.training.fit import NonFiniteLossError, batch_arrays, fit, make_parallel, training_bucket
 from tests.training.test_parallel import CosineMSE
 from tests.training.tiny_st import make_tiny_st_model
 
@@ -57,8 +57,8 @@ def test_resuming_from_a_checkpoint_is_bit_identical(tiny_folder, pairs, tmp_pat
     assert not all(np.array_equal(a, b) for a, b in zip(leaves(full), leaves(untrained), strict=True))
 
 
-def test_an_epoch_compiles_the_step_once_per_training_bucket(tiny_folder):
-    """Mixed lengths: traces of the loss = distinct training buckets the batches fall in."""
+def test_an_epoch_compiles_the_step_once_per_packed_batch_shape(tiny_folder):
+    """Mixed lengths: traces of the loss = distinct (rows, row length) shapes of the packed batches."""
     traces = []
 
     class CountingLoss(CosineMSE):
@@ -68,19 +68,21 @@ def test_an_epoch_compiles_the_step_once_per_training_bucket(tiny_folder):
 
     rows = load_stsb("train")[:160]
     model = SentenceTransformer(tiny_folder)
+    model.max_seq_length = 64  # several texts per row (at 16 tokens, most STS-B sentences fill one)
     examples = [InputExample(texts=[a, b], label=s) for a, b, s in rows]
-    buckets = set()
+    shapes = set()
     loader = DataLoader(examples, batch_size=16, shuffle=True, seed=0)
     for batch in loader:
-        longest = model.tokenize([t for column in batch.texts for t in column])["input_ids"].shape[1]
-        buckets.add(training_bucket(longest, model.max_seq_length))
+        arrays = batch_arrays(model, batch, packed=True, num_devices=jax.local_device_count())
+        shapes.add(arrays["packed_input_ids"].shape)
+    assert len(shapes) > 1
     fit(
         model,
         [(DataLoader(examples, batch_size=16, shuffle=True, seed=0), CountingLoss(model))],
         warmup_steps=1,
         show_progress_bar=False,
     )
-    assert len(traces) == len(buckets)
+    assert len(traces) == len(shapes)
 
 
 def test_training_buckets_are_encode_buckets_from_16_up_to_max_seq_length():
