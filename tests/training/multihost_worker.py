@@ -1,4 +1,4 @@
-"""One process of the two-process training test: `python -m tests.training.multihost_worker ID PORT OUT`.
+"""One process of the two-process tests: `python -m tests.training.multihost_worker ID PORT OUT [agree]`.
 
 Each process sees 2 CPU devices, joins the job through `jax.distributed.initialize` on 127.0.0.1 with
 gloo collectives, feeds only its own half of every global batch, and process 0 saves the parameters.
@@ -16,8 +16,36 @@ jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
-def main(process_id: int, port: int, out_path: str) -> None:
+def agree_on_packed_shapes(process_id: int, out_path: str) -> None:
+    """Each process packs texts of its own lengths; both must get the shapes of the larger."""
+    from jaxst.packing import pack
+    from jaxst.training.parallel import MeshParallel
+
+    parallel = MeshParallel()
+    lengths = np.array([70, 3, 5, 9] if process_id == 0 else [12, 60, 61, 62])  # 2 columns x 2 examples
+    offsets = np.r_[0, np.cumsum(lengths)]
+    ids = np.arange(1, offsets[-1] + 1, dtype=np.int32)
+    arrays = pack(
+        ids,
+        None,
+        offsets,
+        num_columns=2,
+        num_devices=2,
+        max_seq_length=128,
+        pad_id=0,
+        agree_max=parallel.agree_max,
+    )
+    agreed = parallel.agree_max([process_id, 10 - process_id])  # a collective: both processes call it
+    if process_id == 1:
+        np.savez(out_path, agreed=agreed, shape=arrays["packed_input_ids"].shape)
+
+
+def main(process_id: int, port: int, out_path: str, mode: str = "train") -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
+    if mode == "agree":
+        agree_on_packed_shapes(process_id, out_path)
+        jax.distributed.shutdown()
+        return
     from jaxst.training.parallel import MeshParallel
     from tests.training.test_parallel import make_batches, train
 
@@ -36,4 +64,4 @@ def main(process_id: int, port: int, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:])

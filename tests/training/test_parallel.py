@@ -126,8 +126,8 @@ def test_batch_not_divisible_by_device_count_is_an_error(batches):
         PmapParallel().put_batch(odd)
 
 
-def test_two_processes_train_what_one_process_trains(tmp_path, batches):
-    """Two local processes (jax.distributed on 127.0.0.1, gloo) equal one process on the global batch."""
+def run_two_processes(out, *mode):
+    """Runs tests/training/multihost_worker.py as processes 0 and 1 of one jax.distributed job."""
     import socket
     import subprocess
     import sys
@@ -136,12 +136,11 @@ def test_two_processes_train_what_one_process_trains(tmp_path, batches):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = tmp_path / "params.npz"
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.training.multihost_worker", str(i), str(port), str(out)],
+            [sys.executable, "-m", "tests.training.multihost_worker", str(i), str(port), str(out), *mode],
             cwd=root,
             env=env,
             stdout=subprocess.PIPE,
@@ -152,8 +151,21 @@ def test_two_processes_train_what_one_process_trains(tmp_path, batches):
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
-    result = np.load(out)
+    return np.load(out)
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path, batches):
+    """Two local processes (jax.distributed on 127.0.0.1, gloo) equal one process on the global batch."""
+    result = run_two_processes(tmp_path / "params.npz")
     state_1, losses_1 = train(PmapParallel(jax.local_devices()[:1]), batches)
     np.testing.assert_allclose(result["losses"], losses_1, rtol=1e-5)
     for name in ("embed", "dense"):
         np.testing.assert_allclose(result[name], state_1.params["model"][name], atol=1e-5, rtol=0)
+
+
+def test_two_processes_pack_their_texts_into_the_same_shapes(tmp_path):
+    """Process 0 holds a 70-token text, process 1 needs the most rows: both pack to 96-token rows
+    (the bucket of 70) and to the row count process 1 needs (its 60+-token texts take a row each)."""
+    result = run_two_processes(tmp_path / "agreed.npz", "agree")
+    assert list(result["agreed"]) == [1, 10]
+    assert tuple(result["shape"]) == (2 * 2, 96)
