@@ -70,15 +70,15 @@ def first_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray
     """
     row = np.zeros(len(lengths), np.int64)
     start = np.zeros(len(lengths), np.int64)
-    used: list[int] = []  # tokens taken in each open row
+    free = np.full(len(lengths) + 1, capacity)  # room left in each row; rows past `rows` are empty
+    rows = 0
     for text in np.argsort(-lengths, kind="stable"):
         length = int(lengths[text])
-        target = next((r for r, taken in enumerate(used) if taken + length <= capacity), len(used))
-        if target == len(used):
-            used.append(0)
-        row[text], start[text] = target, used[target]
-        used[target] += length
-    return row, start, len(used)
+        target = int(np.argmax(free[: rows + 1] >= length))  # row `rows` is empty, so one fits
+        rows = max(rows, target + 1)
+        row[text], start[text] = target, capacity - free[target]
+        free[target] -= length
+    return row, start, rows
 
 
 def pack(
