@@ -271,6 +271,8 @@ class TrainingRun:
         self.metrics_file = Path(log_dir) / METRICS_FILE if log_dir else None
         self.best_score: float | None = None
         self.losses: list[float] = []
+        # (metrics, step, epoch, objective) of the step dispatched last, its loss not yet read.
+        self.pending: tuple[dict[str, Any], int, int, Objective] | None = None
 
     # ---------------------------------------------------------------------------------- checkpoints
     def position(self) -> dict[str, Any]:
@@ -354,28 +356,21 @@ class TrainingRun:
                         arrays["guide_embeddings"] = objective.guide(arrays)
                     batch = self.parallel.put_batch(arrays)
                     device_state, metrics = objective.step(device_state, batch)
-                    loss = self.parallel.get_metrics(metrics)["loss"]
                     step += 1
-                    self.check_finite(loss, step, objective)
-                    self.losses.append(loss)
-                    self.log(
-                        {
-                            "step": step,
-                            "epoch": self.epoch,
-                            "objective": objective.index,
-                            "loss": loss,
-                            "lr": float(self.lr_schedule(step - 1)),
-                        }
-                    )
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
+                    # The previous step's loss is read only now, so that preparing the next batch on the
+                    # host overlaps this step on the devices.
+                    self.record_pending(bar)
+                    self.pending = (metrics, step, self.epoch, objective)
                     if evaluation_steps > 0 and step % evaluation_steps == 0:
+                        self.record_pending(bar)
                         self.evaluate(self.parallel.get_state(device_state), self.epoch, step)
                 self.round += 1
                 if self.checkpointer and save_steps > 0 and step // save_steps > saved_before:
+                    self.record_pending(bar)  # a non-finite loss stops before its state is saved
                     self.checkpointer.save(
                         step, self.parallel.get_state(device_state), metadata=self.position()
                     )
+            self.record_pending(bar)
             self.evaluate(self.parallel.get_state(device_state), self.epoch, -1)
             self.epoch, self.round = self.epoch + 1, 0
         bar.close()
@@ -389,6 +384,27 @@ class TrainingRun:
             "training_loss": float(np.mean(self.losses)) if self.losses else None,
             "best_score": self.best_score,
         }
+
+    def record_pending(self, bar: tqdm) -> None:
+        """Reads the loss of the last dispatched step (waiting for it), checks it, logs it."""
+        if self.pending is None:
+            return
+        metrics, step, epoch, objective = self.pending
+        self.pending = None
+        loss = self.parallel.get_metrics(metrics)["loss"]
+        self.check_finite(loss, step, objective)
+        self.losses.append(loss)
+        self.log(
+            {
+                "step": step,
+                "epoch": epoch,
+                "objective": objective.index,
+                "loss": loss,
+                "lr": float(self.lr_schedule(step - 1)),
+            }
+        )
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
 
     def check_finite(self, loss: float, step: int, objective: Objective) -> None:
         if math.isfinite(loss):
