@@ -44,6 +44,12 @@ def bucket_lengths(max_seq_length: int) -> tuple[int, ...]:
     return tuple(buckets[1:])
 
 
+def bucket_for(length: int, max_seq_length: int, shortest: int = 0) -> int:
+    """The smallest bucket length >= max(length, shortest), `shortest` capped at max_seq_length."""
+    wanted = max(length, min(shortest, max_seq_length))
+    return next(b for b in bucket_lengths(max_seq_length) if b >= wanted)
+
+
 @dataclasses.dataclass(frozen=True)
 class Batch:
     """Texts `indices` (positions in the input) padded to `rows` x `length` tokens."""

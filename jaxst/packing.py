@@ -50,8 +50,7 @@ def one_process(values: list[int]) -> list[int]:
 
 def row_length(longest: int, max_seq_length: int) -> int:
     """P: the smallest encode bucket length >= max(longest, MIN_ROW_LENGTH), at most max_seq_length."""
-    wanted = max(longest, min(MIN_ROW_LENGTH, max_seq_length))
-    return next(b for b in encoding.bucket_lengths(max_seq_length) if b >= wanted)
+    return encoding.bucket_for(longest, max_seq_length, MIN_ROW_LENGTH)
 
 
 def row_bucket(rows: int) -> int:

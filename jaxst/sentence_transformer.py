@@ -209,7 +209,7 @@ class SentenceTransformer:
         texts = check_texts(texts)
         tokenized = self.transformer.tokenize(texts)
         longest = int(tokenized.lengths.max(initial=1))
-        length = next(b for b in self.bucket_lengths if b >= longest)
+        length = encoding.bucket_for(longest, self.max_seq_length)
         return tokenized.padded(np.arange(len(texts)), len(texts), length, self.transformer.pad_token_id)
 
     # --------------------------------------------------------------------------------------------- settings

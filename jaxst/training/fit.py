@@ -62,7 +62,12 @@ class Objective:
     step: Callable | None = None
     batches: Iterator[Batch] | None = None
     guide: GuideEmbedder | None = None
-    packed: bool = False
+
+    @property
+    def packed(self) -> bool:
+        """Whether batches are packed: not for GradCache (it cuts a batch into texts) nor for a guide
+        (it embeds the padded texts)."""
+        return self.guide is None and gradcache_mini_batch_size(self.loss) is None
 
     @property
     def full_batches(self) -> int:
@@ -127,8 +132,7 @@ def training_bucket(length: int, max_seq_length: int) -> int:
     encode's bucket lengths (`jaxst.encoding.bucket_lengths`: 16, 24, 32, 48, 64, 96, ...) from 16 on,
     or max_seq_length when that is shorter.
     """
-    shortest = min(MIN_TRAINING_BUCKET, max_seq_length)
-    return next(b for b in encoding.bucket_lengths(max_seq_length) if b >= max(length, shortest))
+    return encoding.bucket_for(length, max_seq_length, MIN_TRAINING_BUCKET)
 
 
 def batch_arrays(
@@ -143,8 +147,9 @@ def batch_arrays(
     with `packed` into the rows of `jaxst.packing`, per device (`num_devices` local devices; `agree_max`
     gives the shapes every process's devices share, see `jaxst.packing.pack`)."""
     k, b = len(batch.texts), len(batch.texts[0])
+    texts = [text for column in batch.texts for text in column]
     if packed:
-        tokenized = model.transformer.tokenize(check_texts([t for column in batch.texts for t in column]))
+        tokenized = model.transformer.tokenize(check_texts(texts))
         arrays = packing.pack(
             tokenized.ids,
             tokenized.type_ids,
@@ -155,17 +160,17 @@ def batch_arrays(
             pad_id=model.transformer.pad_token_id,
             agree_max=agree_max,
         )
-        if batch.labels is not None:
-            arrays["labels"] = batch.labels
-        return arrays
-    features = model.tokenize([text for column in batch.texts for text in column])
-    length = features["input_ids"].shape[1]
-    padding = training_bucket(length, model.max_seq_length) - length
-    pad_values = {"input_ids": model.tokenizer.pad_token_id}
-    arrays = {
-        name: np.pad(value, ((0, 0), (0, padding)), constant_values=pad_values.get(name, 0)).reshape(k, b, -1)
-        for name, value in features.items()
-    }
+    else:
+        features = model.tokenize(texts)
+        length = features["input_ids"].shape[1]
+        padding = training_bucket(length, model.max_seq_length) - length
+        pad_values = {"input_ids": model.tokenizer.pad_token_id}
+        arrays = {
+            name: np.pad(value, ((0, 0), (0, padding)), constant_values=pad_values.get(name, 0)).reshape(
+                k, b, -1
+            )
+            for name, value in features.items()
+        }
     if batch.labels is not None:
         arrays["labels"] = batch.labels
     return arrays
@@ -251,8 +256,6 @@ class TrainingRun:
         for o in objectives:
             guide = find_guide(o.loss)
             o.guide = None if guide is None else GuideEmbedder(guide, model)
-            # GradCache cuts a batch into texts and the guide embeds padded texts: both train padded.
-            o.packed = o.guide is None and gradcache_mini_batch_size(o.loss) is None
             o.step = self.parallel.compile(
                 make_train_step(
                     forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]
