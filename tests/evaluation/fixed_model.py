@@ -20,6 +20,16 @@ def hashed_vector(text: str, dim: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
 
+def sign_vector(text: str, dim: int) -> np.ndarray:
+    """A float32 vector of +-1 entries seeded by the text, for exact ties.
+
+    For dim a power of four its norm is a power of two, so the normalized entries, their products and every
+    partial sum of a cosine are exact in float32: equal vectors score exactly alike in any matmul kernel,
+    chunked or not, which vectors of arbitrary floats do not (their sums round by summation order).
+    """
+    return np.where(hashed_vector(text, dim) >= 0, 1.0, -1.0).astype(np.float32)
+
+
 class _NoModelCard:
     def set_evaluation_metrics(self, *args, **kwargs) -> None:
         pass
