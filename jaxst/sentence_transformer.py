@@ -20,6 +20,7 @@ from jaxst.io.st_format import (
     SIMILARITY_FN_NAMES,
     ModelConfig,
     ModuleEntry,
+    check_truncate_dim,
     read_model_config,
     read_modules_json,
     write_model_config,
@@ -89,6 +90,7 @@ class SentenceTransformer:
         folder = Path(model_name_or_path)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a local model folder (jaxst does not download models).")
+        saved = read_model_config(folder)
         entries = read_modules_json(folder)
         if entries is not None and (
             entries[0].kind != "Transformer" or any(e.kind == "Transformer" for e in entries[1:])
@@ -100,11 +102,8 @@ class SentenceTransformer:
         self.graphdef, encoder_params = nnx.split(encoder)
         self.hidden_size = int(encoder.hidden_size)
         self.dtype = encoder.dtype
-        self._max_positions = int(encoder.embeddings.max_length)
         self.transformer = Transformer.load(
-            transformer_folder,
-            getattr(encoder.config, "max_position_embeddings", None),
-            type(encoder).uses_token_type_ids,
+            transformer_folder, int(encoder.embeddings.max_length), type(encoder).uses_token_type_ids
         )
         # The modules after the Transformer, by pipeline index; fixed once loaded (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]
@@ -114,7 +113,6 @@ class SentenceTransformer:
             self.pipeline, module_params = load_pipeline(folder, entries[1:])
         self._params = {"encoder": encoder_params, "modules": module_params}
 
-        saved = read_model_config(folder)
         self.prompts = {"query": "", "document": "", **saved.prompts, **(prompts or {})}
         self.default_prompt_name = default_prompt_name or saved.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
@@ -123,6 +121,7 @@ class SentenceTransformer:
             )
         self._similarity_fn_name: str | None = None
         self.similarity_fn_name = similarity_fn_name or saved.similarity_fn_name
+        self._truncate_dim: int | None = None
         self.truncate_dim = truncate_dim if truncate_dim is not None else saved.truncate_dim
 
         self.compile_count = 0
@@ -226,9 +225,18 @@ class SentenceTransformer:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if isinstance(value, int) and value > self._max_positions:
-            raise ValueError(f"max_seq_length {value} exceeds the model's {self._max_positions} positions.")
+        """ValueError naming the value and the limit unless it is an int from 2 to the encoder's positions."""
         self.transformer.max_seq_length = value
+
+    @property
+    def truncate_dim(self) -> int | None:
+        """Sentence embeddings keep their first `truncate_dim` dimensions (None: all)."""
+        return self._truncate_dim
+
+    @truncate_dim.setter
+    def truncate_dim(self, value: int | None) -> None:
+        """ValueError unless value is None or a positive int."""
+        self._truncate_dim = check_truncate_dim(value)
 
     @property
     def bucket_lengths(self) -> tuple[int, ...]:
@@ -314,7 +322,8 @@ class SentenceTransformer:
 
         Raises:
             TypeError: a text that is not a str (naming its index).
-            ValueError: batch_size < 1, unknown precision, output_value or prompt_name.
+            ValueError: batch_size < 1, unknown precision, output_value or prompt_name, a truncate_dim
+                that is not a positive integer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -325,7 +334,7 @@ class SentenceTransformer:
         single = isinstance(sentences, str)
         texts = check_texts([sentences] if single else sentences)
         prompt = self._resolve_prompt(prompt, prompt_name)
-        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        truncate_dim = self.truncate_dim if truncate_dim is None else check_truncate_dim(truncate_dim)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
 

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from jaxst.io.st_format import check_positive_int, check_type, read_json_object
+
 logger = logging.getLogger(__name__)
 
 
@@ -97,6 +99,13 @@ class Dense:
     type_ref = "sentence_transformers.base.modules.dense.Dense"
 
     def __post_init__(self) -> None:
+        check_positive_int("in_features", self.in_features)
+        check_positive_int("out_features", self.out_features)
+        check_type("bias", self.bias, bool)
+        check_type("activation_function", self.activation_function, str)
+        check_type("module_input_name", self.module_input_name, str)
+        check_type("module_output_name", self.module_output_name, str, type(None))
+        check_type("use_residual", self.use_residual, bool)
         name = activation_class_name(self.activation_function)
         module, _ = ACTIVATIONS[name]
         object.__setattr__(self, "activation_function", f"{module}.{name}")
@@ -116,18 +125,25 @@ class Dense:
         """Reads a saved Dense module folder: the module and its float32 params.
 
         Raises:
-            ValueError: for an unknown config key, or a missing, unexpected or wrong-shaped weight.
+            ValueError: naming `config.json`, for invalid JSON, an unknown or missing config key or a value
+                of the wrong type; for a missing, unexpected or wrong-shaped weight.
             FileNotFoundError: when the folder has no `model.safetensors` (a pickled `pytorch_model.bin`
                 is not read: convert it to safetensors first).
         """
         folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config_path = folder / "config.json"
+        config = read_json_object(config_path)
         known = {field.name for field in dataclasses.fields(cls)}
         if unknown := sorted(set(config) - known):
             raise ValueError(
-                f"Unknown Dense config key(s) {unknown} in {folder}; jaxst knows {sorted(known)}."
+                f"Unknown Dense config key(s) {unknown} in {config_path}; jaxst knows {sorted(known)}."
             )
-        module = cls(**config)
+        if missing := sorted({"in_features", "out_features"} - set(config)):
+            raise ValueError(f"{config_path}: Dense config key(s) {missing} missing.")
+        try:
+            module = cls(**config)
+        except ValueError as error:
+            raise ValueError(f"{config_path}: {error}") from error
         weights_path = folder / "model.safetensors"
         if not weights_path.exists():
             raise FileNotFoundError(

@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 
+from jaxst.io.st_format import check_type, read_json_object
 from jaxst.similarity import normalize
 
 
@@ -22,6 +23,8 @@ class Normalize:
     type_ref = "sentence_transformers.base.modules.normalize.Normalize"
 
     def __post_init__(self) -> None:
+        check_type("module_input_name", self.module_input_name, str)
+        check_type("module_output_name", self.module_output_name, str, type(None))
         if self.module_output_name is None:
             object.__setattr__(self, "module_output_name", self.module_input_name)
 
@@ -30,16 +33,19 @@ class Normalize:
         """Reads `config.json` of a saved Normalize folder; a missing folder or file gives the defaults.
 
         Raises:
-            ValueError: for an unknown config key.
+            ValueError: naming the file, for invalid JSON, an unknown config key or a value of the wrong type.
         """
         path = Path(folder) / "config.json"
-        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        config = read_json_object(path) if path.is_file() else {}
         known = {field.name for field in dataclasses.fields(cls)}
         if unknown := sorted(set(config) - known):
             raise ValueError(
                 f"Unknown Normalize config key(s) {unknown} in {path}; jaxst knows {sorted(known)}."
             )
-        return cls(**config)
+        try:
+            return cls(**config)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"module_input_name": self.module_input_name, "module_output_name": self.module_output_name}

@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxst.io.st_format import check_positive_int, check_type, read_json_object
+
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
 # The legacy boolean config keys, in the order their modes are concatenated.
@@ -56,6 +58,9 @@ class Pooling:
     type_ref = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
 
     def __post_init__(self) -> None:
+        check_positive_int("embedding_dimension", self.embedding_dimension)
+        check_type("pooling_mode", self.pooling_mode, str, list, tuple)
+        check_type("include_prompt", self.include_prompt, bool)
         modes = (self.pooling_mode,) if isinstance(self.pooling_mode, str) else tuple(self.pooling_mode)
         if not modes:
             raise ValueError(f"Pooling needs at least one pooling mode; valid modes are {POOLING_MODES}.")
@@ -78,12 +83,12 @@ class Pooling:
         the legacy name of `embedding_dimension`.
 
         Raises:
-            ValueError: for an unknown key or mode.
+            ValueError: for an unknown key or mode, or a value of the wrong type (naming its key).
         """
         config = dict(config)
         legacy_dimension = config.pop("word_embedding_dimension", None)
         config.setdefault("embedding_dimension", legacy_dimension)
-        legacy = {key: config.pop(key) for key in LEGACY_MODE_KEYS if key in config}
+        legacy = {key: check_type(key, config.pop(key), bool) for key in LEGACY_MODE_KEYS if key in config}
         if legacy and "pooling_mode" not in config:
             config["pooling_mode"] = tuple(mode for key, mode in LEGACY_MODE_KEYS.items() if legacy.get(key))
             config["pooling_mode"] = config["pooling_mode"] or ("mean",)
@@ -94,8 +99,17 @@ class Pooling:
 
     @classmethod
     def load(cls, folder: str | Path) -> Pooling:
-        """Reads `config.json` of a saved Pooling module folder."""
-        return cls.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+        """Reads `config.json` of a saved Pooling module folder.
+
+        Raises:
+            ValueError: naming the file, for invalid JSON or a config `from_config` refuses.
+        """
+        path = Path(folder) / "config.json"
+        config = read_json_object(path)
+        try:
+            return cls.from_config(config)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
     def get_config_dict(self) -> dict[str, Any]:
         """The config sentence-transformers 6 writes: a single mode as a name, several as a list."""

@@ -6,8 +6,19 @@ maximum sequence length and lower-casing, and tokenizing texts into compact unpa
 
 Sequence length, as sentence-transformers sets it: `max_seq_length` from the config, when given, becomes
 the tokenizer's `model_max_length` (a `model_max_length` in the tokenizer kwargs wins); otherwise the
-tokenizer's own `model_max_length` is capped at the encoder's `max_position_embeddings`. Texts longer
-than `max_seq_length` tokens are truncated (special tokens kept).
+tokenizer's own `model_max_length` is capped at the encoder's positions. Texts longer than
+`max_seq_length` tokens are truncated (special tokens kept). The positions are the encoder's usable
+ones: `max_position_embeddings` for BERT and DistilBERT, `max_position_embeddings - padding_idx - 1` for
+RoBERTa, XLM-R and MPNet, whose positions start after the padding index (sentence-transformers caps at
+`max_position_embeddings`, which lets such a model fail on its longest texts). A `max_seq_length` or
+`model_max_length` given explicitly (config, tokenizer kwargs, setter) is never capped: one above the
+positions, or not an integer >= 2, is an error naming both numbers.
+
+The tokenizer must come with its vocabulary: `tokenizer.json`, or the files its class reads
+(`vocab.txt` for BERT; `vocab.json` and `merges.txt` for RoBERTa, `sentencepiece.bpe.model` for XLM-R).
+transformers builds a tokenizer without them, one that turns every word into the unknown token, so
+`Transformer.load` refuses such a folder. File paths in the tokenizer kwargs (`tokenizer_file`,
+`vocab_file`, ...) are read relative to the module folder and must resolve inside it.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ import numpy as np
 from tokenizers.normalizers import Lowercase
 from tokenizers.normalizers import Sequence as NormalizerSequence
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from jaxst.io.st_format import check_type, path_inside, read_json_object
 
 CONFIG_FILE_NAMES = (
     "sentence_bert_config.json",
@@ -55,22 +68,26 @@ IGNORED_KEYS = {"model_kwargs", "model_args", "unpad_inputs", "backend"}
 TOKENIZER_KEYS = ("processor_kwargs", "tokenizer_args")
 # Hub / loading options the tokenizer must not receive.
 HUB_KEYS = {"trust_remote_code", "token", "revision", "cache_dir", "local_files_only", "subfolder"}
+# Tokenizer kwargs that name files (besides those ending in "_file"): a vocabulary or merges file.
+PATH_KWARGS = {"vocab", "merges"}
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 TOKENIZE_CHUNK = 1024  # texts per tokenizer call: bounds the Python lists alive at once
 
 
-def read_transformer_config(folder: str | Path) -> dict[str, Any]:
-    """The module config from the first config file found (empty for a plain Hugging Face folder).
+def find_transformer_config(folder: str | Path) -> Path | None:
+    """The first Transformer config file (CONFIG_FILE_NAMES) in `folder`, or None (a Hugging Face folder)."""
+    return next((Path(folder) / name for name in CONFIG_FILE_NAMES if (Path(folder) / name).is_file()), None)
+
+
+def read_transformer_config(path: Path) -> dict[str, Any]:
+    """The module config in the Transformer config file `path`.
 
     Raises:
-        ValueError: for an unknown key or a setting that jaxst does not implement, naming it.
+        ValueError: naming the file, for invalid JSON, an unknown key, a setting that jaxst does not
+            implement, or a value of the wrong type (do_lower_case not a bool, tokenizer kwargs not an
+            object).
     """
-    for name in CONFIG_FILE_NAMES:
-        path = Path(folder) / name
-        if path.is_file():
-            config = json.loads(path.read_text(encoding="utf-8"))
-            break
-    else:
-        return {}
+    config = read_json_object(path)
     known = {"max_seq_length", "do_lower_case", *REQUIRED_VALUES, *IGNORED_KEYS, *TOKENIZER_KEYS}
     if unknown := sorted(set(config) - known):
         raise ValueError(
@@ -81,7 +98,70 @@ def read_transformer_config(folder: str | Path) -> dict[str, Any]:
             raise ValueError(
                 f"{path}: {key}={config[key]!r} is not supported by jaxst (it supports {required!r} only)."
             )
+    try:
+        check_type("do_lower_case", config.get("do_lower_case", False), bool)
+        for key in TOKENIZER_KEYS:
+            check_type(key, config.get(key, {}), dict)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
     return config
+
+
+def check_max_seq_length(value: Any, max_positions: int, name: str = "max_seq_length") -> int:
+    """`value` when it is an int from 2 to the encoder's usable positions.
+
+    Raises:
+        ValueError: naming `name`, the value and `max_positions`, otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(
+            f"{name} must be an integer from 2 to the model's {max_positions} positions, "
+            f"got {type(value).__name__} {value!r:.80}."
+        )
+    if value > max_positions:
+        raise ValueError(f"{name} {value} exceeds the model's {max_positions} positions.")
+    return value
+
+
+def tokenizer_kwargs_from(config: dict[str, Any], folder: Path, config_path: Path | None) -> dict[str, Any]:
+    """The kwargs for the tokenizer: `tokenizer_args` then `processor_kwargs`, without hub options, with
+    file paths (PATH_KWARGS and keys ending in "_file") resolved inside the module folder."""
+    kwargs: dict[str, Any] = {}
+    for key in TOKENIZER_KEYS:
+        kwargs.update({k: v for k, v in config.get(key, {}).items() if k not in HUB_KEYS})
+    for key, value in kwargs.items():
+        if isinstance(value, str) and (key.endswith("_file") or key in PATH_KWARGS):
+            kwargs[key] = str(path_inside(folder, value, f"{config_path}: tokenizer argument {key!r} ="))
+    return kwargs
+
+
+def check_vocabulary_files(tokenizer: PreTrainedTokenizerBase, folder: Path, kwargs: dict[str, Any]) -> None:
+    """Checks that the files the tokenizer class builds its vocabulary from are there.
+
+    They are `tokenizer.json`, or all the other files of the class' `vocab_files_names` (e.g. vocab.txt;
+    vocab.json and merges.txt), at their names in `folder` or at the paths the kwargs give.
+
+    Raises:
+        FileNotFoundError: naming the folder, the tokenizer class and the files it needs.
+    """
+    names = dict(type(tokenizer).vocab_files_names)
+    if not names or "vocab" in kwargs:
+        return
+
+    def found(key: str) -> bool:
+        return (folder / (kwargs.get(key) or names[key])).is_file()
+
+    if "tokenizer_file" in names and found("tokenizer_file"):
+        return
+    others = [key for key in names if key != "tokenizer_file"]
+    if others and all(found(key) for key in others):
+        return
+    needed = [names["tokenizer_file"]] if "tokenizer_file" in names else []
+    needed += [" and ".join(kwargs.get(key) or names[key] for key in others)] if others else []
+    raise FileNotFoundError(
+        f"{folder} has no vocabulary for its {type(tokenizer).__name__}: it needs {' or '.join(needed)}. "
+        "Without them every word would become the unknown token."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +209,7 @@ class Transformer:
 
     Attributes:
         tokenizer: the model's fast Hugging Face tokenizer; its `model_max_length` is `max_seq_length`.
+        max_positions: the encoder's usable positions, the largest `max_seq_length`.
         do_lower_case: whether a Lowercase normalizer was added to the tokenizer (saved with it).
     """
 
@@ -137,12 +218,15 @@ class Transformer:
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
+        max_positions: int,
         do_lower_case: bool = False,
         takes_token_type_ids: bool = True,
     ):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"jaxst needs a fast tokenizer; {type(tokenizer).__name__} is not one.")
         self.tokenizer = tokenizer
+        self.max_positions = max_positions
+        check_max_seq_length(self.max_seq_length, max_positions)
         self.do_lower_case = do_lower_case
         self.takes_token_type_ids = takes_token_type_ids
         if do_lower_case:
@@ -154,30 +238,49 @@ class Transformer:
                 )
 
     @classmethod
-    def load(
-        cls, folder: str | Path, max_position_embeddings: int | None, takes_token_type_ids: bool
-    ) -> Transformer:
+    def load(cls, folder: str | Path, max_positions: int, takes_token_type_ids: bool) -> Transformer:
         """Loads the config and tokenizer of the Transformer module saved in `folder`.
 
         Args:
             folder: the module folder (the model root for sentence-transformers folders).
-            max_position_embeddings: the encoder config's position limit, to cap the tokenizer's max length.
+            max_positions: the encoder's usable positions (`embeddings.max_length`), the largest
+                max_seq_length; the tokenizer's own `model_max_length` is capped at it.
             takes_token_type_ids: whether the encoder has token type embeddings.
+
+        Raises:
+            ValueError: naming the file and key, for a bad config (see `read_transformer_config`), a
+                max_seq_length or model_max_length that is not an integer from 2 to `max_positions`, a
+                tokenizer file path outside the folder, or a tokenizer that does not load.
+            FileNotFoundError: when the tokenizer's vocabulary files are missing.
         """
-        config = read_transformer_config(folder)
-        tokenizer_kwargs: dict[str, Any] = {}
-        for key in TOKENIZER_KEYS:
-            tokenizer_kwargs.update({k: v for k, v in config.get(key, {}).items() if k not in HUB_KEYS})
+        folder = Path(folder)
+        config_path = find_transformer_config(folder)
+        config = {} if config_path is None else read_transformer_config(config_path)
+        tokenizer_kwargs = tokenizer_kwargs_from(config, folder, config_path)
         max_seq_length = config.get("max_seq_length")
-        if max_seq_length is not None and "model_max_length" not in tokenizer_kwargs:
-            tokenizer_kwargs["model_max_length"] = max_seq_length
+        try:
+            if max_seq_length is not None:
+                check_max_seq_length(max_seq_length, max_positions)
+            if "model_max_length" in tokenizer_kwargs:
+                check_max_seq_length(tokenizer_kwargs["model_max_length"], max_positions, "model_max_length")
+        except ValueError as error:
+            raise ValueError(f"{config_path}: {error}") from error
+        if max_seq_length is not None:
+            tokenizer_kwargs.setdefault("model_max_length", max_seq_length)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), **tokenizer_kwargs)
-        except (OSError, ValueError) as error:
+        except (OSError, TypeError, ValueError) as error:
             raise ValueError(f"Could not load a tokenizer from {folder}: {error}") from error
-        if "model_max_length" not in tokenizer_kwargs and max_position_embeddings not in (None, -1):
-            tokenizer.model_max_length = min(tokenizer.model_max_length, max_position_embeddings)
-        return cls(tokenizer, bool(config.get("do_lower_case", False)), takes_token_type_ids)
+        check_vocabulary_files(tokenizer, folder, tokenizer_kwargs)
+        if "model_max_length" not in tokenizer_kwargs:
+            own = tokenizer.model_max_length
+            if isinstance(own, bool) or not isinstance(own, int) or own < 2:
+                raise ValueError(
+                    f"{folder / TOKENIZER_CONFIG_FILE}: 'model_max_length' must be an integer >= 2, "
+                    f"got {type(own).__name__} {own!r:.80}."
+                )
+            tokenizer.model_max_length = min(own, max_positions)
+        return cls(tokenizer, max_positions, config.get("do_lower_case", False), takes_token_type_ids)
 
     @property
     def max_seq_length(self) -> int:
@@ -186,9 +289,7 @@ class Transformer:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-            raise ValueError(f"max_seq_length must be an integer >= 2, got {value!r}.")
-        self.tokenizer.model_max_length = value
+        self.tokenizer.model_max_length = check_max_seq_length(value, self.max_positions)
 
     @property
     def uses_token_type_ids(self) -> bool:
