@@ -4,14 +4,20 @@ Tutorial code reads `losses.ContrastiveLoss(model=model, margin=0.5)`. Here such
 the model and the hyperparameters; the arithmetic lives in a pure function of arrays
 (`contrastive_loss`) that the class calls. `fit` embeds each text column of a batch with the model
 and calls the bound loss on the list of embeddings, inside its jit-compiled, differentiated step.
+
+Before training, `fit` hands every example's label to `Loss.check_label` of the loss and of every loss
+it wraps (`loss_chain`), so that a label the loss cannot use is an error naming the example, not a step
+that trains on wrong numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import jax
+import numpy as np
 
 
 class Loss:
@@ -62,6 +68,14 @@ class Loss:
         if self.needs_labels and not has_label:
             raise ValueError(f"{name} needs a label on every example, but an example has none.")
 
+    def check_label(self, label: Any) -> None:
+        """Raises ValueError saying what is wrong with one example's label; the base accepts any label.
+
+        Losses whose labels must be of a kind (e.g. class indices) override it; `fit` calls it for every
+        example before the first step and names the example in the error.
+        """
+        del label
+
     def get_config_dict(self) -> dict[str, Any]:
         """The hyperparameters, as sentence-transformers reports them in model cards."""
         return dict(self.hyperparameters)
@@ -69,6 +83,30 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({args})"
+
+
+def loss_chain(loss: Loss) -> Iterator[Loss]:
+    """`loss`, then the loss it wraps (`.loss`, e.g. MatryoshkaLoss around SoftmaxLoss), and so on."""
+    while loss is not None:
+        yield loss
+        loss = getattr(loss, "loss", None)
+
+
+def check_class_label(label: Any, num_classes: int | None = None) -> None:
+    """Raises ValueError unless `label` is a class index: an integer in [0, num_classes) (any integer when
+    `num_classes` is None).
+
+    A float with an integral value (2.0) counts as that integer, since datasets often store classes as
+    floats; a bool, a string, NaN or a fraction is an error, as torch's cross-entropy refuses them.
+    """
+    array = np.asarray(label) if not isinstance(label, str) else None
+    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
+        raise ValueError(f"label {label!r} is not a class index (an integer).")
+    value = array.item()
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"label {label!r} is not a class index (an integer).")
+    if num_classes is not None and not 0 <= value < num_classes:
+        raise ValueError(f"label {label!r} is outside the classes [0, {num_classes}).")
 
 
 class LabeledPairLoss(Loss):

@@ -7,9 +7,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, check_class_label
 from jaxst.losses.checks import check_rank, check_same_shape
 from jaxst.losses.linear import LinearParams, apply_linear, check_linear, init_linear
 from jaxst.similarity import torch_abs
@@ -152,6 +153,25 @@ class SoftmaxLoss(Loss):
         return init_softmax_classifier(
             rng, expected, self.hyperparameters["num_labels"], **self._concatenation
         )
+
+    def check_label(self, label: Any) -> None:
+        """A class index in [0, num_labels) (see `check_class_label`), or num_labels finite, non-negative
+        class probabilities.
+
+        The traced loss cannot tell: an index outside the classes or a fraction would train on a wrong
+        class (or none) without an error.
+        """
+        num_labels = self.hyperparameters["num_labels"]
+        if np.ndim(label) != 1:
+            check_class_label(label, num_labels)
+            return
+        probabilities = np.asarray(label)
+        if probabilities.shape != (num_labels,) or probabilities.dtype.kind not in "iuf":
+            raise ValueError(
+                f"label {label!r} is neither a class index nor {num_labels} class probabilities."
+            )
+        if not (np.all(np.isfinite(probabilities)) and np.all(probabilities >= 0)):
+            raise ValueError(f"label {label!r}: class probabilities must be finite and non-negative.")
 
     def compute(
         self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None

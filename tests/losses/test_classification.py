@@ -133,3 +133,29 @@ def test_wrong_shapes_and_options_fail_clearly():
             concatenation_sent_rep=False,
             concatenation_sent_difference=False,
         )
+
+
+@pytest.mark.parametrize("label", [0, 2, np.int64(1), 2.0, np.float32(1.0), [0.2, 0.3, 0.5], np.eye(3)[1]])
+def test_class_indices_and_class_probabilities_are_valid_labels(label):
+    SoftmaxLoss(None, embedding_dimension=DIM, num_labels=NUM_LABELS).check_label(label)
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (-1, r"label -1 is outside the classes \[0, 3\)"),
+        (3, r"label 3 is outside the classes \[0, 3\)"),
+        (0.5, "label 0.5 is not a class index"),
+        (True, "label True is not a class index"),
+        ("1", "label '1' is not a class index"),
+        (float("nan"), "label nan is not a class index"),
+        (None, "label None is not a class index"),
+        ([0.5, 0.5], r"label \[0.5, 0.5\] is neither a class index nor 3 class probabilities"),
+        ([0.5, float("nan"), 0.5], "class probabilities must be finite and non-negative"),
+        ([1.5, -0.5, 0.0], "class probabilities must be finite and non-negative"),
+    ],
+)
+def test_labels_that_are_not_classes_are_named(label, message):
+    """Inside the traced loss, -1 or 0.5 would train on a wrong class without an error."""
+    with pytest.raises(ValueError, match=message):
+        SoftmaxLoss(None, embedding_dimension=DIM, num_labels=NUM_LABELS).check_label(label)
