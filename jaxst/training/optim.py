@@ -10,11 +10,13 @@ transformation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 SCHEDULERS = ("constantlr", "warmupconstant", "warmuplinear", "warmupcosine", "warmupcosinewithhardrestarts")
@@ -47,6 +49,13 @@ def _half_cosine(remaining: jax.Array) -> jax.Array:
     return jnp.square(jnp.sin(0.5 * jnp.pi * remaining))
 
 
+def check_learning_rate(lr: Any) -> None:
+    """Raises ValueError naming `lr` unless it is a positive finite real number (a bool is not one)."""
+    value = None if isinstance(lr, str) else np.asarray(lr)
+    if value is None or value.ndim or value.dtype.kind not in "iuf" or not 0 < value < math.inf:
+        raise ValueError(f"The learning rate lr must be a positive finite number, got {lr!r}.")
+
+
 def make_schedule(name: str, *, lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
     """The learning rate of optimizer step `count` (0 for the first update), as sentence-transformers' fit.
 
@@ -63,8 +72,10 @@ def make_schedule(name: str, *, lr: float, warmup_steps: int, total_steps: int) 
         total_steps: t, all optimizer steps of the run.
 
     Raises:
-        ValueError: an unknown scheduler name (the message lists the known ones), negative steps.
+        ValueError: an unknown scheduler name (the message lists the known ones), negative steps, an lr
+            that is not a positive finite number.
     """
+    check_learning_rate(lr)
     if warmup_steps < 0 or total_steps < 0:
         raise ValueError(f"warmup_steps ({warmup_steps}) and total_steps ({total_steps}) must be >= 0.")
     key = name.lower()
@@ -153,7 +164,8 @@ def make_optimizer(
             (default 1e-8).
 
     Raises:
-        ValueError: an unknown scheduler, or an optimizer_params key other than ADAMW_PARAMS.
+        ValueError: an unknown scheduler, an lr that is not a positive finite number, or an
+            optimizer_params key other than ADAMW_PARAMS.
     """
     optimizer_params = dict(optimizer_params or {})
     unknown = sorted(set(optimizer_params) - set(ADAMW_PARAMS))

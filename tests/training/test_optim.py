@@ -69,6 +69,14 @@ def test_unknown_scheduler_lists_the_known_ones():
         make_optimizer({}, lr=1e-3, scheduler="linear", warmup_steps=0, total_steps=1)
 
 
+@pytest.mark.parametrize("lr", [0, -2e-5, float("nan"), float("inf"), "2e-5", None, False, [2e-5]])
+def test_a_learning_rate_that_is_not_a_positive_finite_number_is_named(lr):
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got "):
+        make_schedule("warmuplinear", lr=lr, warmup_steps=1, total_steps=10)
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got "):
+        make_optimizer({}, lr=lr, scheduler="constantlr", warmup_steps=0, total_steps=1)
+
+
 def nested(flat: dict[str, np.ndarray]) -> dict:
     """{"a.b.weight": array} -> {"a": {"b": {"weight": array}}}."""
     tree: dict = {}
