@@ -3,8 +3,14 @@
 A checkpoint is the folder `<directory>/<step>/` holding
 - `state/`: any pytree of arrays (the train state: parameters, optimizer state, step, rng key, loss
   parameters), written with orbax's StandardSave; typed PRNG keys are stored as their key data;
-- `meta/`: JSON: the caller's metadata (data-loader positions, epoch, ...) and the shape and dtype of
-  every state leaf, so that restoring into a different structure fails with the leaf's path.
+- `meta/`: JSON: the caller's metadata (data-loader positions, epoch, ...), the shape, dtype and sha256
+  of every state leaf, so that restoring into a different structure fails with the leaf's path, and a
+  sha256 of all that (`"sha256"`).
+
+Restoring verifies both checksums: a checkpoint altered on disk (a flipped bit in an array file, an
+edited position) is a `CorruptCheckpointError` naming its folder (and the first leaf that differs),
+as is a file orbax cannot read. A checkpoint written before checksums existed (no `"sha256"`) is
+restored unverified, with a warning.
 
 Orbax writes each checkpoint into a temporary folder and renames it to `<step>` once complete, so a
 save interrupted at any point (exception, kill, power loss) leaves the previous checkpoints intact and
@@ -15,6 +21,9 @@ with its (replicated) state, as orbax requires; pmap-replicated states are saved
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -23,10 +32,17 @@ from types import TracebackType
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+logger = logging.getLogger(__name__)
 
 # How long a failed save waits for orbax's writer threads it started.
 _FAILED_SAVE_JOIN_SECONDS = 60.0
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint's files do not hold what was saved: altered, truncated or unreadable."""
 
 
 def _leaf_specs(state: Any) -> dict[str, dict[str, Any]]:
@@ -41,7 +57,27 @@ def _leaf_specs(state: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def _leaf_digests(state: Any) -> dict[str, str]:
+    """{path: sha256 of the leaf's dtype, shape and bytes} (a typed PRNG key: of its key data)."""
+    digests = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if jax.dtypes.issubdtype(jax.numpy.result_type(leaf), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        array = np.asarray(jax.device_get(leaf))
+        digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+        digests[jax.tree_util.keystr(path)] = digest.hexdigest()
+    return digests
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    """sha256 of the JSON of `meta` without its own "sha256" (keys sorted: what a JSON round trip keeps)."""
+    body = {key: value for key, value in meta.items() if key != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _check_matches(saved: Mapping[str, Any], like: Any, step_dir: Path) -> None:
+    saved = {path: {"shape": spec["shape"], "dtype": spec["dtype"]} for path, spec in saved.items()}
     wanted = _leaf_specs(like)
     missing = sorted(set(saved) - set(wanted))
     unexpected = sorted(set(wanted) - set(saved))
@@ -109,7 +145,10 @@ class Checkpointer:
                 f"Cannot save step {step} in {self.directory}: it already holds a checkpoint of step "
                 f"{latest}."
             )
-        meta = {"metadata": dict(metadata or {}), "leaves": _leaf_specs(state)}
+        digests = _leaf_digests(state)
+        leaves = {path: {**spec, "sha256": digests[path]} for path, spec in _leaf_specs(state).items()}
+        meta = {"metadata": dict(metadata or {}), "leaves": leaves}
+        meta["sha256"] = _meta_digest(meta)
         threads_before = set(threading.enumerate())
         try:
             self._manager.save(
@@ -139,6 +178,8 @@ class Checkpointer:
         Raises:
             FileNotFoundError: no checkpoint (of `step`) in the directory.
             ValueError: `like` differs from the saved state in structure, a shape or a dtype (named).
+            CorruptCheckpointError: the files do not hold what was saved (a checksum differs, the first
+                differing leaf named) or cannot be read.
         """
         steps = self.all_steps()
         if not steps:
@@ -148,10 +189,51 @@ class Checkpointer:
             raise FileNotFoundError(
                 f"No checkpoint of step {step} in {self.directory}; its checkpoints: {steps}."
             )
-        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-        _check_matches(meta["leaves"], like, self.step_dir(step))
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))
+        step_dir = self.step_dir(step)
+        meta = self._read_meta(step, step_dir)
+        _check_matches(meta["leaves"], like, step_dir)
+        try:
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like))
+            )
+        except Exception as error:
+            raise CorruptCheckpointError(
+                f"Cannot read the state of the checkpoint {step_dir}: {type(error).__name__}: {error}"
+            ) from error
+        if "sha256" in meta:
+            digests = _leaf_digests(restored.state)
+            for path, digest in digests.items():
+                if digest != meta["leaves"][path]["sha256"]:
+                    raise CorruptCheckpointError(
+                        f"The checkpoint {step_dir} was altered on disk: leaf {path} differs from what "
+                        "was saved (sha256 mismatch)."
+                    )
         return restored.state, meta["metadata"]
+
+    def _read_meta(self, step: int, step_dir: Path) -> dict[str, Any]:
+        """The `meta` item, its checksum verified (a checkpoint without one restores with a warning)."""
+        try:
+            meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as error:
+            raise CorruptCheckpointError(
+                f"Cannot read the metadata of the checkpoint {step_dir}: {type(error).__name__}: {error}"
+            ) from error
+        if not isinstance(meta, dict) or not {"metadata", "leaves"} <= set(meta):
+            raise CorruptCheckpointError(
+                f"The metadata of the checkpoint {step_dir} lack 'metadata' or 'leaves'."
+            )
+        if "sha256" not in meta:
+            logger.warning(
+                "The checkpoint %s has no checksum (it was written before jaxst wrote checksums): "
+                "restoring it unverified.",
+                step_dir,
+            )
+        elif meta["sha256"] != _meta_digest(meta):
+            raise CorruptCheckpointError(
+                f"The checkpoint {step_dir} was altered on disk: its metadata (data position, leaf "
+                "shapes and checksums) differ from what was saved (sha256 mismatch)."
+            )
+        return meta
 
     def close(self) -> None:
         self._manager.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx, struct
 
-from jaxst.training.checkpoint import Checkpointer
+from jaxst.training.checkpoint import Checkpointer, CorruptCheckpointError
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.optim import make_optimizer
 
@@ -133,6 +136,83 @@ def test_restore_and_save_errors_name_the_problem(tmp_path):
         Checkpointer(tmp_path, save_total_limit=-1)
 
 
+def flip_byte(path: Path, position: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_state_altered_on_disk_never_restores_silently(tmp_path):
+    """A flipped byte anywhere in the state's files: the restored state is the saved one, or the error
+    names the checkpoint folder (a checksum mismatch names the leaf)."""
+    state = make_state(7)
+    # Small arrays are stored inside orbax's index nodes, which carry their own checksums; a larger one
+    # lies in a data file whose bytes orbax reads back without checking them.
+    big = np.random.default_rng(7).normal(size=(64, 32)).astype(np.float32)
+    state = state.replace(params={**state.params, "big": jnp.asarray(big)})
+    saved, altered = tmp_path / "saved", tmp_path / "altered"
+    with Checkpointer(saved) as checkpointer:
+        checkpointer.save(1, state, metadata={"step": 1})
+    files = sorted(path.relative_to(saved) for path in (saved / "1" / "state").rglob("*") if path.is_file())
+    outcomes = []
+    for relative in files:
+        size = (saved / relative).stat().st_size
+        for position in sorted({0, size // 3, size // 2, size - 1}):
+            shutil.rmtree(altered, ignore_errors=True)
+            shutil.copytree(saved, altered)
+            flip_byte(altered / relative, position)
+            with Checkpointer(altered) as checkpointer:
+                try:
+                    restored, _ = checkpointer.restore(state)
+                except CorruptCheckpointError as error:
+                    assert str(altered / "1") in str(error)
+                    outcomes.append("leaf" if "differs from what was saved" in str(error) else "unreadable")
+                else:
+                    assert_bit_identical(restored, state)
+                    outcomes.append("unchanged")
+    assert {"leaf", "unreadable"} <= set(outcomes)  # both kinds of damage occurred and were caught
+
+
+def meta_file(step_dir: Path) -> Path:
+    return step_dir / "meta" / "metadata"
+
+
+def test_edited_metadata_are_refused_naming_the_checkpoint(tmp_path):
+    state = make_state(8)
+    loader = DataLoader([InputExample(texts=[str(i)]) for i in range(10)], batch_size=3)
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(1, state, metadata={"epoch": 0, "data": [loader.state_dict()]})
+        meta = json.loads(meta_file(tmp_path / "1").read_text())
+        meta["metadata"]["data"][0]["batch_index"] = 2
+        meta_file(tmp_path / "1").write_text(json.dumps(meta))
+        with pytest.raises(
+            CorruptCheckpointError, match=f"checkpoint {tmp_path / '1'} was altered on disk: its metadata"
+        ):
+            checkpointer.restore(state)
+        meta_file(tmp_path / "1").write_text("{not json")
+        with pytest.raises(
+            CorruptCheckpointError, match=f"Cannot read the metadata of the checkpoint {tmp_path / '1'}"
+        ):
+            checkpointer.restore(state)
+
+
+def test_a_checkpoint_without_checksums_restores_with_a_warning(tmp_path, caplog):
+    """As a checkpoint written before checksums existed: restored unverified, and the log says so."""
+    state = make_state(9)
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(1, state, metadata={"step": 1})
+        meta = json.loads(meta_file(tmp_path / "1").read_text())
+        del meta["sha256"]
+        for spec in meta["leaves"].values():
+            del spec["sha256"]
+        meta_file(tmp_path / "1").write_text(json.dumps(meta))
+        with caplog.at_level(logging.WARNING, logger="jaxst.training.checkpoint"):
+            restored, metadata = checkpointer.restore(make_state(0))
+    assert_bit_identical(restored, state)
+    assert metadata == {"step": 1}
+    assert f"The checkpoint {tmp_path / '1'} has no checksum" in caplog.text
+
+
 def fail_while_writing(*args, **kwargs):
     raise OSError("disk full (simulated) while writing the checkpoint")
 
@@ -158,7 +238,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
 CRASHING_WRITER = """
 import os, signal, sys
 from orbax.checkpoint._src.path import atomicity
-from jaxst.training.checkpoint import Checkpointer
+from jaxst.training.checkpoint import Checkpointer, CorruptCheckpointError
 from tests.training.test_checkpoint import make_state
 
 directory = sys.argv[1]
