@@ -21,6 +21,11 @@ What a loss can ask of the step (`batch_loss`), by attributes of the loss object
     needs_rng (bool): `compute` also gets rng=, a key of the step that is the same on every device:
         fold_in(fold_in(rng, LOSS_RNG_STREAM), step) (the dropout keys are fold_in(fold_in(rng, step), d)).
 A batch with guide_embeddings hands `compute` guide_embeddings=[k arrays [b, D_guide]].
+
+The step's metrics: "loss" (the pmean of the per-device losses), "grad_norm" (the global norm of the
+averaged gradients) and "params_finite" (whether every element of the updated parameters, loss
+parameters included, is finite, the same on every device), all computed on the devices, so that the
+host reads them together, once per step.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, loss_chain
 from jaxst.packing import PACKED_ROW_FEATURES
 from jaxst.training.gradcache import cached_embed
 
@@ -77,11 +82,16 @@ def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -
 
 def gradcache_mini_batch_size(loss: Loss) -> int | None:
     """The mini_batch_size of a GradCache loss, or of the loss a wrapper (`.loss`) holds; else None."""
-    while loss is not None:
-        if getattr(loss, "mini_batch_size", None) is not None:
-            return loss.mini_batch_size
-        loss = getattr(loss, "loss", None)
-    return None
+    sizes = (getattr(link, "mini_batch_size", None) for link in loss_chain(loss))
+    return next((size for size in sizes if size is not None), None)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """bool scalar: True when no element of any leaf of `tree` is NaN or infinite (all(isfinite(x)))."""
+    finite = jnp.bool_(True)
+    for leaf in jax.tree.leaves(tree):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
+    return finite
 
 
 def batch_loss(
@@ -177,6 +187,8 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
-        return new_state, {"loss": value, "grad_norm": optax.tree.norm(grads)}
+        # Replicated parameters agree across devices; the all-reduce makes the flag agree in any case.
+        params_finite = lax.pmin(all_finite(params).astype(jnp.int32), AXIS_NAME) == 1
+        return new_state, {"loss": value, "grad_norm": optax.tree.norm(grads), "params_finite": params_finite}
 
     return step
