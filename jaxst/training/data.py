@@ -180,6 +180,19 @@ class _ColumnRows:
         label = row[self.label_column] if self.label_column is not None else None
         return InputExample(texts=[row[name] for name in self.text_columns], label=label)
 
+    def labels(self) -> Sequence[Any]:
+        """Every row's label (None without a label column).
+
+        Read as one column where the dataset allows it (`dataset["label"][:]`, Hugging Face's one
+        read), else row by row.
+        """
+        if self.label_column is None:
+            return [None] * len(self)
+        try:
+            return list(self.dataset[self.label_column][:])
+        except (KeyError, TypeError, IndexError):
+            return [self[index].label for index in range(len(self))]
+
 
 def _example_source(dataset: Any) -> Any:
     """Indexable InputExamples of a dataset; sequences of examples are checked whole here."""
@@ -247,6 +260,16 @@ class DataLoader:
         if self.drop_last:
             return len(self._examples) // self.batch_size
         return math.ceil(len(self._examples) / self.batch_size)
+
+    def example(self, index: int) -> InputExample:
+        """Example `index` of the dataset, as an InputExample (also for a column dataset)."""
+        return self._examples[index]
+
+    def labels(self) -> Sequence[Any]:
+        """The label of every example, in dataset order (None for an example without one)."""
+        if isinstance(self._examples, _ColumnRows):
+            return self._examples.labels()
+        return [example.label for example in self._examples]
 
     def _permutation(self, *key: int) -> np.ndarray:
         return np.random.default_rng([self.seed, *key]).permutation(len(self._examples))

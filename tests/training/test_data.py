@@ -229,6 +229,19 @@ def test_column_datasets_are_duck_typed():
     assert batches[1].texts == [["q3"], ["d3"]] and batches[1].labels.dtype == np.int32
 
 
+def test_labels_and_examples_of_every_kind_of_dataset():
+    """What fit checks before training: each example's label in dataset order, and its first example."""
+    columns = {"label": [2, 0, 1], "query": ["q1", "q2", "q3"]}
+    for dataset in (datasets.Dataset.from_dict(columns), ColumnTable(columns)):
+        loader = DataLoader(dataset, batch_size=2, shuffle=True)
+        assert list(loader.labels()) == [2, 0, 1]
+        assert (loader.example(1).texts, loader.example(1).label) == (["q2"], 0)
+    unlabelled = DataLoader(datasets.Dataset.from_dict({"query": ["q1", "q2"]}), batch_size=1)
+    assert list(unlabelled.labels()) == [None, None]
+    examples = DataLoader([InputExample(texts=["a"], label=0.5), InputExample(texts=["b"], label=1)])
+    assert list(examples.labels()) == [0.5, 1] and examples.example(1).texts == ["b"]
+
+
 def repeated_anchor_dataset(triplets: list[dict[str, str]], num_anchors: int) -> datasets.Dataset:
     """60 real SNLI pairs that share `num_anchors` anchors, so that batches must defer duplicates."""
     anchors = [r["anchor"] for r in triplets[:num_anchors]]
