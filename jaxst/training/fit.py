@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxst import encoding, packing
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, loss_chain
 from jaxst.sentence_transformer import check_texts
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; training stopped before applying more updates."""
+    """The training loss or the parameters a step produced became NaN or infinite; training stopped
+    before saving, evaluating or checkpointing that state."""
 
 
 @dataclass
@@ -94,8 +95,25 @@ class Objective:
         raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
 
 
+def check_labels(loader: DataLoader, loss: Loss) -> None:
+    """Hands every example's label to `check_label` of `loss` and of the losses it wraps.
+
+    Raises:
+        ValueError: naming the example (its index in the dataset), the loss and the label.
+    """
+    checkers = [link for link in loss_chain(loss) if type(link).check_label is not Loss.check_label]
+    if not checkers:
+        return  # every label is accepted: no need to read them
+    for index, label in enumerate(loader.labels()):
+        for checker in checkers:
+            try:
+                checker.check_label(label)
+            except ValueError as error:
+                raise ValueError(f"Example {index} ({type(checker).__name__}): {error}") from None
+
+
 def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
-    """Validates `train_objectives` and the first example of each against its loss."""
+    """Validates `train_objectives`, the first example of each against its loss, and every label."""
     if not train_objectives:
         raise ValueError("fit needs at least one (dataloader, loss) training objective.")
     objectives = []
@@ -114,9 +132,10 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
                 f"Training objective {index}: fit does not train {type(loss).__name__}, which needs a second "
                 "copy of the encoder; call its pure function from your own train step."
             )
-        first = loader.dataset[0]
+        first = loader.example(0)
         try:
             loss.check_example_shape(len(first.texts), first.label is not None)
+            check_labels(loader, loss)
         except ValueError as error:
             raise ValueError(f"Training objective {index}: {error}") from None
         objectives.append(Objective(loader, loss, index))
@@ -200,6 +219,17 @@ def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParalle
             len(devices),
         )
     return PmapParallel(devices[:count])
+
+
+def check_folder_option(name: str, value: str | None) -> None:
+    """Raises ValueError when the folder `value` of option `name` is an existing file, or lies under one
+    (fit would fail only when it first writes there, after training)."""
+    if not value:
+        return
+    path = Path(value).absolute()
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{name}={str(value)!r} must be a folder, but {existing} is a file.")
 
 
 def open_resume_checkpoint(
@@ -288,11 +318,14 @@ class TrainingRun:
         }
 
     def resume(self) -> None:
-        checkpointer, step = open_resume_checkpoint(
-            self.o["resume_from_checkpoint"], self.o["checkpoint_path"]
-        )
+        resume_from = self.o["resume_from_checkpoint"]
+        checkpointer, step = open_resume_checkpoint(resume_from, self.o["checkpoint_path"])
         if checkpointer.latest_step() is None:
-            return  # nothing saved yet: a fresh start, as sentence-transformers
+            if resume_from is True:
+                return  # nothing saved yet: a fresh start, as sentence-transformers
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={str(resume_from)!r}: no checkpoint in {checkpointer.directory}."
+            )
         state, position = checkpointer.restore(self.host_state, step=step)
         for key in ("steps_per_epoch", "total_steps"):
             if position[key] != getattr(self, key):
@@ -389,13 +422,16 @@ class TrainingRun:
         }
 
     def record_pending(self, bar: tqdm) -> None:
-        """Reads the loss of the last dispatched step (waiting for it), checks it, logs it."""
+        """Reads the metrics of the last dispatched step (waiting for it), checks that its loss and the
+        parameters it produced are finite, logs the loss. Called before anything saves, evaluates or
+        checkpoints the state that step produced."""
         if self.pending is None:
             return
         metrics, step, epoch, objective = self.pending
         self.pending = None
-        loss = self.parallel.get_metrics(metrics)["loss"]
-        self.check_finite(loss, step, objective)
+        values = self.parallel.get_metrics(metrics)
+        loss = values["loss"]
+        self.check_finite(loss, bool(values["params_finite"]), step, objective)
         self.losses.append(loss)
         self.log(
             {
@@ -409,15 +445,29 @@ class TrainingRun:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    def check_finite(self, loss: float, step: int, objective: Objective) -> None:
-        if math.isfinite(loss):
+    def check_finite(self, loss: float, params_finite: bool, step: int, objective: Objective) -> None:
+        """Raises NonFiniteLossError when the loss of `step` or the parameters it produced are not finite.
+
+        Every checkpoint was written after this check passed for its step, so the newest one is named as
+        the last good one.
+        """
+        if math.isfinite(loss) and params_finite:
             return
+        where = f"at step {step} (objective {objective.index}, {type(objective.loss).__name__})"
+        if math.isfinite(loss):
+            problem = (
+                f"The parameters became non-finite (NaN or infinite) {where}, with a finite loss {loss}: "
+                "the update overflowed (a too large learning rate?) or a gradient was not finite"
+            )
+        else:
+            problem = f"The training loss is {loss} {where}"
         last = self.checkpointer.latest_step() if self.checkpointer else None
-        kept = f" The last good checkpoint is step {last} in {self.checkpointer.directory}." if last else ""
-        raise NonFiniteLossError(
-            f"The training loss is {loss} at step {step} (objective {objective.index}, "
-            f"{type(objective.loss).__name__}); training stopped.{kept}"
+        kept = (
+            f" The last good checkpoint is step {last} in {self.checkpointer.directory}."
+            if last is not None
+            else ""
         )
+        raise NonFiniteLossError(f"{problem}; training stopped.{kept}")
 
 
 def fit(
@@ -453,7 +503,9 @@ def fit(
         optimizer_class: None or AdamW only (the update is optax AdamW with torch semantics).
         use_amp: run the encoder in bfloat16; parameters and optimizer state stay float32.
         resume_from_checkpoint: True resumes from the newest checkpoint in `checkpoint_path` (a fresh
-            start when there is none), a path resumes from that checkpoint folder.
+            start when there is none, as sentence-transformers), a path resumes from that checkpoint
+            folder (the newest checkpoint in it, or the step folder named); a path that holds no
+            checkpoint is an error.
         seed: seeds dropout, per step and device (shuffling is the DataLoader's seed).
         data_parallel: "pmap" (this host's devices), "shard_map" (a Mesh over every process's devices),
             or "auto" (shard_map when `jax.process_count() > 1`, else pmap). Batches are never padded:
@@ -464,16 +516,27 @@ def fit(
     Saving: with an evaluator and save_best_model, the best model is saved to output_path when an
     evaluation improves (sentence-transformers' behaviour); otherwise the final model is saved there.
 
+    Non-finite training: after every step the loss and the new parameters (loss parameters included)
+    are checked, before that step's state is evaluated, saved or checkpointed; a NaN or infinite one
+    stops training with NonFiniteLossError, so every model and checkpoint written is finite.
+
     Returns:
         {"global_step", "training_loss" (the mean over this call's steps), "best_score"}.
 
     Raises:
-        NonFiniteLossError: the loss became NaN or infinite (the message names the step).
-        ValueError / TypeError: bad objectives, examples that do not fit their loss, a batch size the
-            device count does not divide, an unknown scheduler, ...
+        NonFiniteLossError: the loss or the parameters became NaN or infinite (the message says which,
+            and names the step and the last good checkpoint).
+        ValueError / TypeError: before the first step: bad objectives, examples or labels that do not
+            fit their loss (the example named), a learning rate that is not a positive finite number,
+            an output_path or checkpoint_path that is a file, a batch size the device count does not
+            divide, an unknown scheduler, ...
+        FileNotFoundError: resume_from_checkpoint names a folder without a checkpoint.
+        CorruptCheckpointError: the checkpoint to resume from was altered on disk.
     """
     if optimizer_class is not None and getattr(optimizer_class, "__name__", "") != "AdamW":
         raise ValueError(f"Only AdamW is supported as optimizer_class, got {optimizer_class!r}.")
+    check_folder_option("output_path", output_path)
+    check_folder_option("checkpoint_path", checkpoint_path)
     options = dict(locals())
     del options["model"], options["train_objectives"]
     objectives = check_objectives(train_objectives)

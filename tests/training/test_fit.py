@@ -1,16 +1,22 @@
 """fit on a tiny model: exact resumption, compile counts, NaN handling, bad input, outputs."""
 
 import json
+import re
 
+import datasets
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxst.data import load_stsb
 from jaxst.encoding import bucket_lengths
+from jaxst.losses import SoftmaxLoss
 from jaxst.losses.base import Loss
+from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import NonFiniteLossError, batch_arrays, fit, make_parallel, training_bucket
 from tests.training.test_parallel import CosineMSE
@@ -121,6 +127,177 @@ def test_a_nan_loss_stops_training_naming_the_step(tiny_folder, pairs, tmp_path)
             checkpoint_save_steps=2,
             show_progress_bar=False,
         )
+
+
+class NanGradientOnNegativeLabel(CosineMSE):
+    """Cosine MSE plus sqrt(0 * embedding) for examples labelled -1: the term is 0, so the loss stays
+    finite, but its gradient is NaN, and the update of a batch holding such an example is NaN."""
+
+    def compute(self, embeddings, labels, params=None):
+        zero_for_negative = jnp.where((labels < 0)[:, None], 0.0 * embeddings[0], 1.0)
+        return super().compute(embeddings, labels) + jnp.sum(jnp.sqrt(zero_for_negative))
+
+
+def all_finite(tree):
+    return all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree))
+
+
+def test_non_finite_parameters_stop_training_before_their_state_is_evaluated_checkpointed_or_saved(
+    tiny_folder, pairs, tmp_path
+):
+    """Step 3 makes the parameters NaN with a finite loss: no evaluation, checkpoint or best model of it."""
+    examples = [InputExample(texts=e.texts, label=0.5) for e in pairs]
+    examples[40] = InputExample(texts=pairs[40].texts, label=-1.0)  # batch 3 of an unshuffled epoch
+    model = SentenceTransformer(tiny_folder)
+    evaluated = []
+
+    def evaluator(model, output_path=None, epoch=-1, steps=-1):
+        evaluated.append((steps, all_finite(model.params)))
+        return float(len(evaluated))  # every evaluation improves: the best model is saved each time
+
+    message = (
+        r"parameters became non-finite \(NaN or infinite\) at step 3 \(objective 0, "
+        r"NanGradientOnNegativeLabel\), with a finite loss .*last good checkpoint is step 2 in "
+    )
+    with pytest.raises(NonFiniteLossError, match=message):
+        fit(
+            model,
+            [(DataLoader(examples, batch_size=16), NanGradientOnNegativeLabel(model))],
+            evaluator=evaluator,
+            evaluation_steps=1,
+            output_path=str(tmp_path / "best"),
+            checkpoint_path=str(tmp_path / "checkpoints"),
+            checkpoint_save_steps=1,
+            show_progress_bar=False,
+        )
+    assert evaluated == [(1, True), (2, True)]
+    with Checkpointer(tmp_path / "checkpoints") as checkpointer:
+        assert checkpointer.all_steps() == [1, 2]
+    last_good = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "2" / "state")
+    assert jax.tree.leaves(last_good) and all_finite(last_good)
+    assert all_finite(SentenceTransformer(tmp_path / "best").params)
+
+
+class SqrtOfLossParameter(CosineMSE):
+    """Cosine MSE + sum(sqrt(w)) of a loss parameter w = 0: a finite loss, an infinite gradient of w."""
+
+    def init_params(self, rng, embedding_dim):
+        return {"w": jnp.zeros(2)}
+
+    def compute(self, embeddings, labels, params=None):
+        return super().compute(embeddings, labels) + jnp.sum(jnp.sqrt(params["w"]))
+
+
+def test_a_non_finite_loss_parameter_stops_training_and_no_model_is_saved(tiny_folder, pairs, tmp_path):
+    model = SentenceTransformer(tiny_folder)
+    with pytest.raises(NonFiniteLossError, match=r"parameters became non-finite .* at step 1 "):
+        fit(
+            model,
+            [(DataLoader(pairs, batch_size=16), SqrtOfLossParameter(model))],
+            steps_per_epoch=1,
+            output_path=str(tmp_path / "out"),
+            show_progress_bar=False,
+        )
+    assert not (tmp_path / "out" / "modules.json").exists()
+
+
+@pytest.mark.parametrize("lr", [0.0, -1e-3, float("nan"), float("inf"), "1e-3", None, True])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_refused_before_training(
+    tiny_folder, pairs, tmp_path, lr
+):
+    model = SentenceTransformer(tiny_folder)
+    with pytest.raises(ValueError, match=f"lr must be a positive finite number, got {re.escape(repr(lr))}"):
+        fit(
+            model,
+            [(DataLoader(pairs, batch_size=16), CosineMSE(model))],
+            optimizer_params={"lr": lr},
+            steps_per_epoch=1,
+            output_path=str(tmp_path / "out"),
+            show_progress_bar=False,
+        )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["output_path", "checkpoint_path"])
+@pytest.mark.parametrize("under_the_file", [False, True])
+def test_a_folder_option_that_is_a_file_is_refused_before_training(
+    tiny_folder, pairs, tmp_path, option, under_the_file
+):
+    model = SentenceTransformer(tiny_folder)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    folder = a_file / "sub" if under_the_file else a_file
+    with pytest.raises(
+        ValueError, match=f"{option}='{re.escape(str(folder))}' must be a folder, but .*a_file is a file"
+    ):
+        fit(
+            model,
+            [(DataLoader(pairs, batch_size=16), CosineMSE(model))],
+            steps_per_epoch=1,
+            show_progress_bar=False,
+            **{option: str(folder)},
+        )
+
+
+def test_resuming_from_a_folder_without_a_checkpoint_is_an_error_but_true_starts_fresh(
+    tiny_folder, pairs, tmp_path
+):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        FileNotFoundError, match=r"resume_from_checkpoint='.*empty': no checkpoint in .*empty"
+    ):
+        run_fit(tiny_folder, pairs, resume_from_checkpoint=str(tmp_path / "empty"))
+    _, result = run_fit(
+        tiny_folder,
+        pairs,
+        steps_per_epoch=1,
+        checkpoint_path=str(tmp_path / "empty"),
+        resume_from_checkpoint=True,
+    )
+    assert result["global_step"] == 1  # sentence-transformers' behaviour: nothing to resume, a fresh start
+
+
+def softmax_objective(model, examples, container, wrapped):
+    if container == "datasets":
+        columns = {"a": [e.texts[0] for e in examples], "b": [e.texts[1] for e in examples]}
+        examples = datasets.Dataset.from_dict({**columns, "label": [e.label for e in examples]})
+    loss = SoftmaxLoss(model, embedding_dimension=32, num_labels=3)
+    if wrapped:
+        loss = MatryoshkaLoss(model, loss, matryoshka_dims=[32, 16])
+    return DataLoader(examples, batch_size=16), loss
+
+
+@pytest.mark.parametrize("label", [-1, 3, 0.5, True, "1", float("nan"), [0.5, 0.5]])
+def test_softmax_labels_that_are_not_classes_are_refused_naming_the_example(tiny_folder, pairs, label):
+    model = SentenceTransformer(tiny_folder)
+    examples = [InputExample(texts=e.texts, label=i % 3) for i, e in enumerate(pairs)]
+    examples[21] = InputExample(texts=pairs[21].texts, label=label)
+    message = rf"Training objective 0: Example 21 \(SoftmaxLoss\): label {re.escape(repr(label))} "
+    with pytest.raises(ValueError, match=message):
+        fit(model, [softmax_objective(model, examples, "list", False)], show_progress_bar=False)
+
+
+@pytest.mark.parametrize(("container", "wrapped"), [("datasets", False), ("list", True)])
+def test_label_checks_read_column_datasets_and_reach_wrapped_losses(tiny_folder, pairs, container, wrapped):
+    model = SentenceTransformer(tiny_folder)
+    examples = [InputExample(texts=e.texts, label=i % 3) for i, e in enumerate(pairs)]
+    examples[37] = InputExample(texts=pairs[37].texts, label=-1)
+    with pytest.raises(
+        ValueError, match=r"Example 37 \(SoftmaxLoss\): label -1 is outside the classes \[0, 3\)"
+    ):
+        fit(model, [softmax_objective(model, examples, container, wrapped)], show_progress_bar=False)
+
+
+def test_softmax_classes_stored_as_floats_train(tiny_folder, pairs):
+    model = SentenceTransformer(tiny_folder)
+    examples = [InputExample(texts=e.texts, label=float(i % 3)) for i, e in enumerate(pairs)]  # 2.0: class 2
+    result = fit(
+        model,
+        [softmax_objective(model, examples, "datasets", False)],
+        steps_per_epoch=1,
+        show_progress_bar=False,
+    )
+    assert result["global_step"] == 1 and np.isfinite(result["training_loss"])
 
 
 def test_outputs_metrics_and_final_model(tiny_folder, pairs, tmp_path):
