@@ -68,7 +68,9 @@ class SentenceTransformer:
     Args:
         model_name_or_path: a local folder (jaxst never downloads).
         dtype: compute dtype of the encoder, jnp.float32 or jnp.bfloat16 (parameters stay float32).
-        device: ignored (JAX places arrays on its default device); accepted for sentence-transformers code.
+        device: where the parameters live and encode computes, as sentence-transformers names devices
+            ("cpu", "gpu", "cuda", "cuda:1", "tpu", ...; see `resolve_device`) or a `jax.Device`. None
+            leaves them on JAX's default device. `model.device` says which device it is.
         prompts: prompts by name, overriding the saved ones, e.g. {"query": "query: "}.
         default_prompt_name: the prompt used when encode gets neither `prompt` nor `prompt_name`.
         similarity_fn_name: "cosine", "dot", "euclidean" or "manhattan" (default: saved, else cosine).
@@ -86,10 +88,10 @@ class SentenceTransformer:
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
     ):
-        del device
         folder = Path(model_name_or_path)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a local model folder (jaxst does not download models).")
+        self._device = None if device is None else resolve_device(device)
         saved = read_model_config(folder)
         entries = read_modules_json(folder)
         if entries is not None and (
@@ -111,7 +113,7 @@ class SentenceTransformer:
             self.pipeline, module_params = (("1", Pooling(self.hidden_size)),), {}
         else:
             self.pipeline, module_params = load_pipeline(folder, entries[1:])
-        self._params = {"encoder": encoder_params, "modules": module_params}
+        self._params = self._place({"encoder": encoder_params, "modules": module_params})
 
         self.prompts = {"query": "", "document": "", **saved.prompts, **(prompts or {})}
         self.default_prompt_name = default_prompt_name or saved.default_prompt_name
@@ -135,7 +137,10 @@ class SentenceTransformer:
         return self._params
 
     def set_params(self, params: dict[str, Any]) -> None:
-        """Replaces the parameters (e.g. after training); structure, shapes and dtypes must match."""
+        """Replaces the parameters (e.g. after training); structure, shapes and dtypes must match.
+
+        With a chosen `device`, they are put on it.
+        """
         if jax.tree.structure(params) != jax.tree.structure(self._params):
             raise ValueError("set_params: the parameter tree differs from model.params.")
         for (path, new), old in zip(
@@ -146,7 +151,7 @@ class SentenceTransformer:
                     f"set_params: {jax.tree_util.keystr(path)} is {jnp.result_type(new)} "
                     f"{list(jnp.shape(new))}, expected {old.dtype} {list(old.shape)}."
                 )
-        self._params = params
+        self._params = self._place(params)
 
     def forward(
         self,
@@ -239,6 +244,24 @@ class SentenceTransformer:
         self._truncate_dim = check_truncate_dim(value)
 
     @property
+    def device(self) -> jax.Device:
+        """The device that holds the parameters and runs encode."""
+        if self._device is not None:
+            return self._device
+        return min(jax.tree.leaves(self._params)[0].devices(), key=lambda device: device.id)
+
+    def to(self, device: str | jax.Device) -> SentenceTransformer:
+        """Moves the parameters to `device` (a name, see `resolve_device`, or a jax.Device); encode and the
+        arrays it returns follow them. Returns the model, as torch's `to` does."""
+        self._device = resolve_device(device)
+        self._params = self._place(self._params)
+        return self
+
+    def _place(self, tree: Any) -> Any:
+        """The arrays of `tree` on the chosen device (unchanged when none was chosen)."""
+        return tree if self._device is None else jax.device_put(tree, self._device)
+
+    @property
     def bucket_lengths(self) -> tuple[int, ...]:
         """The padded sequence lengths encode compiles for."""
         return encoding.bucket_lengths(self.max_seq_length)
@@ -295,6 +318,7 @@ class SentenceTransformer:
         precision: str = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: str | jax.Device | None = None,
         *,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
@@ -302,7 +326,9 @@ class SentenceTransformer:
         """Embeds texts, with sentence-transformers' semantics (and its positional parameter order).
 
         Args:
-            sentences: a text (gives one embedding [D]) or a sequence of texts (gives [N, D]).
+            sentences: a text (gives one embedding [D]), or a list, tuple or 1-D NumPy array of texts
+                (gives [N, D]). Other iterables (a generator, a set, a dict) are refused: turn them into a
+                list first.
             prompt_name: key of `prompts` whose text is prepended to every text; ignored when `prompt`.
             prompt: text prepended to every text.
             batch_size: texts per forward pass.
@@ -313,6 +339,7 @@ class SentenceTransformer:
                 int8 / uint8 ranges come from the call's own embeddings).
             convert_to_numpy: a NumPy array [N, D]; False gives a list of N jax arrays [D].
             convert_to_tensor: one jax.Array [N, D] (wins over convert_to_numpy).
+            device: moves the model there first, as sentence-transformers does (see `to`).
             normalize_embeddings: L2-normalize the (truncated) sentence embeddings.
             truncate_dim: keep the first `truncate_dim` dimensions (default: the model's truncate_dim).
 
@@ -321,9 +348,10 @@ class SentenceTransformer:
             no texts; or per text arrays for token embeddings.
 
         Raises:
-            TypeError: a text that is not a str (naming its index).
+            TypeError: `sentences` not a str or a sequence of them; a text that is not a str (naming its
+                index).
             ValueError: batch_size < 1, unknown precision, output_value or prompt_name, a truncate_dim
-                that is not a positive integer.
+                that is not a positive integer, an unavailable device.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -335,6 +363,8 @@ class SentenceTransformer:
         texts = check_texts([sentences] if single else sentences)
         prompt = self._resolve_prompt(prompt, prompt_name)
         truncate_dim = self.truncate_dim if truncate_dim is None else check_truncate_dim(truncate_dim)
+        if device is not None:
+            self.to(device)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
 
@@ -367,9 +397,9 @@ class SentenceTransformer:
             embeddings = quantize_embeddings(embeddings, precision)
         if output_value == "sentence_embedding":
             if convert_to_tensor:
-                embeddings = jnp.asarray(embeddings)
+                embeddings = jnp.asarray(self._place(embeddings))
             elif not convert_to_numpy:
-                embeddings = list(jnp.asarray(embeddings))
+                embeddings = list(jnp.asarray(self._place(embeddings)))
         return embeddings[0] if single else embeddings
 
     def encode_query(
@@ -513,9 +543,65 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
-    """The texts as a list; raises TypeError naming the first element that is not a str."""
-    texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    """The texts as a list.
+
+    Raises:
+        TypeError: when `texts` is not a list, tuple (or other sequence) or 1-D NumPy array, saying what it
+            is; or naming the first element that is not a str.
+    """
+    if isinstance(texts, np.ndarray) and texts.ndim == 1:
+        texts = texts.tolist()
+    elif isinstance(texts, Sequence) and not isinstance(texts, (str, bytes, bytearray, np.ndarray)):
+        texts = list(texts)
+    else:
+        kind = f"a {texts.ndim}-D NumPy array" if isinstance(texts, np.ndarray) else type(texts).__name__
+        raise TypeError(
+            f"sentences must be a str, or a list, tuple or 1-D NumPy array of str; got {kind} {texts!r:.60}."
+        )
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"sentences[{index}] is a {type(text).__name__}, expected a str.")
     return texts
+
+
+def resolve_device(device: str | jax.Device) -> jax.Device:
+    """The JAX device for a device as sentence-transformers names it.
+
+    Args:
+        device: a jax.Device of this process, or a platform name with an optional index, the position
+            among this process' devices of that platform: "cpu", "gpu", "cuda", "rocm", "tpu", "cuda:1",
+            "cpu:3". A name without an index means the first device of its platform.
+
+    Raises:
+        TypeError: for anything but a str or a jax.Device.
+        ValueError: naming the device and the devices JAX has, for an unavailable platform or index.
+    """
+    if isinstance(device, jax.Device):
+        if device not in jax.local_devices(backend=device.platform):
+            raise ValueError(f"device {device} is not one of this process' devices; {available_devices()}.")
+        return device
+    if not isinstance(device, str):
+        raise TypeError(
+            "device must be a platform name such as 'cpu', 'gpu' or 'cuda:0', or a jax.Device; "
+            f"got {type(device).__name__} {device!r:.60}."
+        )
+    platform, _, index = device.strip().lower().partition(":")
+    try:
+        devices = jax.local_devices(backend=platform) if platform else []
+    except RuntimeError:
+        devices = []
+    if index and not index.isdigit():
+        raise ValueError(f"device {device!r}: the index after ':' must be a number; {available_devices()}.")
+    if int(index or 0) >= len(devices):
+        raise ValueError(f"device {device!r} is not available; {available_devices()}.")
+    return devices[int(index or 0)]
+
+
+def available_devices() -> str:
+    """What JAX offers, for error messages, e.g. "JAX has cpu:0 to cpu:7"."""
+    platforms = dict.fromkeys(d.platform for d in [*jax.local_devices(), *jax.local_devices(backend="cpu")])
+    ranges = []
+    for platform in platforms:
+        count = len(jax.local_devices(backend=platform))
+        ranges.append(f"{platform}:0" + (f" to {platform}:{count - 1}" if count > 1 else ""))
+    return "JAX has " + ", ".join(ranges)

@@ -157,3 +157,37 @@ def test_set_params_checks_the_tree(models):
     )
     with pytest.raises(ValueError, match=r"\['embeddings'\]\['word'\]\['embedding'\].*expected float32"):
         ours.set_params(bad)
+
+
+@pytest.mark.parametrize(
+    "sentences",
+    [
+        {"a text": 1},
+        {"a text", "another"},
+        3,
+        2.5,
+        None,
+        b"bytes",
+        (text for text in ["a", "b"]),
+        np.array([["a", "b"]]),
+        np.array("a"),
+    ],
+    ids=["dict", "set", "int", "float", "None", "bytes", "generator", "2-D array", "0-D array"],
+)
+def test_encode_refuses_what_is_not_texts(models, sentences):
+    ours, _ = models
+    kind = (
+        type(sentences).__name__ if not isinstance(sentences, np.ndarray) else f"a {sentences.ndim}-D NumPy"
+    )
+    with pytest.raises(
+        TypeError, match=rf"sentences must be a str, or a list, tuple or 1-D NumPy array .*got {kind}"
+    ):
+        ours.encode(sentences)
+
+
+def test_encode_takes_a_text_or_a_list_tuple_or_array_of_texts(models):
+    ours, _ = models
+    expected = ours.encode(TEXTS[:3])
+    for sentences in (tuple(TEXTS[:3]), np.array(TEXTS[:3]), np.array(TEXTS[:3], dtype=object)):
+        np.testing.assert_array_equal(ours.encode(sentences), expected)
+    np.testing.assert_allclose(ours.encode(TEXTS[1]), expected[1], atol=ATOL, rtol=0)
