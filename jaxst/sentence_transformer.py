@@ -16,11 +16,13 @@ from tqdm.auto import tqdm
 
 from jaxst import encoding
 from jaxst.host_memory import release_free_memory, return_large_blocks
+from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.st_format import (
     SIMILARITY_FN_NAMES,
     ModelConfig,
     ModuleEntry,
     check_truncate_dim,
+    model_entries,
     read_model_config,
     read_modules_json,
     write_model_config,
@@ -501,9 +503,22 @@ class SentenceTransformer:
     def save(self, path: str | Path) -> None:
         """Writes the sentence-transformers folder format, loadable by PyTorch sentence-transformers:
         modules.json, config_sentence_transformers.json, the encoder (config.json, model.safetensors),
-        tokenizer files and sentence_bert_config.json at the root, and one folder per other module."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer files and sentence_bert_config.json at the root, and one folder per other module.
+
+        The folder is replaced in one step (`jaxst.io.atomic_folder`): the model is written into a hidden
+        sibling folder that is then swapped in, so a save that fails or is killed midway leaves an earlier
+        model at `path` whole. The earlier model's files (`jaxst.io.st_format.model_entries`: configs,
+        tokenizer and weight files at the root, the module folders its modules.json lists) are dropped;
+        every other entry (metrics.jsonl, eval/, plots, the user's own files) is carried over.
+
+        Raises:
+            ValueError: for an empty path, or a folder that holds the current working directory.
+            NotADirectoryError: when `path` exists and is not a folder.
+        """
+        replace_folder(path, self._write, model_entries)
+
+    def _write(self, folder: Path) -> None:
+        """Writes the model's files into the empty folder `folder`."""
         write_model_config(
             folder,
             ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
@@ -514,7 +529,7 @@ class SentenceTransformer:
         for index, (name, module) in enumerate(self.pipeline, start=1):
             kind = type(module).__name__
             module_folder = folder / f"{index}_{kind}"
-            module_folder.mkdir(exist_ok=True)
+            module_folder.mkdir()
             module.save(module_folder, self._params["modules"].get(name))
             listing.append((ModuleEntry(str(index), module_folder.name, kind), module.type_ref))
         write_modules_json(folder, listing)

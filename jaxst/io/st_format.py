@@ -15,6 +15,7 @@ is not JSON, or holds the wrong kind of value, is an error naming the file; `che
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +27,32 @@ import jaxst
 
 MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+# The files at a model folder's root that belong to the model (fnmatch patterns): the sentence-transformers
+# and transformers configs, the tokenizer files, and the weights with their shards and indexes.
+MODEL_ROOT_FILES = (
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_*_config.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model*.bin.index.json",
+    "tf_model*.h5",
+    "flax_model*.msgpack",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +179,34 @@ def read_modules_json(folder: str | Path) -> list[ModuleEntry] | None:
         positions_by_folder[module_folder] = position
         entries.append(ModuleEntry(name=str(name), path=str(relative), kind=kind))
     return entries
+
+
+def model_entries(folder: str | Path) -> set[str]:
+    """The names of the entries of `folder` that belong to the model saved there (none for no folder).
+
+    They are the root files matching MODEL_ROOT_FILES and the top folder of every module path that the
+    folder's `modules.json` lists (e.g. `1_Pooling`, `2_Dense`). Everything else (training logs, plots,
+    evaluation results, a README, the user's own files) is not the model's. A `modules.json` that cannot
+    be read lists nothing; a listed path that leaves the folder is ignored.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return set()
+    names = {
+        entry.name
+        for entry in folder.iterdir()
+        if entry.is_file() and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in MODEL_ROOT_FILES)
+    }
+    try:
+        listing = read_json(folder / "modules.json")
+    except (OSError, ValueError):
+        listing = []
+    for item in listing if isinstance(listing, list) else []:
+        module_path = item.get("path") if isinstance(item, dict) else None
+        parts = PurePosixPath(module_path.replace("\\", "/")).parts if isinstance(module_path, str) else ()
+        if parts and parts[0] not in ("/", "..") and (folder / parts[0]).is_dir():
+            names.add(parts[0])
+    return names
 
 
 def write_modules_json(folder: str | Path, entries: list[tuple[ModuleEntry, str]]) -> None:
