@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxst.cli.errors import CliError, existing_file, load_model
+from jaxst.cli.errors import CliError, load_model
+from jaxst.cli.files import output_path, read_text, text_lines, write_bytes
+from jaxst.cli.options import NON_NEGATIVE
 
 SAMPLE_TEXTS = (
     "A man is playing a guitar.",
@@ -34,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference", help="folder PyTorch loads (default: MODEL), e.g. the original of a converted model"
     )
-    parser.add_argument("--texts", help="UTF-8 text file, one text per line (default: a built-in sample)")
-    parser.add_argument("--atol", type=float, default=1e-5, help="largest absolute difference allowed (1e-5)")
+    parser.add_argument(
+        "--texts", help="UTF-8 text file, one text per line, empty lines skipped (default: a built-in sample)"
+    )
+    parser.add_argument(
+        "--atol", type=NON_NEGATIVE, default=1e-5, help="largest absolute difference allowed (1e-5)"
+    )
     parser.add_argument("--losses", action="store_true", help="also compare every loss: value and gradient")
     parser.add_argument("--json", dest="json_path", help="also write the table to this JSON file")
 
@@ -133,11 +139,10 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     jax.config.update("jax_default_matmul_precision", "highest")
+    json_path = output_path(args.json_path, "--json") if args.json_path else None
     texts = SAMPLE_TEXTS
     if args.texts:
-        texts = [
-            t for t in existing_file(args.texts, "texts file").read_text(encoding="utf-8").splitlines() if t
-        ]
+        texts = [t for t in text_lines(read_text(args.texts, "texts file")) if t]
         if not texts:
             raise CliError(f"texts file {args.texts} holds no text")
     model = load_model(args.model)
@@ -152,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
         embeddings = model.encode(list(texts) * (2 if len(texts) % 2 else 1))
         rows += compare_losses(embeddings)
     print_table(rows, args.atol)
-    if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump({"atol": args.atol, "rows": rows}, f, indent=2)
+    if json_path:
+        write_bytes(json_path, json.dumps({"atol": args.atol, "rows": rows}, indent=2).encode())
     return 0 if all(within(r, args.atol) for r in rows) else 1

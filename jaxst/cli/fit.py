@@ -2,9 +2,13 @@
 
 Options come from flags or from a JSON / YAML --config whose keys are the flag names with
 underscores (model, train, loss, loss_args, epochs, batch_size, lr, warmup_ratio, warmup_steps, seed,
-max_seq_length, eval, evaluator, evaluation_steps, output); flags given on the command line win.
-Training data: .tsv / .csv / .jsonl with a header, or a saved Hugging Face dataset folder; a column
-named label or score holds the labels, the other columns are the texts, in order.
+max_seq_length, eval, evaluator, evaluation_steps, output, text_columns, label_column, train_split,
+eval_split); flags given on the command line win. A config value must have the flag's type: a batch
+size of "3" or 3.0 is an error.
+Training and evaluation data: .tsv / .csv / .jsonl with a header (optionally .gz), or a saved Hugging
+Face dataset folder; a column named label or score holds the labels, the other columns are the texts,
+in order, unless --text-columns and --label-column name them (for --train and --eval alike);
+--train-split and --eval-split keep the rows of one split of a file with a `split` column.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jaxst.cli.data_files import read_examples
-from jaxst.cli.errors import CliError, existing_file, load_model
+from jaxst.cli.data_files import Columns, add_column_arguments, read_examples
+from jaxst.cli.errors import CliError, load_model, set_max_seq_length
 from jaxst.cli.evaluators import FILE_KINDS, file_evaluator
+from jaxst.cli.files import output_folder, read_text
+from jaxst.cli.options import COUNT, FRACTION, NON_NEGATIVE_COUNT, POSITIVE, Number, json_object
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
@@ -35,6 +41,20 @@ DEFAULTS: dict[str, Any] = {
     "evaluator": "sts",
     "evaluation_steps": 0,
     "output": None,
+    "text_columns": None,
+    "label_column": None,
+    "train_split": None,
+    "eval_split": None,
+}
+NUMBER_OPTIONS: dict[str, Number] = {
+    "epochs": COUNT,
+    "batch_size": COUNT,
+    "lr": POSITIVE,
+    "warmup_ratio": FRACTION,
+    "warmup_steps": NON_NEGATIVE_COUNT,
+    "seed": NON_NEGATIVE_COUNT,
+    "max_seq_length": COUNT,
+    "evaluation_steps": NON_NEGATIVE_COUNT,
 }
 PLOT_FILE = "training.png"
 
@@ -42,26 +62,47 @@ PLOT_FILE = "training.png"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="JSON or YAML file of options (keys: the flag names, underscores)")
     parser.add_argument("--model", help="model folder to start from")
-    parser.add_argument("--train", help="training data: .tsv/.csv/.jsonl file or saved dataset folder")
+    parser.add_argument(
+        "--train", help="training data: .tsv/.csv/.jsonl (or .gz) file or saved dataset folder"
+    )
     parser.add_argument("--loss", help="loss class name, e.g. CosineSimilarityLoss (default MNRL)")
     parser.add_argument(
-        "--loss-args", type=json.loads, help="loss keyword arguments as JSON, e.g. '{\"scale\": 20}'"
+        "--loss-args", type=json_object, help="loss keyword arguments as JSON, e.g. '{\"scale\": 20}'"
     )
-    parser.add_argument("--epochs", type=int, help="training epochs (default 1)")
-    parser.add_argument("--batch-size", type=int, help="examples per batch (default 16)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 2e-5)")
-    parser.add_argument("--warmup-ratio", type=float, help="warmup as a fraction of all steps (default 0.1)")
-    parser.add_argument("--warmup-steps", type=int, help="warmup steps (overrides --warmup-ratio)")
-    parser.add_argument("--seed", type=int, help="shuffling and dropout seed (default 42)")
-    parser.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens")
+    parser.add_argument("--epochs", type=NUMBER_OPTIONS["epochs"], help="training epochs (default 1)")
+    parser.add_argument(
+        "--batch-size", type=NUMBER_OPTIONS["batch_size"], help="examples per batch (default 16)"
+    )
+    parser.add_argument("--lr", type=NUMBER_OPTIONS["lr"], help="peak learning rate, > 0 (default 2e-5)")
+    parser.add_argument(
+        "--warmup-ratio",
+        type=NUMBER_OPTIONS["warmup_ratio"],
+        help="warmup as a fraction of all steps (default 0.1)",
+    )
+    parser.add_argument(
+        "--warmup-steps", type=NUMBER_OPTIONS["warmup_steps"], help="warmup steps (overrides --warmup-ratio)"
+    )
+    parser.add_argument("--seed", type=NUMBER_OPTIONS["seed"], help="shuffling and dropout seed (default 42)")
+    parser.add_argument(
+        "--max-seq-length", type=NUMBER_OPTIONS["max_seq_length"], help="truncate texts to this many tokens"
+    )
     parser.add_argument("--eval", help="evaluation data file, evaluated after each epoch")
     parser.add_argument("--evaluator", choices=FILE_KINDS, help="kind of --eval data (default sts)")
-    parser.add_argument("--evaluation-steps", type=int, help="also evaluate every N steps (default 0: off)")
+    parser.add_argument(
+        "--evaluation-steps",
+        type=NUMBER_OPTIONS["evaluation_steps"],
+        help="also evaluate every N steps (default 0: off)",
+    )
     parser.add_argument("--output", help="output folder: model, metrics.jsonl, training.png")
+    add_column_arguments(parser, "--train and --eval")
+    parser.add_argument("--train-split", help="train only on the rows whose 'split' column holds this value")
+    parser.add_argument(
+        "--eval-split", help="evaluate only on the rows whose 'split' column holds this value"
+    )
 
 
 def read_config(path: str) -> dict[str, Any]:
-    text = existing_file(path, "config file").read_text(encoding="utf-8")
+    text = read_text(path, "config file")
     if path.endswith((".yaml", ".yml")):
         import yaml
 
@@ -79,7 +120,25 @@ def read_config(path: str) -> dict[str, Any]:
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
         raise CliError(f"{path}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    for key, value in config.items():
+        problem = None if value is None and DEFAULTS[key] is None else config_problem(key, value)
+        if problem:
+            raise CliError(f"{path}: {key} {problem}")
     return config
+
+
+def config_problem(key: str, value: Any) -> str | None:
+    """None when a config value has the type (and range) its flag takes, else what is wrong."""
+    if key in NUMBER_OPTIONS:
+        return NUMBER_OPTIONS[key].problem(value)
+    if key == "loss_args":
+        return None if isinstance(value, dict) else f"must be a mapping of keyword arguments, got {value!r}"
+    if key == "text_columns":
+        names = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        return None if names else f"must be a list of column names, got {value!r}"
+    if key == "evaluator" and value not in FILE_KINDS:
+        return f"must be one of {', '.join(FILE_KINDS)}, got {value!r}"
+    return None if isinstance(value, str) else f"must be a string, got {value!r}"
 
 
 def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,12 +198,19 @@ def run(args: argparse.Namespace) -> int:
     from jaxst import DataLoader
 
     options = resolve_options(args)
+    output = output_folder(options["output"], "--output")
     make_loss = loss_class(options["loss"])
-    examples = read_examples(options["train"])
-    evaluator = file_evaluator(options["evaluator"], options["eval"]) if options["eval"] else None
+    texts = tuple(options["text_columns"]) if options["text_columns"] else None
+    examples = read_examples(
+        options["train"], Columns(texts, options["label_column"], options["train_split"])
+    )
+    evaluator = None
+    if options["eval"]:
+        columns = Columns(texts, options["label_column"], options["eval_split"])
+        evaluator = file_evaluator(options["evaluator"], options["eval"], columns)
     model = load_model(options["model"])
-    if options["max_seq_length"]:
-        model.max_seq_length = options["max_seq_length"]
+    if options["max_seq_length"] is not None:
+        set_max_seq_length(model, options["max_seq_length"])
     try:
         loss = make_loss(model, **options["loss_args"])
     except (TypeError, ValueError) as error:
@@ -156,7 +222,6 @@ def run(args: argparse.Namespace) -> int:
         if options["warmup_steps"] is not None
         else int(steps * options["warmup_ratio"])
     )
-    output = Path(options["output"])
     try:
         result = model.fit(
             train_objectives=[(loader, loss)],
