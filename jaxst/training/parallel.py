@@ -36,6 +36,15 @@ def example_axis(name: str) -> int:
     return 0 if name == "labels" or name.startswith("packed_") else 1
 
 
+def first_device_slice(stacked: jax.Array) -> np.ndarray:
+    """Device 0's slice of a pmap array [num_devices, ...], copied from its shard.
+
+    Indexing (`stacked[0]`) would instead compile and run a program over every device, with a
+    collective, per leaf: slow, and on a busy CPU with many fake devices it can stall.
+    """
+    return np.asarray(stacked.addressable_data(0))[0]
+
+
 def check_divisible(global_batch_size: int, num_devices: int) -> None:
     """Data parallelism splits a batch evenly: anything else is an error (jaxst does not pad batches)."""
     if global_batch_size % num_devices:
@@ -66,7 +75,7 @@ class PmapParallel:
 
     def get_state(self, state: Any) -> Any:
         """One host copy of the replicated state (numpy leaves)."""
-        return jax.device_get(jax.tree.map(lambda x: x[0], state))
+        return jax.tree.map(first_device_slice, state)
 
     def put_batch(self, batch: Batch) -> Batch:
         out = {}
@@ -83,7 +92,7 @@ class PmapParallel:
         return jax.pmap(step, axis_name=AXIS_NAME, devices=self.devices, donate_argnums=0)
 
     def get_metrics(self, metrics: dict[str, jax.Array]) -> dict[str, float]:
-        return {k: float(v[0]) for k, v in metrics.items()}
+        return {k: float(first_device_slice(v)) for k, v in metrics.items()}
 
 
 class MeshParallel:

@@ -1,5 +1,6 @@
 """Data parallelism: 8 fake CPU devices train exactly what one device trains on the same global batch."""
 
+import logging
 import os
 
 import jax
@@ -118,6 +119,21 @@ def test_shard_map_equals_pmap(batches, single_device_run, optimizer, loss):
     state_1, losses_1 = single_device_run
     np.testing.assert_allclose(losses_mesh, losses_1, rtol=1e-5)
     assert_same_params(state_mesh, state_1)
+
+
+def test_reading_the_state_and_metrics_back_runs_no_device_program(caplog):
+    """pmap's state and metrics are read from device 0's shard, not by indexing (which compiles and runs a
+    program over all devices per leaf)."""
+    parallel = PmapParallel()
+    state = {"a": np.arange(7 * 13, dtype=np.float32).reshape(7, 13), "b": np.int32(5)}
+    stacked = parallel.put_state(state)
+    metrics = {"loss": parallel.put_state(np.float32(0.25))}
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        host_state = parallel.get_state(stacked)
+        host_metrics = parallel.get_metrics(metrics)
+    assert not [r.message for r in caplog.records if "ompil" in r.message]
+    np.testing.assert_array_equal(host_state["a"], state["a"])
+    assert host_state["b"] == 5 and host_metrics == {"loss": 0.25}
 
 
 def test_batch_not_divisible_by_device_count_is_an_error(batches):
