@@ -402,7 +402,7 @@ class TrainingRun:
                         self.evaluate(self.parallel.get_state(device_state), self.epoch, step)
                 self.round += 1
                 if self.checkpointer and save_steps > 0 and step // save_steps > saved_before:
-                    self.record_pending(bar)  # a non-finite loss stops before its state is saved
+                    self.record_pending(bar)  # a non-finite loss or state stops before it is saved
                     self.checkpointer.save(
                         step, self.parallel.get_state(device_state), metadata=self.position()
                     )
