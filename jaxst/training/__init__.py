@@ -1,6 +1,6 @@
 """Training: data loading, optimizer and schedules, checkpoints (the train step and fit come with them)."""
 
-from jaxst.training.checkpoint import Checkpointer
+from jaxst.training.checkpoint import Checkpointer, CorruptCheckpointError
 from jaxst.training.data import (
     Batch,
     DataLoader,
@@ -16,6 +16,7 @@ __all__ = [
     "SCHEDULERS",
     "Batch",
     "Checkpointer",
+    "CorruptCheckpointError",
     "DataLoader",
     "InputExample",
     "NoDuplicatesDataLoader",
