@@ -1,14 +1,57 @@
-"""Test-wide JAX settings: 8 fake CPU devices for the data-parallel tests, highest matmul precision.
+"""Test-wide JAX settings: fake CPU devices, highest matmul precision, compiled programs freed per module.
 
-Both must be set before JAX initialises its backends, hence here, before any test module imports jax.
+Devices: the tests marked `multi_device` need 8 devices (data-parallel steps, pmap, negatives gathered
+across devices); the others run on as many devices as the process has. `JAXST_TEST_DEVICES` sets the
+count of fake CPU devices (default 8, so that a plain `pytest` runs every test). scripts/test.sh runs the
+unmarked tests on one device, where fit on the real model needs a fraction of the memory and time (each
+device holds its own copy of the parameters and optimizer state), and the marked ones in a second process
+with 8. Device count and matmul precision must be set before JAX initialises its backends, hence here.
 """
 
+import gc
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+import pytest
+
+MULTI_DEVICE_COUNT = 8
+# XLA aborts the process when a replica waits at a collective longer than a time limit; on a loaded
+# 2-core machine 8 fake devices take turns on the cores, and one that waits for the others can exceed it.
+COLLECTIVE_TIMEOUT_SECONDS = 3600
+os.environ.setdefault(
+    "XLA_FLAGS",
+    f"--xla_force_host_platform_device_count={os.environ.get('JAXST_TEST_DEVICES', MULTI_DEVICE_COUNT)} "
+    f"--xla_cpu_collective_call_terminate_timeout_seconds={COLLECTIVE_TIMEOUT_SECONDS}",
+)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import jax  # noqa: E402
 
+from jaxst.host_memory import release_free_memory  # noqa: E402
+
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected items
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Selecting a multi_device test in a process with fewer devices is a usage error, not a failure."""
+    needing = [item.nodeid for item in items if item.get_closest_marker("multi_device")]
+    if needing and jax.local_device_count() < MULTI_DEVICE_COUNT:
+        raise pytest.UsageError(
+            f"{len(needing)} selected tests need {MULTI_DEVICE_COUNT} devices (e.g. {needing[0]}) and this "
+            f"process has {jax.local_device_count()}: run them with JAXST_TEST_DEVICES={MULTI_DEVICE_COUNT} "
+            "or deselect them with -m 'not multi_device'."
+        )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def free_compiled_programs():
+    """After each test module: drop JAX's compiled programs and hand the freed memory back to the system.
+
+    Programs compiled for one module's models and shapes are rarely met again, yet each keeps its code
+    and buffers resident; over the whole suite they add up to gigabytes.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
+    release_free_memory()

@@ -184,6 +184,7 @@ def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer
     assert drawn == {0, 1}
 
 
+@pytest.mark.multi_device
 def test_under_pmap_every_device_draws_the_same_layers(models):
     """The layer key is the step's, not the device's: on 8 devices with negatives gathered, two SGD steps
     with one sampled layer each give the parameters of one device on the global batch of 16."""

@@ -124,6 +124,7 @@ def test_the_guide_drops_candidates():
 DEVICES, PER_DEVICE = 8, 2
 
 
+@pytest.mark.multi_device
 def test_pmap_with_gathering_matches_sentence_transformers_per_rank(monkeypatch):
     """Each device's value equals ST's on that rank (all_gather_with_grad, get_rank patched to a simulated
     8-rank world); each device's gradient equals its slice of the gradient of the sum over ranks, which is

@@ -91,6 +91,7 @@ def per_device(array: jax.Array) -> jax.Array:
     return array.reshape(DEVICES, PER_DEVICE, *array.shape[1:])
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize("gather", [True, False])
 @pytest.mark.parametrize("config", PMAP_CONFIGS)
 def test_pmap_with_and_without_gathering(config, gather):
@@ -123,6 +124,7 @@ def test_pmap_with_and_without_gathering(config, gather):
         assert relative_error(grad.reshape(expected.shape), DEVICES * expected) <= PARITY_RTOL
 
 
+@pytest.mark.multi_device
 def test_pmap_data_parallel_step_with_gathering_equals_one_device_on_the_global_batch():
     """Embeddings from a shared linear encoder: the pmean of per-device parameter gradients equals the
     gradient of one device's loss on the concatenated batch."""

@@ -132,6 +132,7 @@ def test_grad_flows_to_every_parameter(bert):
             assert np.any(grad[...] != 0), path
 
 
+@pytest.mark.multi_device
 def test_pmap_gives_the_single_device_result(bert):
     encoder, batch = bert
     devices = jax.local_device_count()

@@ -30,11 +30,10 @@ def parameter_devices(model):
     return {device for leaf in jax.tree.leaves(model.params) for device in leaf.devices()}
 
 
-@pytest.mark.parametrize(
-    "device", [jax.devices("cpu")[3], "cpu:3", "CPU:3"], ids=["jax.Device", "name", "upper"]
-)
+@pytest.mark.parametrize("device", ["jax.Device", "cpu:3", "CPU:3"])
 def test_the_model_runs_on_the_chosen_device(folder, expected, device, monkeypatch):
-    fourth = jax.devices("cpu")[3]
+    fourth = jax.devices("cpu")[3]  # looked up here, not at collection, where fewer devices may exist
+    device = fourth if device == "jax.Device" else device
     model = SentenceTransformer(folder, device=device)
     assert model.device == fourth
     assert parameter_devices(model) == {fourth}

@@ -135,6 +135,7 @@ def test_tokenize_and_forward_agree_with_encode(models):
     assert float(value_and_grad(ours.params, jax.random.key(1))[0]) != float(value)
 
 
+@pytest.mark.multi_device
 def test_forward_under_pmap(models):
     ours, _ = models
     devices = jax.local_device_count()

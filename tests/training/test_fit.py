@@ -339,6 +339,7 @@ def test_bad_objectives_are_named(tiny_folder, pairs, make_objective, error, mes
         fit(model, [make_objective(model, pairs)], show_progress_bar=False)
 
 
+@pytest.mark.multi_device
 def test_batch_sizes_the_devices_do_not_divide_use_fewer_devices_or_fail_under_shard_map():
     """fit never pads: pmap takes the most devices dividing every batch size; shard_map raises."""
     assert make_parallel("pmap", [12]).num_devices == 6

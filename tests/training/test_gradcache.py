@@ -165,6 +165,7 @@ def keep_gradient() -> optax.GradientTransformation:
     )
 
 
+@pytest.mark.multi_device
 def test_pmap_with_gathering_gives_the_gradient_of_plain_mnrl_on_the_global_batch(model, mnrl_reference):
     """8 devices x 1 triplet (3 rows, chunks of 2: one padded), negatives gathered across devices: the
     step's averaged gradient and loss are plain MNRL's on the global batch of 8 on one device."""

@@ -102,6 +102,7 @@ def assert_same_params(a, b, atol=1e-5):
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
+@pytest.mark.multi_device
 def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, optimizer, loss):
     assert jax.local_device_count() == 8
     state_1, losses_1 = single_device_run
@@ -114,6 +115,7 @@ def test_pmap_on_eight_devices_equals_one_device(batches, single_device_run, opt
     assert not np.allclose(state_1.params["model"]["dense"], untouched.params["model"]["dense"])
 
 
+@pytest.mark.multi_device
 def test_shard_map_equals_pmap(batches, single_device_run, optimizer, loss):
     state_mesh, losses_mesh = train(MeshParallel(), batches, optimizer=optimizer, loss=loss)
     state_1, losses_1 = single_device_run
@@ -121,6 +123,7 @@ def test_shard_map_equals_pmap(batches, single_device_run, optimizer, loss):
     assert_same_params(state_mesh, state_1)
 
 
+@pytest.mark.multi_device
 def test_reading_the_state_and_metrics_back_runs_no_device_program(caplog):
     """pmap's state and metrics are read from device 0's shard, not by indexing (which compiles and runs a
     program over all devices per leaf)."""
@@ -136,6 +139,7 @@ def test_reading_the_state_and_metrics_back_runs_no_device_program(caplog):
     assert host_state["b"] == 5 and host_metrics == {"loss": 0.25}
 
 
+@pytest.mark.multi_device
 def test_batch_not_divisible_by_device_count_is_an_error(batches):
     odd = {k: (v[:, :12] if k != "labels" else v[:12]) for k, v in batches[0].items()}
     with pytest.raises(ValueError, match="batch size 12 is not divisible by the number of devices \\(8\\)"):

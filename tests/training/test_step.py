@@ -57,6 +57,7 @@ def one_step(parallel, nan_in):
     return parallel.get_state(state), parallel.get_metrics(metrics)
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize("parallel", [PmapParallel, MeshParallel])
 @pytest.mark.parametrize("nan_in", [None, "loss_params", "model"])
 def test_the_step_reports_whether_the_new_parameters_are_finite(parallel, nan_in):
