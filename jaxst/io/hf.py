@@ -1,15 +1,16 @@
-"""Hugging Face checkpoints <-> encoder parameters: strict key tables, safetensors reading and writing.
+"""Hugging Face checkpoints <-> encoder parameters: reading and writing the files, strict key mapping.
 
-Every checkpoint key is mapped through an explicit table per architecture:
-- a parameter key (optionally with the architecture prefix, e.g. "bert.") -> a parameter path of the
-  jaxst encoder; torch `Linear.weight` [out, in] is transposed to the kernel [in, out];
-- a key in the architecture's UNUSED_KEYS list (pooler, pre-training heads, position-id buffers) is kept
-  aside unchanged, to be written back on save;
-- anything else is an error naming the key, as is a missing or wrong-shaped parameter.
+A checkpoint is mapped through the `KeyMapping` its encoder family gives (see `jaxst.models`):
+- a parameter key of the table (optionally with the family prefix, e.g. "bert.") -> a parameter path of
+  the jaxst encoder; a torch `Linear.weight` [out, in] is transposed to the kernel [in, out];
+- a key in the mapping's unused keys (pooler, pre-training heads, position-id buffers) is kept aside
+  unchanged in `CheckpointExtras`, to be written back on save;
+- anything else is an error naming the key, as is a missing, duplicated or wrong-shaped parameter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,121 +27,38 @@ SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
 
-PREFIXES = {
-    "bert": "bert.",
-    "roberta": "roberta.",
-    "xlm-roberta": "roberta.",
-    "distilbert": "distilbert.",
-    "mpnet": "mpnet.",
-}
-
-_POOLER = ("pooler.dense.weight", "pooler.dense.bias")
-_LM_HEAD = (
-    "lm_head.bias",
-    "lm_head.dense.weight",
-    "lm_head.dense.bias",
-    "lm_head.layer_norm.weight",
-    "lm_head.layer_norm.bias",
-    "lm_head.decoder.weight",
-    "lm_head.decoder.bias",
-)
-# Tensors a checkpoint may hold that the encoder does not use; they load aside and are saved back.
-UNUSED_KEYS: dict[str, frozenset[str]] = {
-    "bert": frozenset(
-        (
-            *_POOLER,
-            "embeddings.position_ids",
-            "cls.predictions.bias",
-            "cls.predictions.transform.dense.weight",
-            "cls.predictions.transform.dense.bias",
-            "cls.predictions.transform.LayerNorm.weight",
-            "cls.predictions.transform.LayerNorm.bias",
-            "cls.predictions.decoder.weight",
-            "cls.predictions.decoder.bias",
-            "cls.seq_relationship.weight",
-            "cls.seq_relationship.bias",
-        )
-    ),
-    "roberta": frozenset((*_POOLER, "embeddings.position_ids", *_LM_HEAD)),
-    "xlm-roberta": frozenset((*_POOLER, "embeddings.position_ids", *_LM_HEAD)),
-    "distilbert": frozenset(
-        (
-            "embeddings.position_ids",
-            "vocab_transform.weight",
-            "vocab_transform.bias",
-            "vocab_layer_norm.weight",
-            "vocab_layer_norm.bias",
-            "vocab_projector.weight",
-            "vocab_projector.bias",
-        )
-    ),
-    "mpnet": frozenset((*_POOLER, "embeddings.position_ids", *_LM_HEAD)),
-}
-
-# Checkpoint names of the TransformerLayer submodules, per architecture family.
-_BERT_LAYER = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attention_output": "attention.output.dense",
-    "attention_norm": "attention.output.LayerNorm",
-    "intermediate": "intermediate.dense",
-    "output": "output.dense",
-    "output_norm": "output.LayerNorm",
-}
-_DISTILBERT_LAYER = {
-    "query": "attention.q_lin",
-    "key": "attention.k_lin",
-    "value": "attention.v_lin",
-    "attention_output": "attention.out_lin",
-    "attention_norm": "sa_layer_norm",
-    "intermediate": "ffn.lin1",
-    "output": "ffn.lin2",
-    "output_norm": "output_layer_norm",
-}
-_MPNET_LAYER = {
-    "query": "attention.attn.q",
-    "key": "attention.attn.k",
-    "value": "attention.attn.v",
-    "attention_output": "attention.attn.o",
-    "attention_norm": "attention.LayerNorm",
-    "intermediate": "intermediate.dense",
-    "output": "output.dense",
-    "output_norm": "output.LayerNorm",
-}
-_NORMS = ("attention_norm", "output_norm")
-
 
 class WeightLoadingError(ValueError):
     """A checkpoint cannot be read or does not match the encoder (the key or file is named)."""
 
 
-def key_table(model_type: str, num_layers: int) -> KeyTable:
-    """The complete checkpoint-key -> parameter-path table of one architecture with `num_layers` layers."""
-    table: KeyTable = {
-        "embeddings.word_embeddings.weight": (("embeddings", "word", "embedding"), False),
-        "embeddings.position_embeddings.weight": (("embeddings", "position", "embedding"), False),
-        "embeddings.LayerNorm.weight": (("embeddings", "norm", "scale"), False),
-        "embeddings.LayerNorm.bias": (("embeddings", "norm", "bias"), False),
-    }
-    if model_type in ("bert", "roberta", "xlm-roberta"):
-        table["embeddings.token_type_embeddings.weight"] = (("embeddings", "token_type", "embedding"), False)
-    if model_type == "mpnet":
-        table["encoder.relative_attention_bias.weight"] = (("relative_attention_bias", "embedding"), False)
-    layer_names, layer_root = {
-        "distilbert": (_DISTILBERT_LAYER, "transformer.layer"),
-        "mpnet": (_MPNET_LAYER, "encoder.layer"),
-    }.get(model_type, (_BERT_LAYER, "encoder.layer"))
-    for index in range(num_layers):
-        for ours, theirs in layer_names.items():
-            path = ("layers", index, ours)
-            name = f"{layer_root}.{index}.{theirs}"
-            if ours in _NORMS:
-                table[f"{name}.weight"] = ((*path, "scale"), False)
-            else:
-                table[f"{name}.weight"] = ((*path, "kernel"), True)
-            table[f"{name}.bias"] = ((*path, "bias"), False)
-    return table
+@dataclasses.dataclass(frozen=True)
+class KeyMapping:
+    """How one encoder family's checkpoint keys map onto an encoder's parameters.
+
+    model_type: named in error messages.
+    table: every parameter's checkpoint key (without prefix) -> (parameter path, transposed).
+    prefix: the key prefix of a checkpoint saved with heads, e.g. "bert." (keys may carry it or not).
+    unused_keys: keys (without prefix) the checkpoint may hold that the encoder does not use.
+    """
+
+    model_type: str
+    table: Mapping[str, tuple[ParamPath, bool]]
+    prefix: str
+    unused_keys: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckpointExtras:
+    """What a loaded checkpoint held besides the encoder's parameters, kept to be written back on save.
+
+    key_prefix: "" or the family prefix ("bert.") the parameter keys carried in the file.
+    unused_tensors: the tensors named in the family's unused keys (pooler, heads, position-id buffers),
+    by their names in the file.
+    """
+
+    key_prefix: str = ""
+    unused_tensors: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def read_checkpoint(folder: Path) -> dict[str, np.ndarray]:
@@ -208,31 +126,27 @@ def _read_pytorch_bin(file: Path) -> dict[str, np.ndarray]:
 
 def checkpoint_to_params(
     tensors: Mapping[str, np.ndarray],
-    model_type: str,
+    mapping: KeyMapping,
     param_shapes: Mapping[ParamPath, tuple[int, ...]],
-    num_layers: int,
     source: str,
-) -> tuple[dict[ParamPath, np.ndarray], dict[str, np.ndarray], str]:
+) -> tuple[dict[ParamPath, np.ndarray], CheckpointExtras]:
     """Map checkpoint tensors onto the encoder's parameters, strictly.
 
     Args:
         tensors: checkpoint key -> array, as read from the files.
-        model_type: the config's model_type.
+        mapping: the encoder family's key mapping.
         param_shapes: the encoder's parameter paths and shapes (they must equal the table's paths).
-        num_layers: the config's number of layers.
         source: the folder, named in error messages.
 
     Returns:
-        (float32 parameters by path, unused tensors by their checkpoint key, the key prefix used: "" or
-        e.g. "bert.").
+        (float32 parameters by path, the extras: the key prefix used and the unused tensors).
 
     Raises:
         WeightLoadingError: naming the unexpected, missing, duplicated or wrong-shaped keys.
     """
-    table = key_table(model_type, num_layers)
+    table, prefix, model_type = mapping.table, mapping.prefix, mapping.model_type
     if set(param_shapes) != {path for path, _ in table.values()}:
         raise AssertionError(f"internal: the {model_type} key table does not cover the encoder's parameters")
-    prefix = PREFIXES[model_type]
     found: dict[str, str] = {}  # table key -> checkpoint key
     unused: dict[str, np.ndarray] = {}
     unexpected = []
@@ -242,7 +156,7 @@ def checkpoint_to_params(
             if short in found:
                 raise WeightLoadingError(f"{source}: {found[short]!r} and {key!r} are the same tensor twice")
             found[short] = key
-        elif short in UNUSED_KEYS[model_type]:
+        elif short in mapping.unused_keys:
             unused[key] = value
         else:
             unexpected.append(key)
@@ -268,22 +182,18 @@ def checkpoint_to_params(
             raise WeightLoadingError(f"{source}: tensor {key!r} has dtype {value.dtype}, expected floats")
         value = np.asarray(value, dtype=np.float32)
         params[path] = value.T if transposed else value
-    return params, unused, prefix if prefixed == {True} else ""
+    return params, CheckpointExtras(key_prefix=prefix if prefixed == {True} else "", unused_tensors=unused)
 
 
 def params_to_checkpoint(
-    params: Mapping[ParamPath, np.ndarray],
-    model_type: str,
-    num_layers: int,
-    unused: Mapping[str, np.ndarray],
-    prefix: str,
+    params: Mapping[ParamPath, np.ndarray], mapping: KeyMapping, extras: CheckpointExtras
 ) -> dict[str, np.ndarray]:
     """The inverse of `checkpoint_to_params`: checkpoint key -> contiguous array, unused tensors included."""
     tensors = {}
-    for short, (path, transposed) in key_table(model_type, num_layers).items():
+    for short, (path, transposed) in mapping.table.items():
         value = np.asarray(params[path], dtype=np.float32)
-        tensors[prefix + short] = np.ascontiguousarray(value.T if transposed else value)
-    tensors.update({key: np.ascontiguousarray(value) for key, value in unused.items()})
+        tensors[extras.key_prefix + short] = np.ascontiguousarray(value.T if transposed else value)
+    tensors.update({key: np.ascontiguousarray(value) for key, value in extras.unused_tensors.items()})
     return tensors
 
 
@@ -295,3 +205,11 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], file: Path) -> None:
 def _names(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(repr(key) for key in keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def key_table(model_type: str, num_layers: int) -> KeyTable:
+    """The checkpoint key table of `model_type` with `num_layers` layers; it lives with the family now
+    (`jaxst.models.registry.key_table`), and this name goes once no caller imports it from here."""
+    from jaxst.models.registry import key_table as family_key_table
+
+    return family_key_table(model_type, num_layers)

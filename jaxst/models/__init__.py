@@ -4,7 +4,8 @@ RoBERTa, XLM-RoBERTa and MPNet."""
 from jaxst.io.hf import WeightLoadingError
 from jaxst.models.config import UnsupportedConfigError
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.loading import SUPPORTED_MODEL_TYPES, load_encoder, save_encoder
+from jaxst.models.loading import load_encoder, save_encoder
+from jaxst.models.registry import SUPPORTED_MODEL_TYPES
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax.numpy as jnp
-from flax import nnx
+from transformers import PreTrainedConfig
 
 from jaxst.models.config import (
     require_activation,
@@ -13,14 +10,14 @@ from jaxst.models.config import (
     require_heads_divide_width,
     require_probabilities,
 )
-from jaxst.models.encoder import TextEmbeddings, TransformerEncoder
-from jaxst.models.layers import TransformerLayer
+from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.spec import EncoderSpec
 
 # DistilBERT's layer norms use a fixed epsilon; its config has no layer_norm_eps.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
 
 
-def validate_distilbert_config(config: Any) -> None:
+def validate_distilbert_config(config: PreTrainedConfig) -> None:
     """Refuse DistilBERT config options the encoder does not implement.
 
     `sinusoidal_pos_embds` only changes how the position table is initialised; the table itself is in
@@ -36,36 +33,49 @@ class DistilBertEncoder(TransformerEncoder):
     """DistilBERT: word + absolute position embeddings, no token types, no dropout on the attention output."""
 
     uses_token_type_ids = False
-    validate_config = staticmethod(validate_distilbert_config)
+    checkpoint_prefix = "distilbert."
+    unused_keys = frozenset(
+        (
+            "embeddings.position_ids",
+            "vocab_transform.weight",
+            "vocab_transform.bias",
+            "vocab_layer_norm.weight",
+            "vocab_layer_norm.bias",
+            "vocab_projector.weight",
+            "vocab_projector.bias",
+        )
+    )
+    layer_root = "transformer.layer"
+    layer_names = {
+        "query": "attention.q_lin",
+        "key": "attention.k_lin",
+        "value": "attention.v_lin",
+        "attention_output": "attention.out_lin",
+        "attention_norm": "sa_layer_norm",
+        "intermediate": "ffn.lin1",
+        "output": "ffn.lin2",
+        "output_norm": "output_layer_norm",
+    }
 
-    def __init__(self, config: Any, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(config, dtype)
-        self.embeddings = TextEmbeddings(
+    @classmethod
+    def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
+        validate_distilbert_config(config)
+        return EncoderSpec(
+            model_type=config.model_type,
             vocab_size=config.vocab_size,
             hidden_size=config.dim,
+            num_layers=config.n_layers,
+            num_heads=config.n_heads,
+            intermediate_size=config.hidden_dim,
+            activation=config.activation,
+            layer_norm_eps=DISTILBERT_LAYER_NORM_EPS,
             max_positions=config.max_position_embeddings,
             type_vocab_size=0,
-            padding_idx=None,
-            layer_norm_eps=DISTILBERT_LAYER_NORM_EPS,
+            position_padding_idx=None,
+            embedding_dropout=config.dropout,
+            attention_dropout=config.attention_dropout,
+            attention_output_dropout=0.0,
+            output_dropout=config.dropout,
             init_std=config.initializer_range,
-            rngs=rngs,
+            transformers_json=config.to_json_string(use_diff=False),
         )
-        self.layers = nnx.List(
-            [
-                TransformerLayer(
-                    hidden_size=config.dim,
-                    num_heads=config.n_heads,
-                    intermediate_size=config.hidden_dim,
-                    activation=config.activation,
-                    layer_norm_eps=DISTILBERT_LAYER_NORM_EPS,
-                    attention_dropout=config.attention_dropout,
-                    attention_output_dropout=0.0,
-                    output_dropout=config.dropout,
-                    dtype=self.dtype,
-                    init_std=config.initializer_range,
-                    rngs=rngs,
-                )
-                for _ in range(config.n_layers)
-            ]
-        )
-        self.embedding_dropout = config.dropout

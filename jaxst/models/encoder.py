@@ -1,47 +1,24 @@
-"""The encoder body shared by all architectures: embeddings, a stack of post-LN layers, hidden states.
+"""The encoder body shared by all families: embeddings, a stack of post-LN layers, hidden states.
 
-An architecture (bert.py, distilbert.py, roberta.py, mpnet.py) is a subclass that builds `embeddings`
-and `layers` from its transformers config and, for MPNet, adds an attention bias.
+A family (bert.py, distilbert.py, roberta.py, mpnet.py) is a subclass that reads its `EncoderSpec` from
+a transformers config, names its checkpoint keys, and may add modules (MPNet's attention bias).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+from transformers import PreTrainedConfig
 
-from jaxst.models.layers import Embedding, LayerNorm, draw_dropout_bits, dropout
+from jaxst.io.hf import KeyMapping, KeyTable, ParamPath
+from jaxst.models.layers import Embedding, LayerNorm, TransformerLayer, draw_dropout_bits, dropout
+from jaxst.models.spec import EncoderSpec
 
 COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class StaticConfig:
-    """Holds the transformers config as a static module attribute.
-
-    transformers configs are unhashable dataclasses; `nnx.split` puts static attributes in the graphdef,
-    which must be hashable (jit caches on it), so the config sits in this identity-hashed holder.
-    """
-
-    config: Any
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CheckpointExtras:
-    """What a loaded checkpoint held besides the encoder's parameters, kept to be written back on save.
-
-    key_prefix: "" or the architecture prefix ("bert.") the parameter keys carried in the file.
-    unused_tensors: tensors named in the architecture's explicit unused-key list (pooler, heads,
-    position-id buffers), by their names in the file.
-    """
-
-    key_prefix: str = ""
-    unused_tensors: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class TextEmbeddings(nnx.Module):
@@ -91,30 +68,118 @@ class TextEmbeddings(nnx.Module):
             summed = summed + self.token_type(types)
         return self.norm(summed + self.position(positions))
 
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath, *, with_token_types: bool) -> KeyTable:
+        """transformers' embedding keys below `name` (the same in every family) -> parameters below `path`."""
+        table = {
+            **Embedding.checkpoint_keys(f"{name}.word_embeddings", (*path, "word")),
+            **Embedding.checkpoint_keys(f"{name}.position_embeddings", (*path, "position")),
+            **LayerNorm.checkpoint_keys(f"{name}.LayerNorm", (*path, "norm")),
+        }
+        if with_token_types:
+            table.update(Embedding.checkpoint_keys(f"{name}.token_type_embeddings", (*path, "token_type")))
+        return table
+
 
 class TransformerEncoder(nnx.Module):
     """Base of the encoders: `encoder(input_ids, attention_mask)` -> last hidden state [B, T, H].
 
-    Subclasses set `embeddings` (TextEmbeddings), `layers` (nnx.List of TransformerLayer) and
-    `embedding_dropout`, and may override `attention_bias`.
+    Builds the body every family shares from an `EncoderSpec`: `embeddings` (TextEmbeddings) and
+    `layers` (spec.num_layers post-LN TransformerLayers). A family subclass reads its spec from a
+    transformers config (`spec_from_config`), names its checkpoint keys through the class attributes
+    below, and may add modules and override `attention_bias` and `key_table`.
+
+    Attributes:
+        spec: the EncoderSpec (static: part of the graphdef).
+        dtype: compute dtype, float32 or bfloat16 (static); parameters are float32.
     """
 
     uses_token_type_ids: ClassVar[bool]
+    # The family's checkpoint names: the key prefix of a model with heads ("bert."), the keys it may
+    # hold that the encoder does not use (pooler, heads, buffers), the root of the layer stack
+    # ("encoder.layer") and each TransformerLayer submodule's name within a layer.
+    checkpoint_prefix: ClassVar[str]
+    unused_keys: ClassVar[frozenset[str]]
+    layer_root: ClassVar[str]
+    layer_names: ClassVar[Mapping[str, str]]
 
-    def __init__(self, config: Any, dtype: Any):
+    def __init__(self, spec: EncoderSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         dtype = jnp.dtype(dtype)
         if dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute dtype must be float32 or bfloat16, got {dtype}")
-        self._static_config = StaticConfig(config)
-        self.checkpoint_extras = CheckpointExtras()
+        self.spec = spec
         self.dtype = dtype
-        self.hidden_size = int(config.hidden_size)
-        self.num_hidden_layers = int(config.num_hidden_layers)
+        self.embeddings = TextEmbeddings(
+            vocab_size=spec.vocab_size,
+            hidden_size=spec.hidden_size,
+            max_positions=spec.max_positions,
+            type_vocab_size=spec.type_vocab_size,
+            padding_idx=spec.position_padding_idx,
+            layer_norm_eps=spec.layer_norm_eps,
+            init_std=spec.init_std,
+            rngs=rngs,
+        )
+        self.layers = nnx.List(
+            [
+                TransformerLayer(
+                    hidden_size=spec.hidden_size,
+                    num_heads=spec.num_heads,
+                    intermediate_size=spec.intermediate_size,
+                    activation=spec.activation,
+                    layer_norm_eps=spec.layer_norm_eps,
+                    attention_dropout=spec.attention_dropout,
+                    attention_output_dropout=spec.attention_output_dropout,
+                    output_dropout=spec.output_dropout,
+                    dtype=dtype,
+                    init_std=spec.init_std,
+                    rngs=rngs,
+                )
+                for _ in range(spec.num_layers)
+            ]
+        )
+
+    @classmethod
+    def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
+        """The family's EncoderSpec of a transformers config.
+
+        Raises:
+            UnsupportedConfigError: naming a config option the family does not implement.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not say how to read a transformers config")
+
+    @classmethod
+    def key_table(cls, num_layers: int) -> KeyTable:
+        """The complete checkpoint key (without prefix) -> parameter path table, for `num_layers` layers."""
+        table = TextEmbeddings.checkpoint_keys(
+            "embeddings", ("embeddings",), with_token_types=cls.uses_token_type_ids
+        )
+        for index in range(num_layers):
+            table.update(
+                TransformerLayer.checkpoint_keys(
+                    f"{cls.layer_root}.{index}", ("layers", index), cls.layer_names
+                )
+            )
+        return table
+
+    @classmethod
+    def key_mapping(cls, spec: EncoderSpec) -> KeyMapping:
+        """How the checkpoint of an encoder with this spec maps onto its parameters (see `jaxst.io.hf`)."""
+        return KeyMapping(
+            spec.model_type, cls.key_table(spec.num_layers), cls.checkpoint_prefix, cls.unused_keys
+        )
 
     @property
-    def config(self) -> Any:
-        """The transformers config (e.g. `BertConfig`) this encoder was built from."""
-        return self._static_config.config
+    def hidden_size(self) -> int:
+        return self.spec.hidden_size
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.spec.num_layers
+
+    @property
+    def config(self) -> PreTrainedConfig:
+        """A transformers config (e.g. `BertConfig`) equal to the one this encoder was built from."""
+        return self.spec.transformers_config()
 
     def attention_bias(self, length: int) -> jax.Array | None:
         """Bias added to every layer's attention logits, broadcastable to [B, N, T, T]; None by default."""
@@ -158,12 +223,14 @@ class TransformerEncoder(nnx.Module):
             embedding_bits, layer_bits = {}, [None] * len(self.layers)
         else:
             embedding_shapes = (
-                {"embedding": (batch, length, self.hidden_size)} if self.embedding_dropout else {}
+                {"embedding": (batch, length, self.hidden_size)} if self.spec.embedding_dropout else {}
             )
             layer_shapes = [layer.dropout_shapes(batch, length) for layer in self.layers]
             embedding_bits, *layer_bits = draw_dropout_bits(dropout_rng, [embedding_shapes, *layer_shapes])
         hidden = self.embeddings(input_ids, token_type_ids, position_ids)
-        hidden = dropout(hidden, self.embedding_dropout, embedding_bits.get("embedding")).astype(self.dtype)
+        hidden = dropout(hidden, self.spec.embedding_dropout, embedding_bits.get("embedding")).astype(
+            self.dtype
+        )
         if position_ids is None:
             mask = (attention_mask != 0)[:, None, None, :]
         else:  # packed: keys of the query's own text only
@@ -190,7 +257,7 @@ class TransformerEncoder(nnx.Module):
         if token_type_ids is not None:
             if not self.uses_token_type_ids:
                 raise ValueError(
-                    f"{self.config.model_type} has no token type embeddings: pass token_type_ids=None"
+                    f"{self.spec.model_type} has no token type embeddings: pass token_type_ids=None"
                 )
             named["token_type_ids"] = token_type_ids
         for name, array in named.items():
@@ -204,5 +271,5 @@ class TransformerEncoder(nnx.Module):
         if input_ids.shape[1] > self.embeddings.max_length:
             raise ValueError(
                 f"sequence length {input_ids.shape[1]} exceeds the {self.embeddings.max_length} positions "
-                f"of this {self.config.model_type} model"
+                f"of this {self.spec.model_type} model"
             )

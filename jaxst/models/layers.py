@@ -2,7 +2,8 @@
 
 Conventions (all encoders):
 - Parameters are float32 `nnx.Param`s; dense kernels are stored `[in, out]` (the transpose of a torch
-  `Linear.weight`), so a forward pass never transposes a weight.
+  `Linear.weight`), so a forward pass never transposes a weight. Each block's `checkpoint_keys` names
+  the torch module's state-dict keys its parameters load from.
 - Matmuls and activations run in the module's compute `dtype` (float32 or bfloat16); layer norm,
   residual sums and softmax run in float32.
 - Dropout is inverted dropout as torch's train mode, applied only when a `jax.random` key is passed;
@@ -23,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxst.io.hf import KeyTable, ParamPath
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     # transformers' ACT2FN names: "gelu" is the exact erf form, the others the tanh approximation
@@ -59,6 +62,11 @@ class Dense(nnx.Module):
         """x [..., in] in the compute dtype -> [..., out] in the compute dtype."""
         return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
 
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+        """torch `Linear` `name`: weight [out, in] (transposed), bias [out] -> kernel, bias below `path`."""
+        return {f"{name}.weight": ((*path, "kernel"), True), f"{name}.bias": ((*path, "bias"), False)}
+
 
 class Embedding(nnx.Module):
     """Lookup table [num_embeddings, features] in float32; out-of-range ids give NaN rows (jnp.take fill)."""
@@ -69,6 +77,11 @@ class Embedding(nnx.Module):
     def __call__(self, ids: jax.Array) -> jax.Array:
         """ids [...] int -> [..., features] float32."""
         return jnp.take(self.embedding[...], ids, axis=0)
+
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+        """torch `Embedding` `name`: weight [num_embeddings, features] -> embedding below `path`."""
+        return {f"{name}.weight": ((*path, "embedding"), False)}
 
 
 class LayerNorm(nnx.Module):
@@ -85,6 +98,11 @@ class LayerNorm(nnx.Module):
         centered = x - jnp.mean(x, axis=-1, keepdims=True)
         variance = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
         return centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...] + self.bias[...]
+
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+        """torch `LayerNorm` `name`: weight and bias [features] -> scale, bias below `path`."""
+        return {f"{name}.weight": ((*path, "scale"), False), f"{name}.bias": ((*path, "bias"), False)}
 
 
 def draw_dropout_bits(
@@ -168,6 +186,8 @@ class TransformerLayer(nnx.Module):
     a = LN(dropout(attention(h) W_o + b_o) + h);  out = LN(dropout(act(a W_i + b_i) W_2 + b_2) + a)
     """
 
+    NORMS = ("attention_norm", "output_norm")  # the LayerNorm submodules; the others are Dense
+
     def __init__(
         self,
         *,
@@ -199,6 +219,19 @@ class TransformerLayer(nnx.Module):
         self.attention_output_dropout = attention_output_dropout
         self.output_dropout = output_dropout
         self.dtype = dtype
+
+    @classmethod
+    def checkpoint_keys(cls, name: str, path: ParamPath, names: Mapping[str, str]) -> KeyTable:
+        """A checkpoint layer `name` -> parameters below `path`.
+
+        names: each of the eight submodules -> its checkpoint name within the layer, e.g.
+        "query" -> "attention.self.query" for BERT.
+        """
+        table: KeyTable = {}
+        for ours, theirs in names.items():
+            keys = LayerNorm.checkpoint_keys if ours in cls.NORMS else Dense.checkpoint_keys
+            table.update(keys(f"{name}.{theirs}", (*path, ours)))
+        return table
 
     def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
         """The shape of each dropout site with a non-zero rate, for `draw_dropout_bits`."""

@@ -10,21 +10,9 @@ import numpy as np
 from flax import nnx
 
 from jaxst.io import hf
-from jaxst.models.bert import BertEncoder
 from jaxst.models.config import read_config
-from jaxst.models.distilbert import DistilBertEncoder
-from jaxst.models.encoder import CheckpointExtras, TransformerEncoder
-from jaxst.models.mpnet import MPNetEncoder
-from jaxst.models.roberta import RobertaEncoder
-
-ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
-    "bert": BertEncoder,
-    "distilbert": DistilBertEncoder,
-    "mpnet": MPNetEncoder,
-    "roberta": RobertaEncoder,
-    "xlm-roberta": RobertaEncoder,
-}
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
+from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.registry import ENCODER_CLASSES, SUPPORTED_MODEL_TYPES
 
 
 def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncoder:
@@ -38,7 +26,7 @@ def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncod
         dtype: compute dtype, float32 or bfloat16; parameters stay float32.
 
     Returns:
-        The encoder module, with `config`, `hidden_size`, `num_hidden_layers` and `dtype` attributes.
+        The encoder module, with `spec`, `config`, `hidden_size`, `num_hidden_layers` and `dtype` attributes.
 
     Raises:
         FileNotFoundError: no such folder, or no config.json in it.
@@ -49,22 +37,21 @@ def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncod
     folder = Path(path)
     config = read_config(folder, SUPPORTED_MODEL_TYPES)
     encoder_class = ENCODER_CLASSES[config.model_type]
-    encoder_class.validate_config(config)
-    abstract = nnx.eval_shape(lambda: encoder_class(config, dtype=dtype, rngs=nnx.Rngs(0)))
+    spec = encoder_class.spec_from_config(config)
+    abstract = nnx.eval_shape(lambda: encoder_class(spec, dtype=dtype, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     flat_state = dict(nnx.to_flat_state(abstract_state))
-    params, unused, prefix = hf.checkpoint_to_params(
+    params, extras = hf.checkpoint_to_params(
         hf.read_checkpoint(folder),
-        config.model_type,
+        encoder_class.key_mapping(spec),
         {path: variable.shape for path, variable in flat_state.items()},
-        config.num_hidden_layers,
         str(folder),
     )
     state = nnx.from_flat_state(
         {path: variable.replace(value=jnp.asarray(params[path])) for path, variable in flat_state.items()}
     )
     encoder = nnx.merge(graphdef, state)
-    encoder.checkpoint_extras = CheckpointExtras(key_prefix=prefix, unused_tensors=unused)
+    encoder.checkpoint_extras = extras
     return encoder
 
 
@@ -80,8 +67,7 @@ def save_encoder(encoder: TransformerEncoder, path: str | Path) -> None:
     params = {
         path: np.asarray(variable[...]) for path, variable in nnx.to_flat_state(nnx.state(encoder, nnx.Param))
     }
-    extras = encoder.checkpoint_extras
-    tensors = hf.params_to_checkpoint(
-        params, encoder.config.model_type, encoder.num_hidden_layers, extras.unused_tensors, extras.key_prefix
+    mapping = type(encoder).key_mapping(encoder.spec)
+    hf.write_safetensors(
+        hf.params_to_checkpoint(params, mapping, encoder.checkpoint_extras), folder / hf.SAFETENSORS_FILE
     )
-    hf.write_safetensors(tensors, folder / hf.SAFETENSORS_FILE)

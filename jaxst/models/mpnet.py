@@ -9,16 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from transformers import PreTrainedConfig
 
-from jaxst.models.bert import BertEncoder
-from jaxst.models.config import (
-    require,
-    require_activation,
-    require_encoder_only,
-    require_heads_divide_width,
-    require_probabilities,
-)
+from jaxst.io.hf import KeyTable
+from jaxst.models.bert import POOLER_KEYS, BertEncoder, bert_style_spec
+from jaxst.models.config import require
 from jaxst.models.layers import Embedding
+from jaxst.models.roberta import LM_HEAD_KEYS
+from jaxst.models.spec import EncoderSpec
 
 # transformers' MPNetEncoder.compute_position_bias buckets relative positions with these fixed values,
 # whatever the config says; MPNetEmbeddings fixes the padding id to 1 in the same way.
@@ -27,17 +25,13 @@ MPNET_MAX_DISTANCE = 128
 MPNET_PADDING_IDX = 1
 
 
-def validate_mpnet_config(config: Any) -> None:
-    """Refuse MPNet config options the encoder does not implement.
+def validate_mpnet_config(config: PreTrainedConfig) -> None:
+    """Refuse the MPNet config options beyond `bert_style_spec`'s that the encoder does not implement.
 
     transformers builds a table of `relative_attention_num_buckets` rows but always buckets with 32;
     jaxst accepts only the value that makes the two agree.
     """
     require(config, "relative_attention_num_buckets", [MPNET_NUM_BUCKETS], None)
-    require_activation(config, "hidden_act")
-    require_encoder_only(config)
-    require_heads_divide_width(config, config.hidden_size, config.num_attention_heads)
-    require_probabilities(config, "hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
 def relative_position_buckets(
@@ -68,24 +62,36 @@ class MPNetEncoder(BertEncoder):
     """
 
     uses_token_type_ids = False
-    validate_config = staticmethod(validate_mpnet_config)
+    checkpoint_prefix = "mpnet."
+    unused_keys = frozenset((*POOLER_KEYS, "embeddings.position_ids", *LM_HEAD_KEYS))
+    layer_names = {
+        "query": "attention.attn.q",
+        "key": "attention.attn.k",
+        "value": "attention.attn.v",
+        "attention_output": "attention.attn.o",
+        "attention_norm": "attention.LayerNorm",
+        "intermediate": "intermediate.dense",
+        "output": "output.dense",
+        "output_norm": "output.LayerNorm",
+    }
 
-    def __init__(self, config: Any, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(config, dtype=dtype, rngs=rngs)
+    def __init__(self, spec: EncoderSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(spec, dtype=dtype, rngs=rngs)
         self.relative_attention_bias = Embedding(
-            config.relative_attention_num_buckets,
-            config.num_attention_heads,
-            init_std=config.initializer_range,
-            rngs=rngs,
+            MPNET_NUM_BUCKETS, spec.num_heads, init_std=spec.init_std, rngs=rngs
         )
 
-    @staticmethod
-    def position_padding_idx(config: Any) -> int | None:
-        return MPNET_PADDING_IDX
+    @classmethod
+    def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
+        validate_mpnet_config(config)
+        return bert_style_spec(config, type_vocab_size=0, position_padding_idx=MPNET_PADDING_IDX)
 
-    @staticmethod
-    def type_vocab_size(config: Any) -> int:
-        return 0
+    @classmethod
+    def key_table(cls, num_layers: int) -> KeyTable:
+        return {
+            **super().key_table(num_layers),
+            **Embedding.checkpoint_keys("encoder.relative_attention_bias", ("relative_attention_bias",)),
+        }
 
     def attention_bias(self, length: int) -> jax.Array:
         """float32 [1, N, T, T]: the learned bias of each query-key pair's relative position bucket."""

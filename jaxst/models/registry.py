@@ -1,0 +1,25 @@
+"""The encoder families by transformers model_type: the one place a new family is registered."""
+
+from __future__ import annotations
+
+from jaxst.io.hf import KeyTable
+from jaxst.models.bert import BertEncoder
+from jaxst.models.distilbert import DistilBertEncoder
+from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.mpnet import MPNetEncoder
+from jaxst.models.roberta import RobertaEncoder
+
+ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
+    "bert": BertEncoder,
+    "distilbert": DistilBertEncoder,
+    "mpnet": MPNetEncoder,
+    "roberta": RobertaEncoder,
+    "xlm-roberta": RobertaEncoder,
+}
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
+
+
+def key_table(model_type: str, num_layers: int) -> KeyTable:
+    """The checkpoint key (without prefix) -> (parameter path, transposed) table of a `model_type` encoder
+    with `num_layers` layers."""
+    return ENCODER_CLASSES[model_type].key_table(num_layers)

@@ -1,0 +1,62 @@
+"""EncoderSpec: what an encoder computes with, read once from its transformers config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from transformers import CONFIG_MAPPING, PretrainedConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """The sizes, activation, epsilon, dropout rates and positions of a post-LN text encoder.
+
+    Each family builds it from a transformers config after refusing what it does not implement
+    (`TransformerEncoder.spec_from_config`). It is frozen and compared by value: it is a static attribute
+    of the encoder, so it sits in the NNX graphdef that `jax.jit` hashes and compares, and two loads of
+    the same config share compiled code.
+
+    Attributes:
+        model_type: the config's model_type ("bert", "xlm-roberta", ...).
+        vocab_size: rows V of the word embedding table.
+        hidden_size: width H of the hidden states.
+        num_layers: number L of encoder layers.
+        num_heads: attention heads N; H = N * head width.
+        intermediate_size: width of each layer's feed-forward block.
+        activation: the feed-forward activation, a key of `layers.ACTIVATIONS`.
+        layer_norm_eps: epsilon of every layer norm.
+        max_positions: rows of the position embedding table.
+        type_vocab_size: rows of the token type table; 0 for a family without token types.
+        position_padding_idx: None for positions 0..T-1; else the padding id fairseq positions count
+            from (see `TextEmbeddings`).
+        embedding_dropout: dropout rate on the embedding output.
+        attention_dropout: dropout rate on the attention probabilities.
+        attention_output_dropout: dropout rate on each layer's attention output projection.
+        output_dropout: dropout rate on each layer's feed-forward output.
+        init_std: standard deviation of the random initialisation (overwritten by a checkpoint).
+        transformers_json: the full transformers config as JSON, to rebuild it (`transformers_config`)
+            and write it back on save.
+    """
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    activation: str
+    layer_norm_eps: float
+    max_positions: int
+    type_vocab_size: int
+    position_padding_idx: int | None
+    embedding_dropout: float
+    attention_dropout: float
+    attention_output_dropout: float
+    output_dropout: float
+    init_std: float
+    transformers_json: str = dataclasses.field(repr=False)
+
+    def transformers_config(self) -> PretrainedConfig:
+        """A new transformers config object (e.g. `BertConfig`) equal to the one the spec was built from."""
+        return CONFIG_MAPPING[self.model_type].from_dict(json.loads(self.transformers_json))
