@@ -13,7 +13,7 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.spec import EncoderSpec
+from jaxst.models.spec import EncoderSpec, config_json
 
 POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")
 # Checkpoint names of the TransformerLayer submodules in BERT, RoBERTa and XLM-R.
@@ -72,7 +72,7 @@ def bert_style_spec(
         attention_output_dropout=config.hidden_dropout_prob,
         output_dropout=config.hidden_dropout_prob,
         init_std=config.initializer_range,
-        transformers_json=config.to_json_string(use_diff=False),
+        transformers_json=config_json(config),
     )
 
 

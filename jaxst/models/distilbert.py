@@ -11,7 +11,7 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.spec import EncoderSpec
+from jaxst.models.spec import EncoderSpec, config_json
 
 # DistilBERT's layer norms use a fixed epsilon; its config has no layer_norm_eps.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -77,5 +77,5 @@ class DistilBertEncoder(TransformerEncoder):
             attention_output_dropout=0.0,
             output_dropout=config.dropout,
             init_std=config.initializer_range,
-            transformers_json=config.to_json_string(use_diff=False),
+            transformers_json=config_json(config),
         )

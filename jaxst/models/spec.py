@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from transformers import CONFIG_MAPPING, PretrainedConfig
+from transformers import CONFIG_MAPPING, PreTrainedConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +35,8 @@ class EncoderSpec:
         attention_output_dropout: dropout rate on each layer's attention output projection.
         output_dropout: dropout rate on each layer's feed-forward output.
         init_std: standard deviation of the random initialisation (overwritten by a checkpoint).
-        transformers_json: the full transformers config as JSON, to rebuild it (`transformers_config`)
-            and write it back on save.
+        transformers_json: the full transformers config as JSON (`config_json`), to rebuild it
+            (`transformers_config`) and write it back on save.
     """
 
     model_type: str
@@ -57,6 +57,15 @@ class EncoderSpec:
     init_std: float
     transformers_json: str = dataclasses.field(repr=False)
 
-    def transformers_config(self) -> PretrainedConfig:
-        """A new transformers config object (e.g. `BertConfig`) equal to the one the spec was built from."""
+    def transformers_config(self) -> PreTrainedConfig:
+        """A new transformers config object (e.g. `BertConfig`) with every option of the one the spec was
+        built from (its `name_or_path` left empty)."""
         return CONFIG_MAPPING[self.model_type].from_dict(json.loads(self.transformers_json))
+
+
+def config_json(config: PreTrainedConfig) -> str:
+    """Every option of a transformers config as JSON, without the folder it was read from
+    (`_name_or_path`): one model gives one spec wherever it is loaded from."""
+    options = json.loads(config.to_json_string(use_diff=False))
+    options.pop("_name_or_path", None)
+    return json.dumps(options, sort_keys=True)
