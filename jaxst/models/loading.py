@@ -1,7 +1,14 @@
-"""load_encoder / save_encoder: a Hugging Face model folder <-> a jaxst encoder."""
+"""A Hugging Face model folder <-> a jaxst encoder and the checkpoint's extras.
+
+`load_checkpoint` returns the encoder and, apart, what the checkpoint held besides its parameters (the
+key prefix, the pooler and heads); `save_encoder(encoder, path, extras)` writes both back. The extras are
+never module attributes: a module's static attributes form the NNX graphdef, which jit hashes and
+compares on every call.
+"""
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +20,18 @@ from jaxst.io import hf
 from jaxst.models.config import read_config
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.registry import ENCODER_CLASSES, SUPPORTED_MODEL_TYPES
+from jaxst.models.spec import EncoderSpec
+
+# The extras of the encoders `load_encoder` returned, by the identity of their spec: nnx.split and
+# nnx.merge pass the spec object along unchanged, so a merged copy of such an encoder finds them too.
+# An entry goes when its spec is garbage collected.
+_LOADED_EXTRAS: dict[int, hf.CheckpointExtras] = {}
 
 
-def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncoder:
-    """Load an encoder from a local Hugging Face model folder (no network).
+def load_checkpoint(
+    path: str | Path, dtype: Any = jnp.float32
+) -> tuple[TransformerEncoder, hf.CheckpointExtras]:
+    """Load an encoder from a local Hugging Face model folder (no network), with the checkpoint's extras.
 
     Reads config.json (through transformers' AutoConfig) and model.safetensors, a sharded
     model.safetensors.index.json, or pytorch_model.bin (only through torch.load(weights_only=True)).
@@ -26,7 +41,8 @@ def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncod
         dtype: compute dtype, float32 or bfloat16; parameters stay float32.
 
     Returns:
-        The encoder module, with `spec`, `config`, `hidden_size`, `num_hidden_layers` and `dtype` attributes.
+        (the encoder module, with `spec`, `config`, `hidden_size`, `num_hidden_layers` and `dtype`
+        attributes; the extras to pass to `save_encoder`: the key prefix and the unused tensors).
 
     Raises:
         FileNotFoundError: no such folder, or no config.json in it.
@@ -50,17 +66,35 @@ def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncod
     state = nnx.from_flat_state(
         {path: variable.replace(value=jnp.asarray(params[path])) for path, variable in flat_state.items()}
     )
-    encoder = nnx.merge(graphdef, state)
-    encoder.checkpoint_extras = extras
+    return nnx.merge(graphdef, state), extras
+
+
+def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncoder:
+    """`load_checkpoint`'s encoder alone; `save_encoder(encoder, path)` still writes its extras back.
+
+    The extras stay with this module, keyed by the encoder's spec, not on the encoder.
+    """
+    encoder, extras = load_checkpoint(path, dtype)
+    _keep_extras(encoder.spec, extras)
     return encoder
 
 
-def save_encoder(encoder: TransformerEncoder, path: str | Path) -> None:
+def save_encoder(
+    encoder: TransformerEncoder, path: str | Path, extras: hf.CheckpointExtras | None = None
+) -> None:
     """Write config.json and model.safetensors that transformers' AutoModel.from_pretrained loads.
 
-    The parameters are written in float32 under their checkpoint keys (with the prefix the loaded
-    checkpoint used); the unused tensors the checkpoint held (pooler, heads) are written back unchanged.
+    The parameters are written in float32 under their checkpoint keys, with the extras' key prefix; the
+    extras' unused tensors (pooler, heads) are written back unchanged.
+
+    Args:
+        encoder: the encoder to save.
+        path: the folder, created if needed.
+        extras: what `load_checkpoint` returned with the encoder; None: the extras of the checkpoint
+            `load_encoder` read this encoder from, or none for an encoder that was not loaded.
     """
+    if extras is None:
+        extras = _LOADED_EXTRAS.get(id(encoder.spec), hf.CheckpointExtras())
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     encoder.config.save_pretrained(str(folder))
@@ -68,6 +102,9 @@ def save_encoder(encoder: TransformerEncoder, path: str | Path) -> None:
         path: np.asarray(variable[...]) for path, variable in nnx.to_flat_state(nnx.state(encoder, nnx.Param))
     }
     mapping = type(encoder).key_mapping(encoder.spec)
-    hf.write_safetensors(
-        hf.params_to_checkpoint(params, mapping, encoder.checkpoint_extras), folder / hf.SAFETENSORS_FILE
-    )
+    hf.write_safetensors(hf.params_to_checkpoint(params, mapping, extras), folder / hf.SAFETENSORS_FILE)
+
+
+def _keep_extras(spec: EncoderSpec, extras: hf.CheckpointExtras) -> None:
+    _LOADED_EXTRAS[id(spec)] = extras
+    weakref.finalize(spec, _LOADED_EXTRAS.pop, id(spec), None)
