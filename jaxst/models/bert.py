@@ -13,7 +13,7 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.spec import EncoderSpec, config_json
+from jaxst.models.spec import EncoderSpec
 
 POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")
 # Checkpoint names of the TransformerLayer submodules in BERT, RoBERTa and XLM-R.
@@ -55,24 +55,17 @@ def bert_style_spec(
     require_encoder_only(config)
     require_heads_divide_width(config, config.hidden_size, config.num_attention_heads)
     require_probabilities(config, "hidden_dropout_prob", "attention_probs_dropout_prob")
-    return EncoderSpec(
-        model_type=config.model_type,
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        num_layers=config.num_hidden_layers,
-        num_heads=config.num_attention_heads,
+    return EncoderSpec.from_config(
+        config,
         intermediate_size=config.intermediate_size,
         activation=config.hidden_act,
         layer_norm_eps=config.layer_norm_eps,
-        max_positions=config.max_position_embeddings,
         type_vocab_size=type_vocab_size,
         position_padding_idx=position_padding_idx,
         embedding_dropout=config.hidden_dropout_prob,
         attention_dropout=config.attention_probs_dropout_prob,
         attention_output_dropout=config.hidden_dropout_prob,
         output_dropout=config.hidden_dropout_prob,
-        init_std=config.initializer_range,
-        transformers_json=config_json(config),
     )
 
 

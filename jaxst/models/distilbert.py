@@ -11,7 +11,7 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.spec import EncoderSpec, config_json
+from jaxst.models.spec import EncoderSpec
 
 # DistilBERT's layer norms use a fixed epsilon; its config has no layer_norm_eps.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -60,22 +60,15 @@ class DistilBertEncoder(TransformerEncoder):
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
         validate_distilbert_config(config)
-        return EncoderSpec(
-            model_type=config.model_type,
-            vocab_size=config.vocab_size,
-            hidden_size=config.dim,
-            num_layers=config.n_layers,
-            num_heads=config.n_heads,
+        return EncoderSpec.from_config(
+            config,
             intermediate_size=config.hidden_dim,
             activation=config.activation,
             layer_norm_eps=DISTILBERT_LAYER_NORM_EPS,
-            max_positions=config.max_position_embeddings,
             type_vocab_size=0,
             position_padding_idx=None,
             embedding_dropout=config.dropout,
             attention_dropout=config.attention_dropout,
             attention_output_dropout=0.0,
             output_dropout=config.dropout,
-            init_std=config.initializer_range,
-            transformers_json=config_json(config),
         )

@@ -7,6 +7,7 @@ a transformers config, names its checkpoint keys, and may add modules (MPNet's a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import jax
@@ -24,33 +25,22 @@ COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 class TextEmbeddings(nnx.Module):
     """LN(word[ids] + token_type[types] + position[positions]) in float32, as transformers sums them.
 
-    Positions are 0..T-1, or with `padding_idx` set (RoBERTa, XLM-R, MPNet) fairseq's: tokens whose id is
-    not the padding id count up from padding_idx + 1 and padding tokens get padding_idx, computed from
-    `input_ids` (not the attention mask), as transformers does. Packed rows (several texts per row) pass
-    `position_ids`, each token's index within its text, which replaces the row index 0..T-1 (fairseq:
-    padding_idx + 1 + index for tokens, padding_idx for padding).
+    Positions are 0..T-1, or with a position padding id `padding_idx` (RoBERTa, XLM-R, MPNet) fairseq's:
+    tokens whose id is not the padding id count up from padding_idx + 1 and padding tokens get
+    padding_idx, computed from `input_ids` (not the attention mask), as transformers does. Packed rows
+    (several texts per row) pass `position_ids`, each token's index within its text, which replaces the
+    row index 0..T-1 (fairseq: padding_idx + 1 + index for tokens, padding_idx for padding).
     """
 
-    def __init__(
-        self,
-        *,
-        vocab_size: int,
-        hidden_size: int,
-        max_positions: int,
-        type_vocab_size: int,
-        padding_idx: int | None,
-        layer_norm_eps: float,
-        init_std: float,
-        rngs: nnx.Rngs,
-    ):
-        self.word = Embedding(vocab_size, hidden_size, init_std=init_std, rngs=rngs)
-        self.position = Embedding(max_positions, hidden_size, init_std=init_std, rngs=rngs)
-        self.token_type = (
-            Embedding(type_vocab_size, hidden_size, init_std=init_std, rngs=rngs) if type_vocab_size else None
-        )
-        self.norm = LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.padding_idx = padding_idx
-        self.max_length = max_positions - (0 if padding_idx is None else padding_idx + 1)
+    def __init__(self, spec: EncoderSpec, *, rngs: nnx.Rngs):
+        """Table sizes, position padding id, layer norm epsilon and init scale from `spec`."""
+        table = partial(Embedding, features=spec.hidden_size, init_std=spec.init_std, rngs=rngs)
+        self.word = table(spec.vocab_size)
+        self.position = table(spec.max_positions)
+        self.token_type = table(spec.type_vocab_size) if spec.type_vocab_size else None
+        self.norm = LayerNorm(spec.hidden_size, eps=spec.layer_norm_eps)
+        self.padding_idx = spec.position_padding_idx
+        self.max_length = spec.max_positions - (0 if self.padding_idx is None else self.padding_idx + 1)
 
     def __call__(
         self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None = None
@@ -109,33 +99,9 @@ class TransformerEncoder(nnx.Module):
             raise ValueError(f"compute dtype must be float32 or bfloat16, got {dtype}")
         self.spec = spec
         self.dtype = dtype
-        self.embeddings = TextEmbeddings(
-            vocab_size=spec.vocab_size,
-            hidden_size=spec.hidden_size,
-            max_positions=spec.max_positions,
-            type_vocab_size=spec.type_vocab_size,
-            padding_idx=spec.position_padding_idx,
-            layer_norm_eps=spec.layer_norm_eps,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
+        self.embeddings = TextEmbeddings(spec, rngs=rngs)
         self.layers = nnx.List(
-            [
-                TransformerLayer(
-                    hidden_size=spec.hidden_size,
-                    num_heads=spec.num_heads,
-                    intermediate_size=spec.intermediate_size,
-                    activation=spec.activation,
-                    layer_norm_eps=spec.layer_norm_eps,
-                    attention_dropout=spec.attention_dropout,
-                    attention_output_dropout=spec.attention_output_dropout,
-                    output_dropout=spec.output_dropout,
-                    dtype=dtype,
-                    init_std=spec.init_std,
-                    rngs=rngs,
-                )
-                for _ in range(spec.num_layers)
-            ]
+            [TransformerLayer(spec, dtype=dtype, rngs=rngs) for _ in range(spec.num_layers)]
         )
 
     @classmethod
@@ -170,15 +136,17 @@ class TransformerEncoder(nnx.Module):
 
     @property
     def hidden_size(self) -> int:
+        """Width H of the hidden states."""
         return self.spec.hidden_size
 
     @property
     def num_hidden_layers(self) -> int:
+        """Number L of layers; `output_hidden_states` returns L + 1 arrays."""
         return self.spec.num_layers
 
     @property
     def config(self) -> PreTrainedConfig:
-        """A transformers config (e.g. `BertConfig`) equal to the one this encoder was built from."""
+        """A new transformers config (e.g. `BertConfig`) with the options this encoder was built from."""
         return self.spec.transformers_config()
 
     def attention_bias(self, length: int) -> jax.Array | None:

@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.models.spec import EncoderSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     # transformers' ACT2FN names: "gelu" is the exact erf form, the others the tanh approximation
@@ -188,36 +189,24 @@ class TransformerLayer(nnx.Module):
 
     NORMS = ("attention_norm", "output_norm")  # the LayerNorm submodules; the others are Dense
 
-    def __init__(
-        self,
-        *,
-        hidden_size: int,
-        num_heads: int,
-        intermediate_size: int,
-        activation: str,
-        layer_norm_eps: float,
-        attention_dropout: float,
-        attention_output_dropout: float,
-        output_dropout: float,
-        dtype: jnp.dtype,
-        init_std: float,
-        rngs: nnx.Rngs,
-    ):
-        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs)
-        self.query = dense(hidden_size, hidden_size)
-        self.key = dense(hidden_size, hidden_size)
-        self.value = dense(hidden_size, hidden_size)
-        self.attention_output = dense(hidden_size, hidden_size)
-        self.attention_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.intermediate = dense(hidden_size, intermediate_size)
-        self.output = dense(intermediate_size, hidden_size)
-        self.output_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.activation = activation
-        self.attention_dropout = attention_dropout
-        self.attention_output_dropout = attention_output_dropout
-        self.output_dropout = output_dropout
+    def __init__(self, spec: EncoderSpec, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        """Sizes, activation, layer norm epsilon, dropout rates and init scale from `spec`."""
+        width = spec.hidden_size
+        dense = partial(Dense, dtype=dtype, init_std=spec.init_std, rngs=rngs)
+        self.query = dense(width, width)
+        self.key = dense(width, width)
+        self.value = dense(width, width)
+        self.attention_output = dense(width, width)
+        self.attention_norm = LayerNorm(width, eps=spec.layer_norm_eps)
+        self.intermediate = dense(width, spec.intermediate_size)
+        self.output = dense(spec.intermediate_size, width)
+        self.output_norm = LayerNorm(width, eps=spec.layer_norm_eps)
+        self.hidden_size = width
+        self.num_heads = spec.num_heads
+        self.activation = spec.activation
+        self.attention_dropout = spec.attention_dropout
+        self.attention_output_dropout = spec.attention_output_dropout
+        self.output_dropout = spec.output_dropout
         self.dtype = dtype
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 from transformers import CONFIG_MAPPING, PreTrainedConfig
 
@@ -56,6 +57,24 @@ class EncoderSpec:
     output_dropout: float
     init_std: float
     transformers_json: str = dataclasses.field(repr=False)
+
+    @classmethod
+    def from_config(cls, config: PreTrainedConfig, **family_fields: Any) -> EncoderSpec:
+        """The spec of `config` with the options every transformers encoder config names alike
+        (vocab_size, hidden_size, num_hidden_layers, num_attention_heads, max_position_embeddings,
+        initializer_range; DistilBERT's through its attribute map) and the other fields from the family.
+        """
+        return cls(
+            model_type=config.model_type,
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_hidden_layers,
+            num_heads=config.num_attention_heads,
+            max_positions=config.max_position_embeddings,
+            init_std=config.initializer_range,
+            transformers_json=config_json(config),
+            **family_fields,
+        )
 
     def transformers_config(self) -> PreTrainedConfig:
         """A new transformers config object (e.g. `BertConfig`) with every option of the one the spec was
