@@ -11,13 +11,7 @@ from enum import Enum
 import jax
 import numpy as np
 
-from jaxst.evaluation.base import (
-    BaseEvaluator,
-    append_csv_row,
-    progress_text,
-    resolve_progress_bar,
-    similarity_name,
-)
+from jaxst.evaluation.base import EmbeddingEvaluator, similarity_name
 from jaxst.evaluation.retrieval_metrics import relevance_matrix, retrieval_metrics
 from jaxst.similarity import SIMILARITY_FUNCTIONS
 from jaxst.util.search import top_k_search
@@ -27,7 +21,7 @@ logger = logging.getLogger(__name__)
 METRIC_CSV_NAMES = {"mrr@k": "MRR", "ndcg@k": "NDCG", "map@k": "MAP"}
 
 
-class InformationRetrievalEvaluator(BaseEvaluator):
+class InformationRetrievalEvaluator(EmbeddingEvaluator):
     """Rank the corpus for every query (exact jit-compiled top-k) and score the ranking against qrels.
 
     Queries without relevant documents are left out. Hits are ranked by score, ties by ascending corpus id
@@ -58,6 +52,10 @@ class InformationRetrievalEvaluator(BaseEvaluator):
             `Information-Retrieval_evaluation[_{name}]_predictions_{f}.jsonl` under output_path.
     """
 
+    log_title = "Information Retrieval Evaluation of the model"
+    csv_kind = "Information-Retrieval_evaluation"
+    csv_lineterminator = "\n"
+
     def __init__(
         self,
         queries: Mapping[Hashable, str],
@@ -82,7 +80,7 @@ class InformationRetrievalEvaluator(BaseEvaluator):
         corpus_prompt_name: str | None = None,
         write_predictions: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
         self.queries_ids = [qid for qid in queries if len(relevant_docs.get(qid, ())) > 0]
         if not self.queries_ids:
             raise ValueError("No query has relevant documents: relevant_docs names none of the query ids.")
@@ -104,11 +102,6 @@ class InformationRetrievalEvaluator(BaseEvaluator):
         if bad := sorted({k for ks in self.k_values.values() for k in ks if k < 1}):
             raise ValueError(f"Every cut-off k must be at least 1, got {bad}.")
         self.corpus_chunk_size = corpus_chunk_size
-        self.show_progress_bar = resolve_progress_bar(show_progress_bar, logger)
-        self.batch_size = batch_size
-        self.name = name
-        self.write_csv = write_csv
-        self.truncate_dim = truncate_dim
         self.score_functions = dict(score_functions) if score_functions else {}
         self.score_function_names = sorted(self.score_functions)
         self._score_functions_from_model = not score_functions
@@ -118,11 +111,6 @@ class InformationRetrievalEvaluator(BaseEvaluator):
         self.corpus_prompt = corpus_prompt
         self.corpus_prompt_name = corpus_prompt_name
         self.write_predictions = write_predictions
-        suffix = f"_{name}" if name else ""
-        self.csv_file = f"Information-Retrieval_evaluation{suffix}_results.csv"
-        self.predictions_file = f"Information-Retrieval_evaluation{suffix}_predictions.jsonl"
-        self.csv_headers = ["epoch", "steps"]
-        self._append_csv_headers(self.score_function_names)
 
     def _warn_missing_documents(self, corpus_ids: set) -> None:
         missing = {
@@ -135,54 +123,48 @@ class InformationRetrievalEvaluator(BaseEvaluator):
                 f"the corpus, e.g. {examples}; they count as relevant but can never be retrieved."
             )
 
-    def _append_csv_headers(self, score_function_names: list[str]) -> None:
-        for score_name in score_function_names:
-            self.csv_headers += [f"{score_name}-Accuracy@{k}" for k in self.k_values["accuracy@k"]]
+    def csv_columns(self) -> list[str]:
+        columns = []
+        for score_name in self.score_function_names:
+            columns += [f"{score_name}-Accuracy@{k}" for k in self.k_values["accuracy@k"]]
             for k in self.k_values["precision@k"]:
-                self.csv_headers += [f"{score_name}-Precision@{k}", f"{score_name}-Recall@{k}"]
+                columns += [f"{score_name}-Precision@{k}", f"{score_name}-Recall@{k}"]
             for metric, csv_name in METRIC_CSV_NAMES.items():
-                self.csv_headers += [f"{score_name}-{csv_name}@{k}" for k in self.k_values[metric]]
+                columns += [f"{score_name}-{csv_name}@{k}" for k in self.k_values[metric]]
+        return columns
 
-    def __call__(
-        self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
-    ) -> dict[str, float]:
-        logger.info(
-            f"Information Retrieval Evaluation of the model on the {self.name} dataset"
-            f"{progress_text(epoch, steps, self.truncate_dim)}:"
-        )
+    def compute(self, model, output_path: str | None) -> tuple[dict[str, float], list]:
         if self._score_functions_from_model:
             fn_name = similarity_name(model.similarity_fn_name)
             self.score_functions = {fn_name: SIMILARITY_FUNCTIONS[fn_name]}
             if self.score_function_names != [fn_name]:
                 self.score_function_names = [fn_name]
-                self.csv_headers = ["epoch", "steps"]
-                self._append_csv_headers(self.score_function_names)
                 self.primary_metric = None
-
         scores = self.compute_metrics(model, output_path)
-        if output_path is not None and self.write_csv:
-            row = [epoch, steps]
-            for fn_name in self.score_function_names:
-                row += [scores[fn_name]["accuracy@k"][k] for k in self.k_values["accuracy@k"]]
-                for k in self.k_values["precision@k"]:
-                    row += [scores[fn_name]["precision@k"][k], scores[fn_name]["recall@k"][k]]
-                for metric in METRIC_CSV_NAMES:
-                    row += [scores[fn_name][metric][k] for k in self.k_values[metric]]
-            append_csv_row(output_path, self.csv_file, self.csv_headers, row, lineterminator="\n")
-
-        if not self.primary_metric:
-            ndcg_k = max(self.k_values["ndcg@k"])
-            best = self.main_score_function or max(
-                self.score_function_names, key=lambda fn_name: scores[fn_name]["ndcg@k"][ndcg_k]
-            )
-            self.primary_metric = f"{best}_ndcg@{ndcg_k}"
         metrics = {
             f"{fn_name}_{metric.replace('@k', f'@{k}')}": value
             for fn_name, values in scores.items()
             for metric, per_k in values.items()
             for k, value in per_k.items()
         }
-        return self.prefix_name_to_metrics(metrics, self.name)
+        csv_values = []
+        for fn_name in self.score_function_names:
+            csv_values += [scores[fn_name]["accuracy@k"][k] for k in self.k_values["accuracy@k"]]
+            for k in self.k_values["precision@k"]:
+                csv_values += [scores[fn_name]["precision@k"][k], scores[fn_name]["recall@k"][k]]
+            for metric in METRIC_CSV_NAMES:
+                csv_values += [scores[fn_name][metric][k] for k in self.k_values[metric]]
+        return metrics, csv_values
+
+    def choose_primary_metric(self, metrics: dict[str, float]) -> str:
+        """Kept once chosen, until the model's similarity function changes the score functions."""
+        if self.primary_metric:
+            return self.primary_metric
+        ndcg = f"ndcg@{max(self.k_values['ndcg@k'])}"
+        best = self.main_score_function or max(
+            self.score_function_names, key=lambda fn_name: metrics[f"{fn_name}_{ndcg}"]
+        )
+        return f"{best}_{ndcg}"
 
     def compute_metrics(
         self, model, output_path: str | None = None
@@ -217,6 +199,12 @@ class InformationRetrievalEvaluator(BaseEvaluator):
             output[fn_name] = retrieval_metrics(relevance, n_relevant, self.k_values)
             logger.info(f"Score-Function: {fn_name}: {output[fn_name]}")
         return output
+
+    @property
+    def predictions_file(self) -> str:
+        """The CSV file's name with `_predictions.jsonl` for `_results.csv` (a file per score function
+        adds `_{f}` before `.jsonl`)."""
+        return self.csv_file.removesuffix("_results.csv") + "_predictions.jsonl"
 
     def _write_predictions(
         self, output_path: str, fn_name: str, ranked_ids: list[list], hit_scores: np.ndarray

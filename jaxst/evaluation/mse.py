@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from jaxst.evaluation.base import BaseEvaluator, append_csv_row, progress_text, resolve_progress_bar
-from jaxst.util.encoding import encode_texts
+from jaxst.evaluation.base import EmbeddingEvaluator
 
 logger = logging.getLogger(__name__)
 
 
-class MSEEvaluator(BaseEvaluator):
+class MSEEvaluator(EmbeddingEvaluator):
     """`negative_mse = -100 * mean((teacher.encode(source) - student.encode(target)) ** 2)`.
 
     The teacher embeds `source_sentences` once, at construction; each call embeds `target_sentences`
@@ -32,6 +31,9 @@ class MSEEvaluator(BaseEvaluator):
             do not have the teacher's shape.
     """
 
+    log_title = "MSE evaluation (lower = better)"
+    csv_kind = "mse_evaluation"
+
     def __init__(
         self,
         source_sentences: Sequence[str],
@@ -43,7 +45,6 @@ class MSEEvaluator(BaseEvaluator):
         write_csv: bool = True,
         truncate_dim: int | None = None,
     ) -> None:
-        super().__init__()
         if teacher_model is None:
             raise ValueError("MSEEvaluator needs a teacher_model to embed the source sentences.")
         if len(source_sentences) != len(target_sentences):
@@ -51,26 +52,21 @@ class MSEEvaluator(BaseEvaluator):
                 f"source_sentences ({len(source_sentences)}) and target_sentences ({len(target_sentences)}) "
                 "must have the same length."
             )
-        self.truncate_dim = truncate_dim
+        super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
         self.target_sentences = target_sentences
-        self.show_progress_bar = resolve_progress_bar(show_progress_bar, logger)
-        self.batch_size = batch_size
-        self.name = name
-        self.csv_file = f"mse_evaluation_{name}_results.csv"
-        self.csv_headers = ["epoch", "steps", "MSE"]
-        self.write_csv = write_csv
         self.primary_metric = "negative_mse"
-        self.source_embeddings = encode_texts(
-            teacher_model,
-            source_sentences,
-            batch_size=batch_size,
-            show_progress_bar=self.show_progress_bar,
-            truncate_dim=truncate_dim,
-        )
+        self.source_embeddings = self.embed_inputs(teacher_model, source_sentences)
 
-    def __call__(
-        self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1
-    ) -> dict[str, float]:
+    @property
+    def csv_file(self) -> str:
+        """`mse_evaluation_{name}_results.csv`: with two underscores when name is empty, as in
+        sentence-transformers."""
+        return f"{self.csv_kind}_{self.name}_results.csv"
+
+    def csv_columns(self) -> list[str]:
+        return ["MSE"]
+
+    def compute(self, model, output_path: str | None) -> tuple[dict[str, float], list]:
         target_embeddings = self.embed_inputs(model, self.target_sentences)
         if target_embeddings.shape != self.source_embeddings.shape:
             raise ValueError(
@@ -78,10 +74,5 @@ class MSEEvaluator(BaseEvaluator):
                 f"{self.source_embeddings.shape}; their dimensions must match (truncate_dim can cut both)."
             )
         mse = float(((self.source_embeddings - target_embeddings) ** 2).mean() * 100)
-        logger.info(
-            f"MSE evaluation (lower = better) on the {self.name} dataset{progress_text(epoch, steps)}:"
-        )
         logger.info(f"MSE (*100):\t{mse:4f}")
-        if output_path is not None and self.write_csv:
-            append_csv_row(output_path, self.csv_file, self.csv_headers, [epoch, steps, mse])
-        return self.prefix_name_to_metrics({"negative_mse": -mse}, self.name)
+        return {"negative_mse": -mse}, [mse]
