@@ -10,13 +10,7 @@ import transformers
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from jaxst.models import (
-    CheckpointExtras,
-    UnsupportedConfigError,
-    load_checkpoint,
-    load_encoder,
-    save_encoder,
-)
+from jaxst.models import CheckpointExtras, UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
 from jaxst.models.registry import ENCODER_CLASSES, key_table
 from tests.models.tiny_models import ARCHITECTURES, padded_batch, save_tiny_model, tiny_config
 
