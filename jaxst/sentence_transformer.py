@@ -28,7 +28,7 @@ from jaxst.io.st_format import (
     write_model_config,
     write_modules_json,
 )
-from jaxst.models import load_encoder, save_encoder
+from jaxst.models import load_checkpoint, save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.packing import unpack
 from jaxst.quantization import PRECISIONS, quantize_embeddings
@@ -102,7 +102,7 @@ class SentenceTransformer:
             raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
         transformer_folder = folder if entries is None else folder / entries[0].path
 
-        encoder = load_encoder(transformer_folder, dtype=dtype)
+        encoder, self._checkpoint_extras = load_checkpoint(transformer_folder, dtype=dtype)
         self.graphdef, encoder_params = nnx.split(encoder)
         self.hidden_size = int(encoder.hidden_size)
         self.dtype = encoder.dtype
@@ -523,7 +523,7 @@ class SentenceTransformer:
             folder,
             ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
         )
-        save_encoder(nnx.merge(self.graphdef, self._params["encoder"]), folder)
+        save_encoder(nnx.merge(self.graphdef, self._params["encoder"]), folder, self._checkpoint_extras)
         self.transformer.save(folder)
         listing = [(ModuleEntry("0", "", "Transformer"), Transformer.type_ref)]
         for index, (name, module) in enumerate(self.pipeline, start=1):
