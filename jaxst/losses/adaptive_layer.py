@@ -7,7 +7,7 @@ How a layer is evaluated, as sentence-transformers: the hidden states of layer l
 embedding layer's output) replace the token embeddings and go through the model's pipeline after the
 Transformer (Pooling, Dense, Normalize, ...) with the model's own parameters, giving [N, D] embeddings.
 The train step supplies the hidden states: a loss with `needs_hidden_states` gets `model_output` (the
-forward pass's dict with "all_layer_embeddings") and `model_params` (see `jaxst.training.step`).
+forward pass's dict with "all_layer_embeddings") and `model_params` (see `jaxst.losses.base.Loss`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, WrapperLoss, chain_name
 
 LayerWeighting = Literal["uniform", "log", "linear"] | Callable[[int], float]
 LAYER_WEIGHTINGS = ("uniform", "log", "linear")
@@ -122,10 +122,11 @@ def adaptive_layer_loss(
     return total
 
 
-class AdaptiveLayerLoss(Loss):
+class AdaptiveLayerLoss(WrapperLoss):
     """sentence-transformers' AdaptiveLayerLoss around another jaxst loss class; see `adaptive_layer_loss`.
 
-    Columns, labels and trainable parameters are the wrapped loss's. The train step calls
+    Columns, labels, trainable parameters and the other step needs are the wrapped loss's (`WrapperLoss`);
+    this loss needs the hidden states. The train step calls
     `compute(embeddings, labels, params, model_output=..., model_params=..., rng=..., **inputs)`:
     `model_output["all_layer_embeddings"]` holds L + 1 arrays [k * b, T, H]; each prior layer is pooled by
     `model.pipeline` with `model_params["modules"]`; `inputs` (e.g. guide_embeddings) go to the wrapped
@@ -133,8 +134,12 @@ class AdaptiveLayerLoss(Loss):
     the same layers, as sentence-transformers' equally seeded ranks do): fold_in(rng, 0) draws the layers,
     and the wrapped loss, when it needs a key itself, gets fold_in(fold_in(rng, 1), call) per call.
 
-    A GradCache loss (one with `mini_batch_size`) cannot be wrapped: its step never holds the hidden
-    states of the whole batch (sentence-transformers warns that the combination is unsupported).
+    A GradCache loss (one with `mini_batch_size`), anywhere down the wrapped chain (e.g.
+    MatryoshkaLoss(CachedMultipleNegativesRankingLoss)), is refused when this loss is constructed: its step
+    embeds the batch in mini-batches and never holds the hidden states of the whole batch.
+    sentence-transformers accepts the combination with a warning that it is not supported (its GradCache
+    backward pass runs after the hidden states are gone); using the plain loss gives the same value and
+    gradient. So is a chain that needs hidden states itself (another AdaptiveLayerLoss).
     """
 
     needs_hidden_states = True
@@ -152,17 +157,16 @@ class AdaptiveLayerLoss(Loss):
         layer_weighting: LayerWeighting = "uniform",
     ):
         check_layer_weighting(layer_weighting)
-        if getattr(loss, "mini_batch_size", None) is not None:
+        if loss.mini_batch_size is not None:
             raise ValueError(
-                f"AdaptiveLayerLoss cannot wrap {type(loss).__name__}: a GradCache loss embeds the batch in "
+                f"AdaptiveLayerLoss cannot wrap {chain_name(loss)}: a GradCache loss embeds the batch in "
                 "mini-batches and never holds every layer's hidden states. Use the non-cached loss."
             )
-        if getattr(loss, "needs_hidden_states", False):
-            raise ValueError(
-                f"AdaptiveLayerLoss cannot wrap {type(loss).__name__}, which needs hidden states."
-            )
+        if loss.needs_hidden_states:
+            raise ValueError(f"AdaptiveLayerLoss cannot wrap {chain_name(loss)}, which needs hidden states.")
         super().__init__(
             model,
+            loss,
             n_layers_per_step=n_layers_per_step,
             last_layer_weight=last_layer_weight,
             prior_layers_weight=prior_layers_weight,
@@ -170,16 +174,11 @@ class AdaptiveLayerLoss(Loss):
             kl_temperature=kl_temperature,
             layer_weighting=layer_weighting,
         )
-        self.loss = loss
-        self.min_texts, self.max_texts, self.needs_labels = loss.min_texts, loss.max_texts, loss.needs_labels
 
     @property
     def needs_rng(self) -> bool:
         """Whether `compute` needs a key: layers may be sampled, or the wrapped loss needs one."""
-        return self.hyperparameters["n_layers_per_step"] > 0 or getattr(self.loss, "needs_rng", False)
-
-    def init_params(self, rng: jax.Array, embedding_dim: int) -> Any:
-        return self.loss.init_params(rng, embedding_dim)
+        return self.hyperparameters["n_layers_per_step"] > 0 or self.loss.needs_rng
 
     def compute(
         self,
@@ -195,7 +194,7 @@ class AdaptiveLayerLoss(Loss):
         num_columns, rows = len(embeddings), embeddings[0].shape[0]
         hidden_states = model_output["all_layer_embeddings"]
         num_prior_layers = len(hidden_states) - 1
-        inner_needs_rng = getattr(self.loss, "needs_rng", False)
+        inner_needs_rng = self.loss.needs_rng
 
         def loss_fn(stacked: jax.Array, call: int) -> jax.Array:
             call_inputs = dict(inputs)
@@ -229,4 +228,4 @@ class AdaptiveLayerLoss(Loss):
         weighting = self.hyperparameters["layer_weighting"]
         if callable(weighting):
             weighting = getattr(weighting, "__name__", "custom")
-        return {"loss": type(self.loss).__name__, **self.hyperparameters, "layer_weighting": weighting}
+        return {**super().get_config_dict(), "layer_weighting": weighting}

@@ -5,6 +5,11 @@ the model and the hyperparameters; the arithmetic lives in a pure function of ar
 (`contrastive_loss`) that the class calls. `fit` embeds each text column of a batch with the model
 and calls the bound loss on the list of embeddings, inside its jit-compiled, differentiated step.
 
+What a loss needs from that step (a key, the hidden states, GradCache, a guide model) is declared by the
+attributes of `Loss`, with their defaults; the step reads them and hands `compute` what they ask for. A
+`WrapperLoss` (MatryoshkaLoss, AdaptiveLayerLoss) holds another loss as `.loss` and has the needs of the
+whole chain below it (`find_in_chain`).
+
 Before training, `fit` hands every example's label to `Loss.check_label` of the loss and of every loss
 it wraps (`loss_chain`), so that a label the loss cannot use is an error naming the example, not a step
 that trains on wrong numbers.
@@ -23,14 +28,37 @@ import numpy as np
 class Loss:
     """Base of every loss class. Subclasses set the class attributes and implement `compute`.
 
+    The attributes below are the whole contract between a loss and the train step
+    (`jaxst.training.step.batch_loss`) and `fit`: each says what the step then does, and which keyword
+    argument it adds to `compute(embeddings, labels, params, **inputs)`. A loss that sets none of them
+    gets only the k columns of embeddings [b, D], the labels and its own parameters.
+
     Attributes:
         min_texts / max_texts: how many text columns an example must have (max None: no limit).
         needs_labels: whether each example must carry a label.
+        needs_rng: `compute` gets `rng=`, a jax.random key of the step, the same on every device:
+            fold_in(fold_in(state.rng, LOSS_RNG_STREAM), step) (e.g. MatryoshkaLoss' draw of dimensions).
+        needs_hidden_states: the forward pass keeps every layer's hidden states, and `compute` gets
+            `model_output=`, the forward's dict for the k * b rows (column after column), which holds
+            "all_layer_embeddings" (L + 1 arrays [k * b, T, H]) besides the features and the embeddings,
+            and `model_params=`, the model's parameters (e.g. to pool a layer through `model.pipeline`).
+        mini_batch_size: None, or GradCache: the step embeds the padded batch through
+            `jaxst.training.gradcache.cached_embed` in chunks of this many rows, so that the gradient of
+            the whole-batch loss needs the memory of one chunk; `compute` gets nothing more.
+        guide: None, or a frozen model: `fit` embeds every (padded) batch with it outside the step, and
+            `compute` gets `guide_embeddings=`, one [b, D_guide] float32 array per column, without gradient.
+        uses_model_copy: the loss embeds its column with a second copy of the encoder, which `fit` does not
+            provide: `fit` refuses it, and the pure function is for a train step of the user's own.
     """
 
-    min_texts: ClassVar[int] = 1
-    max_texts: ClassVar[int | None] = None
-    needs_labels: ClassVar[bool] = False
+    min_texts: int = 1
+    max_texts: int | None = None
+    needs_labels: bool = False
+    needs_rng: bool = False
+    needs_hidden_states: bool = False
+    mini_batch_size: int | None = None
+    guide: Any = None
+    uses_model_copy: bool = False
 
     def __init__(self, model: Any, **hyperparameters: Any):
         self.model = model
@@ -49,8 +77,8 @@ class Loss:
     ) -> jax.Array:
         """Scalar loss from one [B, D] array per text column (and [B] or [B, ...] labels).
 
-        Pure and jit-compatible: no Python side effects, no host transfers.
-        `params` is what `init_params` returned.
+        Pure and jit-compatible: no Python side effects, no host transfers. `params` is what `init_params`
+        returned; the keyword arguments a loss's attributes ask for (see the class docstring) come after.
         """
         raise NotImplementedError
 
@@ -85,11 +113,70 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
+class FromWrappedChain:
+    """An attribute of a `WrapperLoss` whose value is the one `find_in_chain` finds below the wrapper."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, wrapper: WrapperLoss | None, owner: type | None = None) -> Any:
+        if wrapper is None:
+            return self
+        return find_in_chain(wrapper.loss, self.name)
+
+
+class WrapperLoss(Loss):
+    """A loss that changes how another loss (`.loss`) is applied, e.g. to truncated embeddings or to layers.
+
+    The wrapped loss's columns, labels, trainable parameters and step needs (`mini_batch_size`, `guide`,
+    `needs_hidden_states`, `uses_model_copy`) are the wrapper's too: wrappers may nest, and each of these
+    attributes is found anywhere down the chain (`find_in_chain`). A wrapper overrides what it changes
+    (AdaptiveLayerLoss needs hidden states itself) and decides `needs_rng` for itself, since it hands the
+    wrapped loss its key.
+    """
+
+    min_texts = FromWrappedChain()
+    max_texts = FromWrappedChain()
+    needs_labels = FromWrappedChain()
+    needs_hidden_states = FromWrappedChain()
+    mini_batch_size = FromWrappedChain()
+    guide = FromWrappedChain()
+    uses_model_copy = FromWrappedChain()
+
+    def __init__(self, model: Any, loss: Loss, **hyperparameters: Any):
+        super().__init__(model, **hyperparameters)
+        self.loss = loss
+
+    def init_params(self, rng: jax.Array, embedding_dim: int) -> Any:
+        """The wrapped loss's parameters."""
+        return self.loss.init_params(rng, embedding_dim)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """As sentence-transformers: the wrapped loss by class name, then the wrapper's hyperparameters."""
+        return {"loss": type(self.loss).__name__, **self.hyperparameters}
+
+
 def loss_chain(loss: Loss) -> Iterator[Loss]:
-    """`loss`, then the loss it wraps (`.loss`, e.g. MatryoshkaLoss around SoftmaxLoss), and so on."""
-    while loss is not None:
+    """`loss`, then the loss it wraps when it is a `WrapperLoss` (e.g. MatryoshkaLoss around SoftmaxLoss),
+    and so on down to a loss that wraps none."""
+    yield loss
+    while isinstance(loss, WrapperLoss):
+        loss = loss.loss
         yield loss
-        loss = getattr(loss, "loss", None)
+
+
+def find_in_chain(loss: Loss, name: str) -> Any:
+    """The attribute `name` of the first loss down `loss_chain(loss)` that sets it to other than the `Loss`
+    default (e.g. the `mini_batch_size` of a GradCache loss inside MatryoshkaLoss); else that default."""
+    default = getattr(Loss, name)
+    values = (getattr(link, name) for link in loss_chain(loss))
+    return next((value for value in values if value != default), default)
+
+
+def chain_name(loss: Loss) -> str:
+    """The classes down `loss_chain(loss)`, nested: "MatryoshkaLoss(CachedMultipleNegativesRankingLoss)"."""
+    names = [type(link).__name__ for link in loss_chain(loss)]
+    return "(".join(names) + ")" * (len(names) - 1)
 
 
 def check_class_label(label: Any, num_classes: int | None = None) -> None:

@@ -9,7 +9,7 @@ cross-entropy whose targets are the diagonal. logit_scale starts at log(scale) a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +66,7 @@ class ContrastiveTensionLossInBatchNegatives(Loss):
 
     min_texts = 1
     max_texts = 1
-    uses_model_copy: ClassVar[bool] = True
+    uses_model_copy = True
 
     def __init__(self, model: Any, *, scale: float = 20.0, similarity_fct: Similarity = cos_sim):
         super().__init__(model, scale=scale, similarity_fct=similarity_fct)

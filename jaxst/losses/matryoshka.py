@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, WrapperLoss, chain_name
 from jaxst.similarity import normalize
 
 LossFunction = Callable[[list[jax.Array], jax.Array | None], jax.Array]
@@ -120,13 +120,17 @@ def matryoshka_loss(
     )
 
 
-class MatryoshkaLoss(Loss):
+class MatryoshkaLoss(WrapperLoss):
     """sentence-transformers' MatryoshkaLoss around another jaxst loss class; see `matryoshka_loss`.
 
-    Columns, labels and trainable parameters are the wrapped loss's (`init_params` delegates to it).
+    Columns, labels, trainable parameters and step needs are the wrapped loss's (`WrapperLoss`).
     `compute(embeddings, labels, params, rng=key, **inputs)`: `rng` is required when n_dims_per_step
     samples dimensions (`needs_rng`), and `inputs` (e.g. GISTEmbedLoss' `guide_embeddings`) go to the
     wrapped loss untruncated, as sentence-transformers truncates only the trained model's output.
+
+    A loss that needs the encoder's hidden states (AdaptiveLayerLoss) cannot be wrapped: it would pool
+    every layer at the full dimension next to the truncated embeddings. Wrap the other way round,
+    AdaptiveLayerLoss(MatryoshkaLoss(...)), as sentence-transformers' Matryoshka2dLoss does.
     """
 
     def __init__(
@@ -138,12 +142,15 @@ class MatryoshkaLoss(Loss):
         matryoshka_weights: Sequence[float] | None = None,
         n_dims_per_step: int = -1,
     ):
+        if loss.needs_hidden_states:
+            raise ValueError(
+                f"MatryoshkaLoss cannot wrap {chain_name(loss)}, which needs the encoder's hidden states: "
+                "wrap it the other way round, AdaptiveLayerLoss(MatryoshkaLoss(...))."
+            )
         dims, weights = sorted_dims_and_weights(matryoshka_dims, matryoshka_weights)
         super().__init__(
-            model, matryoshka_dims=dims, matryoshka_weights=weights, n_dims_per_step=n_dims_per_step
+            model, loss, matryoshka_dims=dims, matryoshka_weights=weights, n_dims_per_step=n_dims_per_step
         )
-        self.loss = loss
-        self.min_texts, self.max_texts, self.needs_labels = loss.min_texts, loss.max_texts, loss.needs_labels
 
     @property
     def needs_rng(self) -> bool:
@@ -151,9 +158,6 @@ class MatryoshkaLoss(Loss):
         return samples_dims(
             self.hyperparameters["n_dims_per_step"], len(self.hyperparameters["matryoshka_dims"])
         )
-
-    def init_params(self, rng: jax.Array, embedding_dim: int) -> Any:
-        return self.loss.init_params(rng, embedding_dim)
 
     def compute(
         self,
@@ -171,7 +175,3 @@ class MatryoshkaLoss(Loss):
             rng=rng,
             **self.hyperparameters,
         )
-
-    def get_config_dict(self) -> dict[str, Any]:
-        """As sentence-transformers: the wrapped loss by its class name, and the (sorted) dims and weights."""
-        return {"loss": type(self.loss).__name__, **self.hyperparameters}

@@ -33,15 +33,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxst import encoding, packing
-from jaxst.losses.base import Loss, loss_chain
+from jaxst.losses.base import Loss, chain_name, loss_chain
 from jaxst.sentence_transformer import check_texts
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
-from jaxst.training.guide import GuideEmbedder, find_guide
+from jaxst.training.guide import GuideEmbedder
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
-from jaxst.training.step import gradcache_mini_batch_size, init_train_state, make_train_step
+from jaxst.training.step import init_train_state, make_train_step
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -68,7 +68,7 @@ class Objective:
     def packed(self) -> bool:
         """Whether batches are packed: not for GradCache (it cuts a batch into texts) nor for a guide
         (it embeds the padded texts)."""
-        return self.guide is None and gradcache_mini_batch_size(self.loss) is None
+        return self.guide is None and self.loss.mini_batch_size is None
 
     @property
     def full_batches(self) -> int:
@@ -127,9 +127,9 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
             )
         if not isinstance(loss, Loss):
             raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
-        if getattr(loss, "uses_model_copy", False):
+        if loss.uses_model_copy:
             raise ValueError(
-                f"Training objective {index}: fit does not train {type(loss).__name__}, which needs a second "
+                f"Training objective {index}: fit does not train {chain_name(loss)}, which needs a second "
                 "copy of the encoder; call its pure function from your own train step."
             )
         first = loader.example(0)
@@ -284,8 +284,7 @@ class TrainingRun:
         )
         forward = forward_in_dtype(model, "bfloat16" if options["use_amp"] else None)
         for o in objectives:
-            guide = find_guide(o.loss)
-            o.guide = None if guide is None else GuideEmbedder(guide, model)
+            o.guide = None if o.loss.guide is None else GuideEmbedder(o.loss.guide, model)
             o.step = self.parallel.compile(
                 make_train_step(
                     forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]

@@ -15,15 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxst.losses.base import Loss, loss_chain
-
 TOKEN_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def find_guide(loss: Loss) -> Any | None:
-    """The guide model of `loss`, or of a loss it wraps (`.loss`, e.g. MatryoshkaLoss), else None."""
-    guides = (getattr(link, "guide", None) for link in loss_chain(loss))
-    return next((guide for guide in guides if guide is not None), None)
 
 
 class GuideEmbedder:

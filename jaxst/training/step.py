@@ -13,14 +13,8 @@ and with either:
     labels: [b] or [b, ...] (absent for losses without labels)
     guide_embeddings: float32 [k, b, D_guide], a frozen guide model's embeddings (GISTEmbedLoss)
 
-What a loss can ask of the step (`batch_loss`), by attributes of the loss object:
-    mini_batch_size (int): GradCache; the embeddings come from `jaxst.training.gradcache.cached_embed`.
-        Also when a wrapped loss (`loss.loss`, e.g. MatryoshkaLoss around CachedMNRL) has it.
-    needs_hidden_states (bool): forward runs with output_hidden_states=True, and `compute` also gets
-        model_output= (forward's dict, rows [k * b], with "all_layer_embeddings") and model_params=.
-    needs_rng (bool): `compute` also gets rng=, a key of the step that is the same on every device:
-        fold_in(fold_in(rng, LOSS_RNG_STREAM), step) (the dropout keys are fold_in(fold_in(rng, step), d)).
-A batch with guide_embeddings hands `compute` guide_embeddings=[k arrays [b, D_guide]].
+What a loss asks of the step (a key, the hidden states, GradCache, guide embeddings) and what `compute`
+then gets is declared, with the defaults, on `jaxst.losses.base.Loss`; `batch_loss` reads those attributes.
 
 The step's metrics: "loss" (the pmean of the per-device losses), "grad_norm" (the global norm of the
 averaged gradients) and "params_finite" (whether every element of the updated parameters, loss
@@ -39,7 +33,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from jaxst.losses.base import Loss, loss_chain
+from jaxst.losses.base import Loss
 from jaxst.packing import PACKED_ROW_FEATURES
 from jaxst.training.gradcache import cached_embed
 
@@ -80,12 +74,6 @@ def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -
     )
 
 
-def gradcache_mini_batch_size(loss: Loss) -> int | None:
-    """The mini_batch_size of a GradCache loss, or of the loss a wrapper (`.loss`) holds; else None."""
-    sizes = (getattr(link, "mini_batch_size", None) for link in loss_chain(loss))
-    return next((size for size in sizes if size is not None), None)
-
-
 def all_finite(tree: Any) -> jax.Array:
     """bool scalar: True when no element of any leaf of `tree` is NaN or infinite (all(isfinite(x)))."""
     finite = jnp.bool_(True)
@@ -107,29 +95,28 @@ def batch_loss(
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
     Embeds the k columns as one [k * b, T] batch, or the packed rows holding them (padded through
-    GradCache when the loss, or a loss it wraps, has a `mini_batch_size`), then calls
+    GradCache when the loss has a `mini_batch_size`), then calls
     `loss.compute(columns, labels, params["losses"][objective_index], **inputs)` with the inputs the
-    loss asks for (see the module docstring).
+    loss asks for (see `jaxst.losses.base.Loss`).
     """
     k, b, t = batch["attention_mask"].shape
     text_features = ("token_index", "attention_mask") if "token_index" in batch else TOKEN_FEATURES
     features = {name: batch[name].reshape(k * b, t) for name in text_features if name in batch}
     features.update({name: batch[name] for name in PACKED_ROW_FEATURES if name in batch})
     inputs: dict[str, Any] = {}
-    mini_batch_size = gradcache_mini_batch_size(loss)
-    if mini_batch_size is not None:
+    if loss.mini_batch_size is not None:
         if "token_index" in batch:
             raise ValueError("GradCache losses embed padded batches; this batch is packed.")
-        embeddings = cached_embed(forward, mini_batch_size)(params["model"], features, dropout_rng)
-    elif getattr(loss, "needs_hidden_states", False):
+        embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], features, dropout_rng)
+    elif loss.needs_hidden_states:
         out = forward(params["model"], features, dropout_rng=dropout_rng, output_hidden_states=True)
         embeddings = out["sentence_embedding"]
         inputs.update(model_output=out, model_params=params["model"])
     else:
         embeddings = forward(params["model"], features, dropout_rng=dropout_rng)["sentence_embedding"]
-    if "guide_embeddings" in batch:
+    if loss.guide is not None:
         inputs["guide_embeddings"] = [batch["guide_embeddings"][i] for i in range(k)]
-    if getattr(loss, "needs_rng", False):
+    if loss.needs_rng:
         inputs["rng"] = loss_rng
     columns = list(embeddings.reshape(k, b, -1))
     return loss.compute(columns, batch.get("labels"), params["losses"][objective_index], **inputs)

@@ -25,6 +25,7 @@ from jaxst.io.hf import key_table
 from jaxst.losses.adaptive_layer import AdaptiveLayerLoss, kl_to_teacher
 from jaxst.losses.cached import CachedMultipleNegativesRankingLoss
 from jaxst.losses.cosine import CoSENTLoss
+from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import Batch
@@ -251,3 +252,29 @@ def test_bad_options_are_named(models):
         "kl_temperature": 0.3,
         "layer_weighting": "uniform",
     }
+
+
+def test_a_gradcache_loss_anywhere_down_the_chain_is_refused_at_construction():
+    """GradCache never holds the whole batch's hidden states: wrapped directly or inside MatryoshkaLoss, the
+    combination is an error that names it, before any training."""
+    cached = CachedMultipleNegativesRankingLoss(None, mini_batch_size=4)
+    matryoshka = MatryoshkaLoss(None, cached, matryoshka_dims=[32, 16])
+    with pytest.raises(
+        ValueError,
+        match=r"cannot wrap MatryoshkaLoss\(CachedMultipleNegativesRankingLoss\): a GradCache loss",
+    ):
+        AdaptiveLayerLoss(None, matryoshka)
+
+
+def test_wrapping_a_loss_that_needs_hidden_states_is_refused():
+    """Another AdaptiveLayerLoss, or MatryoshkaLoss around one (which would pool the layers at the full
+    dimension next to truncated embeddings); the other order is sentence-transformers' Matryoshka2dLoss."""
+    adaptive = AdaptiveLayerLoss(None, MultipleNegativesRankingLoss(None))
+    with pytest.raises(
+        ValueError, match=r"cannot wrap AdaptiveLayerLoss\(MultipleNegativesRankingLoss\), which"
+    ):
+        AdaptiveLayerLoss(None, adaptive)
+    with pytest.raises(ValueError, match=r"MatryoshkaLoss cannot wrap AdaptiveLayerLoss\(MultipleNegatives"):
+        MatryoshkaLoss(None, adaptive, matryoshka_dims=[32, 16])
+    matryoshka = MatryoshkaLoss(None, MultipleNegativesRankingLoss(None), matryoshka_dims=[32, 16])
+    assert AdaptiveLayerLoss(None, matryoshka).needs_hidden_states

@@ -22,7 +22,7 @@ from jaxst.training.data import Batch, DataLoader, InputExample
 from jaxst.training.fit import batch_arrays, fit
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.parallel import PmapParallel
-from jaxst.training.step import batch_loss, gradcache_mini_batch_size, init_train_state, make_train_step
+from jaxst.training.step import batch_loss, init_train_state, make_train_step
 from tests.shared_data import read_tsv
 from tests.training.tiny_st import make_tiny_st_model
 
@@ -108,10 +108,10 @@ def test_cached_mnrl_equals_mnrl_with_hard_negatives_and_a_padded_last_chunk(mod
 def test_wrappers_of_a_cached_loss_train_through_gradcache(model):
     """The step looks through wrappers (`.loss`, e.g. MatryoshkaLoss) for a GradCache loss."""
     cached = CachedMultipleNegativesRankingLoss(model, mini_batch_size=3)
-    assert gradcache_mini_batch_size(cached) == 3
-    assert gradcache_mini_batch_size(MatryoshkaLoss(model, cached, matryoshka_dims=[32, 8])) == 3
+    assert cached.mini_batch_size == 3
+    assert MatryoshkaLoss(model, cached, matryoshka_dims=[32, 8]).mini_batch_size == 3
     plain = MultipleNegativesRankingLoss(model)
-    assert gradcache_mini_batch_size(MatryoshkaLoss(model, plain, matryoshka_dims=[32, 8])) is None
+    assert MatryoshkaLoss(model, plain, matryoshka_dims=[32, 8]).mini_batch_size is None
 
 
 def test_cached_gist_equals_gist(model, folders, triplets):
