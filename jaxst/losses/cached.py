@@ -15,131 +15,69 @@ accepted and has no effect (the mini-batches run inside one compiled step). Cach
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
 from typing import Any
 
-from jaxst.losses.gist import GISTEmbedLoss, MarginStrategy
-from jaxst.losses.ranking import (
-    Direction,
-    HardnessMode,
-    MultipleNegativesRankingLoss,
-    PartitionMode,
-    Similarity,
-)
+from jaxst.losses.gist import GISTEmbedLoss
+from jaxst.losses.ranking import MultipleNegativesRankingLoss
 
 
-def _check_cache_options(owner: str, mini_batch_size: Any, mini_batch_num_tokens: Any) -> int:
-    """The mini-batch size as a positive int; a ValueError naming `owner` and the option otherwise."""
-    if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
-        raise ValueError(f"{owner}: mini_batch_size must be a positive integer, got {mini_batch_size!r}.")
-    if mini_batch_num_tokens is not None:
-        raise ValueError(
-            f"{owner}: mini_batch_num_tokens={mini_batch_num_tokens!r} is not supported: jaxst's train step "
-            "has static shapes, so mini-batches have a fixed row count. Use mini_batch_size."
-        )
-    return mini_batch_size
-
-
-class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
-    """MultipleNegativesRankingLoss with GradCache; see the module docstring and the parent class.
+class GradCacheLoss:
+    """Mixin before a plain in-batch loss class: its constructor takes the GradCache options and passes
+    every other argument on to the plain loss, so `inspect.signature` of the cached class lists the plain
+    loss's parameters, then these options, all with sentence-transformers' defaults.
 
     Args:
-        mini_batch_size: rows embedded at a time in the train step (default 32, as sentence-transformers).
+        mini_batch_size: rows embedded at a time in the train step, a positive int.
         mini_batch_num_tokens: must be None (see the module docstring).
         show_progress_bar: accepted for sentence-transformers code; no effect.
-        The other arguments are MultipleNegativesRankingLoss'.
+        args, options: the plain loss's arguments.
     """
 
     def __init__(
         self,
-        model: Any,
-        *,
-        scale: float = 20.0,
-        similarity_fct: str | Similarity = "cosine",
-        mini_batch_size: int = 32,
-        mini_batch_num_tokens: int | None = None,
-        gather_across_devices: bool = False,
-        directions: Sequence[Direction] = ("query_to_doc",),
-        partition_mode: PartitionMode = "joint",
-        show_progress_bar: bool = False,
-        hardness_mode: HardnessMode | None = None,
-        hardness_strength: float = 0.0,
-        axis_name: Any = "data",
-    ):
-        del show_progress_bar
-        self.mini_batch_size = _check_cache_options(
-            type(self).__name__, mini_batch_size, mini_batch_num_tokens
-        )
-        super().__init__(
-            model,
-            scale=scale,
-            similarity_fct=similarity_fct,
-            gather_across_devices=gather_across_devices,
-            directions=directions,
-            partition_mode=partition_mode,
-            hardness_mode=hardness_mode,
-            hardness_strength=hardness_strength,
-            axis_name=axis_name,
-        )
-
-    def get_config_dict(self) -> dict[str, Any]:
-        """As sentence-transformers: the MNRL hyperparameters and the mini-batch options."""
-        return {
-            **self.hyperparameters,
-            "mini_batch_size": self.mini_batch_size,
-            "mini_batch_num_tokens": None,
-        }
-
-
-class CachedGISTEmbedLoss(GISTEmbedLoss):
-    """GISTEmbedLoss with GradCache; see the module docstring and the parent class.
-
-    The guide's embeddings come with the batch, as for GISTEmbedLoss (the guide runs without gradient, so
-    it needs no cache).
-
-    Args:
-        mini_batch_size: rows embedded at a time in the train step (default 32, as sentence-transformers).
-        mini_batch_num_tokens: must be None (see the module docstring).
-        show_progress_bar: accepted for sentence-transformers code; no effect.
-        The other arguments are GISTEmbedLoss'.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        guide: Any,
-        *,
-        temperature: float = 0.01,
+        *args: Any,
         mini_batch_size: int = 32,
         mini_batch_num_tokens: int | None = None,
         show_progress_bar: bool = False,
-        margin_strategy: MarginStrategy = "absolute",
-        margin: float = 0.0,
-        contrast_anchors: bool = True,
-        contrast_positives: bool = True,
-        gather_across_devices: bool = False,
-        axis_name: Any = "data",
+        **options: Any,
     ):
         del show_progress_bar
-        self.mini_batch_size = _check_cache_options(
-            type(self).__name__, mini_batch_size, mini_batch_num_tokens
-        )
-        super().__init__(
-            model,
-            guide,
-            temperature=temperature,
-            margin_strategy=margin_strategy,
-            margin=margin,
-            contrast_anchors=contrast_anchors,
-            contrast_positives=contrast_positives,
-            gather_across_devices=gather_across_devices,
-            axis_name=axis_name,
-        )
+        owner = type(self).__name__
+        if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
+            raise ValueError(f"{owner}: mini_batch_size must be a positive integer, got {mini_batch_size!r}.")
+        if mini_batch_num_tokens is not None:
+            raise ValueError(
+                f"{owner}: mini_batch_num_tokens={mini_batch_num_tokens!r} is not supported: jaxst's train "
+                "step has static shapes, so mini-batches have a fixed row count. Use mini_batch_size."
+            )
+        self.mini_batch_size = mini_batch_size
+        super().__init__(*args, **options)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Gives the cached class (`GradCacheLoss`, then the plain loss class) its combined signature."""
+        super().__init_subclass__(**kwargs)
+        plain = inspect.signature(cls.__bases__[-1]).parameters.values()
+        cache = inspect.signature(GradCacheLoss.__init__).parameters.values()
+        keyword_only = [p for p in cache if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        cls.__signature__ = inspect.Signature([*plain, *keyword_only])
 
     def get_config_dict(self) -> dict[str, Any]:
-        """As sentence-transformers: the guide, the GIST hyperparameters and the mini-batch options."""
+        """As sentence-transformers: the plain loss's configuration, then the mini-batch options."""
         return {
             **super().get_config_dict(),
             "mini_batch_size": self.mini_batch_size,
             "mini_batch_num_tokens": None,
         }
+
+
+class CachedMultipleNegativesRankingLoss(GradCacheLoss, MultipleNegativesRankingLoss):
+    """MultipleNegativesRankingLoss with GradCache; see the module docstring and `GradCacheLoss`."""
+
+
+class CachedGISTEmbedLoss(GradCacheLoss, GISTEmbedLoss):
+    """GISTEmbedLoss with GradCache; see the module docstring and `GradCacheLoss`.
+
+    The guide's embeddings come with the batch, as for GISTEmbedLoss (the guide runs without gradient, so
+    it needs no cache).
+    """
