@@ -67,6 +67,25 @@ def check_labels(loss_name: str, labels: jax.Array | None, reference_name: str, 
         )
 
 
+def resolve_function(
+    owner: str,
+    option: str,
+    value: str | Callable[..., jax.Array],
+    table: Mapping[str, Callable[..., jax.Array]],
+) -> Callable[..., jax.Array]:
+    """`value` when it is callable, else the function `table` has under that name.
+
+    A `StrEnum` member is its value, so tables keyed by enum members (the distance metrics) take either.
+    Raises ValueError naming `owner`, the option, the value and the known names otherwise.
+    """
+    if callable(value):
+        return value
+    if value not in table:
+        names = [str(name) for name in table]
+        raise ValueError(f"{owner}: unknown {option} {value!r}; expected one of {names}.")
+    return table[value]
+
+
 def resolve_similarity(
     loss_name: str, similarity_fct: str | Callable[..., jax.Array], *, pairwise: bool
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -75,11 +94,5 @@ def resolve_similarity(
     `pairwise=True` looks names up among the row-wise functions ([N, D], [N, D] -> [N]), otherwise among
     the matrix ones ([N, D], [M, D] -> [N, M]). A callable is returned as given.
     """
-    if callable(similarity_fct):
-        return similarity_fct
     table: Mapping[str, Any] = PAIRWISE_SIMILARITY_FUNCTIONS if pairwise else SIMILARITY_FUNCTIONS
-    if similarity_fct not in table:
-        raise ValueError(
-            f"{loss_name}: unknown similarity_fct {similarity_fct!r}; expected one of {sorted(table)}."
-        )
-    return table[similarity_fct]
+    return resolve_function(loss_name, "similarity_fct", similarity_fct, table)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxst.losses.base import LabeledPairLoss
-from jaxst.losses.checks import check_labels, check_rank, check_same_shape
+from jaxst.losses.checks import check_labels, check_rank, check_same_shape, resolve_function
 from jaxst.losses.pair_distances import (
     paired_cosine_distance,
     paired_euclidean_distance,
@@ -32,24 +32,12 @@ class SiameseDistanceMetric(StrEnum):
     COSINE_DISTANCE = "cosine_distance"
 
 
-_DISTANCES: dict[SiameseDistanceMetric, DistanceFunction] = {
+SIAMESE_DISTANCES: dict[SiameseDistanceMetric, DistanceFunction] = {
     SiameseDistanceMetric.EUCLIDEAN: paired_euclidean_distance,
     SiameseDistanceMetric.MANHATTAN: paired_manhattan_distance,
     SiameseDistanceMetric.COSINE_DISTANCE: paired_cosine_distance,
 }
-
-
-def resolve_siamese_distance(
-    distance_metric: SiameseDistanceMetric | str | DistanceFunction,
-) -> DistanceFunction:
-    """The row-wise distance function ([N, D], [N, D] -> [N]) for an enum member, its value, or a callable."""
-    if callable(distance_metric):
-        return distance_metric
-    try:
-        return _DISTANCES[SiameseDistanceMetric(distance_metric)]
-    except ValueError:
-        names = [metric.value for metric in SiameseDistanceMetric]
-        raise ValueError(f"Unknown distance_metric {distance_metric!r}; expected one of {names}.") from None
+SiameseDistance = SiameseDistanceMetric | str | DistanceFunction
 
 
 def _pair_distances(
@@ -57,14 +45,15 @@ def _pair_distances(
     embeddings_a: jax.Array,
     embeddings_b: jax.Array,
     labels: jax.Array,
-    distance_metric: SiameseDistanceMetric | str | DistanceFunction,
+    distance_metric: SiameseDistance,
 ) -> tuple[jax.Array, jax.Array]:
     """Checks the shapes; returns (distances [B], labels [B]) in float32."""
     arrays = {"embeddings_a": embeddings_a, "embeddings_b": embeddings_b}
     check_rank(loss_name, arrays, 2)
     check_same_shape(loss_name, arrays)
     check_labels(loss_name, labels, "embeddings_a", embeddings_a)
-    distances = resolve_siamese_distance(distance_metric)(embeddings_a, embeddings_b).astype(jnp.float32)
+    distance = resolve_function(loss_name, "distance_metric", distance_metric, SIAMESE_DISTANCES)
+    distances = distance(embeddings_a, embeddings_b).astype(jnp.float32)
     return distances, jnp.asarray(labels).astype(jnp.float32)
 
 
@@ -73,7 +62,7 @@ def contrastive_loss(
     embeddings_b: jax.Array,
     labels: jax.Array,
     *,
-    distance_metric: SiameseDistanceMetric | str | DistanceFunction = SiameseDistanceMetric.COSINE_DISTANCE,
+    distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
     margin: float = 0.5,
     size_average: bool = True,
 ) -> jax.Array:
@@ -104,7 +93,7 @@ def online_contrastive_loss(
     embeddings_b: jax.Array,
     labels: jax.Array,
     *,
-    distance_metric: SiameseDistanceMetric | str | DistanceFunction = SiameseDistanceMetric.COSINE_DISTANCE,
+    distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
     margin: float = 0.5,
 ) -> jax.Array:
     """Contrastive loss on the hard pairs of the batch only, selected with masks so that shapes stay static.
@@ -154,13 +143,11 @@ class ContrastiveLoss(LabeledPairLoss):
         self,
         model: Any,
         *,
-        distance_metric: SiameseDistanceMetric
-        | str
-        | DistanceFunction = SiameseDistanceMetric.COSINE_DISTANCE,
+        distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
         margin: float = 0.5,
         size_average: bool = True,
     ):
-        resolve_siamese_distance(distance_metric)
+        resolve_function(type(self).__name__, "distance_metric", distance_metric, SIAMESE_DISTANCES)
         super().__init__(model, distance_metric=distance_metric, margin=margin, size_average=size_average)
 
 
@@ -173,10 +160,8 @@ class OnlineContrastiveLoss(LabeledPairLoss):
         self,
         model: Any,
         *,
-        distance_metric: SiameseDistanceMetric
-        | str
-        | DistanceFunction = SiameseDistanceMetric.COSINE_DISTANCE,
+        distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
         margin: float = 0.5,
     ):
-        resolve_siamese_distance(distance_metric)
+        resolve_function(type(self).__name__, "distance_metric", distance_metric, SIAMESE_DISTANCES)
         super().__init__(model, distance_metric=distance_metric, margin=margin)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxst.losses.base import Loss
-from jaxst.losses.checks import check_rank, check_same_shape
+from jaxst.losses.checks import check_rank, check_same_shape, resolve_function
 from jaxst.similarity import pairwise_cos_sim, pairwise_euclidean_sim, pairwise_manhattan_sim
 
 DistanceFunction = Callable[[jax.Array, jax.Array], jax.Array]
@@ -27,24 +27,12 @@ class TripletDistanceMetric(StrEnum):
     MANHATTAN = "manhattan"
 
 
-_DISTANCES: dict[TripletDistanceMetric, DistanceFunction] = {
+TRIPLET_DISTANCES: dict[TripletDistanceMetric, DistanceFunction] = {
     TripletDistanceMetric.COSINE: lambda a, b: 1.0 - pairwise_cos_sim(a, b),
     TripletDistanceMetric.EUCLIDEAN: lambda a, b: -pairwise_euclidean_sim(a, b),
     TripletDistanceMetric.MANHATTAN: lambda a, b: -pairwise_manhattan_sim(a, b),
 }
-
-
-def resolve_triplet_distance(
-    distance_metric: TripletDistanceMetric | str | DistanceFunction,
-) -> DistanceFunction:
-    """The row-wise distance ([N, D], [N, D] -> [N]) for an enum member, its value, or a callable."""
-    if callable(distance_metric):
-        return distance_metric
-    try:
-        return _DISTANCES[TripletDistanceMetric(distance_metric)]
-    except ValueError:
-        names = [metric.value for metric in TripletDistanceMetric]
-        raise ValueError(f"Unknown distance_metric {distance_metric!r}; expected one of {names}.") from None
+TripletDistance = TripletDistanceMetric | str | DistanceFunction
 
 
 def triplet_loss(
@@ -52,7 +40,7 @@ def triplet_loss(
     positives: jax.Array,
     negatives: jax.Array,
     *,
-    distance_metric: TripletDistanceMetric | str | DistanceFunction = TripletDistanceMetric.EUCLIDEAN,
+    distance_metric: TripletDistance = TripletDistanceMetric.EUCLIDEAN,
     triplet_margin: float = 5.0,
 ) -> jax.Array:
     """Triplet loss: each negative should be `triplet_margin` farther from its anchor than the positive is.
@@ -72,7 +60,7 @@ def triplet_loss(
     arrays = {"anchors": anchors, "positives": positives, "negatives": negatives}
     check_rank("triplet_loss", arrays, 2)
     check_same_shape("triplet_loss", arrays)
-    distance = resolve_triplet_distance(distance_metric)
+    distance = resolve_function("triplet_loss", "distance_metric", distance_metric, TRIPLET_DISTANCES)
     distance_positive = distance(anchors, positives).astype(jnp.float32)
     distance_negative = distance(anchors, negatives).astype(jnp.float32)
     return jnp.mean(jax.nn.relu(distance_positive - distance_negative + triplet_margin))
@@ -89,10 +77,10 @@ class TripletLoss(Loss):
         self,
         model: Any,
         *,
-        distance_metric: TripletDistanceMetric | str | DistanceFunction = TripletDistanceMetric.EUCLIDEAN,
+        distance_metric: TripletDistance = TripletDistanceMetric.EUCLIDEAN,
         triplet_margin: float = 5.0,
     ):
-        resolve_triplet_distance(distance_metric)
+        resolve_function(type(self).__name__, "distance_metric", distance_metric, TRIPLET_DISTANCES)
         super().__init__(model, distance_metric=distance_metric, triplet_margin=triplet_margin)
 
     def compute(
