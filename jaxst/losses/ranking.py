@@ -36,14 +36,18 @@ LOSS_NAME = "multiple_negatives_ranking_loss"
 def check_ranking_options(
     *,
     scale: float,
+    similarity_fct: str | Similarity,
     directions: Sequence[str],
     partition_mode: str,
     hardness_mode: str | None,
     hardness_strength: float,
     gather_across_devices: bool,
     axis_name: Any,
-) -> None:
-    """Raises ValueError on the options sentence-transformers refuses, and on gathering with no axis name."""
+) -> Similarity:
+    """Raises ValueError on the options sentence-transformers refuses, and on gathering with no axis name.
+
+    Returns the similarity function ([N, D], [M, D] -> [N, M]) that `similarity_fct` names or is.
+    """
     if not scale > 0:
         raise ValueError(f"{LOSS_NAME}: scale must be positive, got {scale}.")
     unknown = [d for d in directions if d not in DIRECTIONS]
@@ -72,6 +76,7 @@ def check_ranking_options(
         raise ValueError(f"{LOSS_NAME}: hardness_strength must be non-negative, got {hardness_strength}.")
     if gather_across_devices and axis_name is None:
         raise ValueError(f"{LOSS_NAME}: gather_across_devices=True needs the axis_name of the device axis.")
+    return resolve_similarity(LOSS_NAME, similarity_fct, pairwise=False)
 
 
 def _hardness_penalty(
@@ -145,8 +150,9 @@ def multiple_negatives_ranking_loss(
         gathering, to its value on rank `axis_index`. Not implemented here: the cached (GradCache) variant
         (CachedMultipleNegativesRankingLoss), and the log warning for a hardness_mode with strength 0.
     """
-    check_ranking_options(
+    similarity = check_ranking_options(
         scale=scale,
+        similarity_fct=similarity_fct,
         directions=directions,
         partition_mode=partition_mode,
         hardness_mode=hardness_mode,
@@ -161,7 +167,6 @@ def multiple_negatives_ranking_loss(
         arrays["negatives"] = negatives
     batch = check_batch_size(LOSS_NAME, arrays)
     check_trailing_dim(LOSS_NAME, arrays)
-    similarity = resolve_similarity(LOSS_NAME, similarity_fct, pairwise=False)
 
     anchors, positives = anchors.astype(jnp.float32), positives.astype(jnp.float32)
     documents = positives[:, None, :]
@@ -261,28 +266,18 @@ class MultipleNegativesRankingLoss(Loss):
         hardness_strength: float = 0.0,
         axis_name: Any = "data",
     ):
-        directions = tuple(directions)
-        check_ranking_options(
-            scale=scale,
-            directions=directions,
-            partition_mode=partition_mode,
-            hardness_mode=hardness_mode,
-            hardness_strength=hardness_strength,
-            gather_across_devices=gather_across_devices,
-            axis_name=axis_name,
-        )
-        resolve_similarity(LOSS_NAME, similarity_fct, pairwise=False)
         super().__init__(
             model,
             scale=scale,
             similarity_fct=similarity_fct,
             gather_across_devices=gather_across_devices,
-            directions=directions,
+            directions=tuple(directions),
             partition_mode=partition_mode,
             hardness_mode=hardness_mode,
             hardness_strength=hardness_strength,
             axis_name=axis_name,
         )
+        check_ranking_options(**self.hyperparameters)
 
     def compute(
         self, embeddings: Sequence[jax.Array], labels: jax.Array | None, params: Any = None
