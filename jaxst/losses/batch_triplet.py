@@ -15,12 +15,12 @@ Labels must have shape [B]; sentence-transformers also takes any shape of B elem
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from jaxst.losses.base import Loss
+from jaxst.losses.base import Loss, check_class_label
 from jaxst.losses.checks import check_labels, check_rank
 from jaxst.similarity import cos_sim, torch_abs
 
@@ -259,11 +259,21 @@ def batch_semi_hard_triplet_loss(
 
 
 class _BatchTripletLossBase(Loss):
-    """One text column and a class label per example."""
+    """One text column and a class label per example; `_loss` is the pure function, called with the
+    hyperparameters. The constructor is that of the soft-margin loss, which has no margin."""
 
     min_texts = 1
     max_texts = 1
     needs_labels = True
+    _loss: ClassVar[Callable[..., jax.Array]]
+
+    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE):
+        super().__init__(model, distance_metric=distance_metric)
+
+    def check_label(self, label: Any) -> None:
+        """Raises ValueError unless the label is a class id, an integer of any sign: labels are compared for
+        equality, so a NaN or fractional label would silently lose its positives."""
+        check_class_label(label)
 
     def compute(self, embeddings: Any, labels: jax.Array | None, params: Any = None) -> jax.Array:
         del params
@@ -279,37 +289,33 @@ class _BatchTripletLossBase(Loss):
         return config
 
 
-class BatchAllTripletLoss(_BatchTripletLossBase):
+class _MarginBatchTripletLoss(_BatchTripletLossBase):
+    """A batch triplet loss with a margin (5, as sentence-transformers)."""
+
+    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
+        super().__init__(model, distance_metric=distance_metric)
+        self.hyperparameters["margin"] = margin
+
+
+class BatchAllTripletLoss(_MarginBatchTripletLoss):
     """sentence-transformers' BatchAllTripletLoss; see `batch_all_triplet_loss`."""
 
     _loss = staticmethod(batch_all_triplet_loss)
 
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
-        super().__init__(model, distance_metric=distance_metric, margin=margin)
 
-
-class BatchHardTripletLoss(_BatchTripletLossBase):
+class BatchHardTripletLoss(_MarginBatchTripletLoss):
     """sentence-transformers' BatchHardTripletLoss; see `batch_hard_triplet_loss`."""
 
     _loss = staticmethod(batch_hard_triplet_loss)
 
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
-        super().__init__(model, distance_metric=distance_metric, margin=margin)
 
-
-class BatchSemiHardTripletLoss(_BatchTripletLossBase):
+class BatchSemiHardTripletLoss(_MarginBatchTripletLoss):
     """sentence-transformers' BatchSemiHardTripletLoss; see `batch_semi_hard_triplet_loss`."""
 
     _loss = staticmethod(batch_semi_hard_triplet_loss)
-
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
-        super().__init__(model, distance_metric=distance_metric, margin=margin)
 
 
 class BatchHardSoftMarginTripletLoss(_BatchTripletLossBase):
     """sentence-transformers' BatchHardSoftMarginTripletLoss; see `batch_hard_soft_margin_triplet_loss`."""
 
     _loss = staticmethod(batch_hard_soft_margin_triplet_loss)
-
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE):
-        super().__init__(model, distance_metric=distance_metric)

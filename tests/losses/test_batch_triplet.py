@@ -255,3 +255,18 @@ def test_classes_bind_the_pure_functions(loss_class, name):
     assert (loss.min_texts, loss.max_texts, loss.needs_labels) == (1, 1, True)
     with pytest.raises(ValueError, match="exactly 1"):
         loss.check_example_shape(2, True)
+
+
+@pytest.mark.parametrize(
+    "loss_class",
+    [BatchAllTripletLoss, BatchHardTripletLoss, BatchSemiHardTripletLoss, BatchHardSoftMarginTripletLoss],
+)
+def test_labels_must_be_class_ids(loss_class):
+    """Labels are compared for equality: any integer is a class (2.0 counts as 2), but a NaN or a fraction
+    would silently lose its positives, and is refused before training."""
+    loss = loss_class(None)
+    for label in (0, -3, 7, 2.0, np.int64(5)):
+        loss.check_label(label)
+    for label in (float("nan"), 0.5, "1", True, [0, 1]):
+        with pytest.raises(ValueError, match="is not a class index"):
+            loss.check_label(label)
