@@ -1,58 +1,72 @@
-"""Trace-time argument checks shared by the loss functions.
+"""Trace-time argument checks shared by the loss functions, made with chex.
 
-Shapes are static under `jax.jit`, so these run once per trace in plain Python and raise a `ValueError`
-that names the loss, the arguments and their shapes, instead of letting a mismatch surface as an XLA
-broadcasting error deep inside the computation. They also resolve the similarity / distance options
-that sentence-transformers accepts as names or functions.
+Shapes are static under `jax.jit`, so these run once per trace in plain Python. Each is a chex assertion
+(`chex.assert_rank`, `assert_equal_shape`, `assert_equal_shape_prefix` / `_suffix`, `assert_shape`) whose
+AssertionError becomes a `ValueError` that names the loss, the arguments and their shapes, instead of
+letting a mismatch surface as an XLA broadcasting error deep inside the computation. (chex's own message
+stays attached as the cause. `chex.disable_asserts()` turns these checks off with chex's others.) They
+also resolve the similarity / distance options that sentence-transformers accepts as names or functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
 
 
+@contextlib.contextmanager
+def _refused_with(message: str) -> Iterator[None]:
+    """Raises ValueError(message) for a chex AssertionError in the block, with chex's error as its cause."""
+    try:
+        yield
+    except AssertionError as error:
+        raise ValueError(message) from error
+
+
+def _listed(arrays: Mapping[str, jax.Array]) -> str:
+    return ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items())
+
+
 def check_rank(loss_name: str, arrays: Mapping[str, jax.Array], rank: int) -> None:
     """Raises ValueError unless every named array has `rank` dimensions."""
     for name, array in arrays.items():
-        if array.ndim != rank:
-            raise ValueError(
-                f"{loss_name}: {name} must have rank {rank}, "
-                f"got shape {tuple(array.shape)} (rank {array.ndim})."
-            )
+        shape = tuple(array.shape)
+        with _refused_with(
+            f"{loss_name}: {name} must have rank {rank}, got shape {shape} (rank {len(shape)})."
+        ):
+            chex.assert_rank(array, rank)
 
 
 def check_same_shape(loss_name: str, arrays: Mapping[str, jax.Array]) -> None:
     """Raises ValueError naming every array and its shape unless all the shapes are equal."""
-    shapes = {name: tuple(array.shape) for name, array in arrays.items()}
-    if len(set(shapes.values())) > 1:
-        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise ValueError(f"{loss_name}: these arrays must have the same shape, got {listed}.")
+    with _refused_with(f"{loss_name}: these arrays must have the same shape, got {_listed(arrays)}."):
+        chex.assert_equal_shape(list(arrays.values()))
 
 
 def check_batch_size(loss_name: str, arrays: Mapping[str, jax.Array]) -> int:
     """Raises ValueError unless all the arrays share the leading (batch) dimension; returns it."""
-    sizes = {name: array.shape[0] for name, array in arrays.items()}
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items())
-        raise ValueError(
-            f"{loss_name}: these arrays must have the same batch size (first dimension), got {listed}."
-        )
-    return next(iter(sizes.values()))
+    listed = _listed(arrays)
+    with _refused_with(
+        f"{loss_name}: these arrays must have the same batch size (first dimension), got {listed}."
+    ):
+        chex.assert_equal_shape_prefix(list(arrays.values()), 1)
+    return next(iter(arrays.values())).shape[0]
 
 
 def check_trailing_dim(loss_name: str, arrays: Mapping[str, jax.Array]) -> None:
     """Raises ValueError unless all the arrays share the last (embedding) dimension."""
-    if len({array.shape[-1] for array in arrays.values()}) > 1:
-        listed = ", ".join(f"{name} {tuple(array.shape)}" for name, array in arrays.items())
-        raise ValueError(
-            f"{loss_name}: these arrays must have the same embedding dimension (last axis), got {listed}."
-        )
+    listed = _listed(arrays)
+    with _refused_with(
+        f"{loss_name}: these arrays must have the same embedding dimension (last axis), got {listed}."
+    ):
+        chex.assert_equal_shape_suffix(list(arrays.values()), 1)
 
 
 def check_labels(loss_name: str, labels: jax.Array | None, reference_name: str, reference: jax.Array) -> None:
@@ -60,11 +74,11 @@ def check_labels(loss_name: str, labels: jax.Array | None, reference_name: str, 
     if labels is None:
         raise ValueError(f"{loss_name} needs labels, got None.")
     batch_size = reference.shape[0]
-    if jnp.shape(labels) != (batch_size,):
-        raise ValueError(
-            f"{loss_name}: labels must have shape ({batch_size},), one per row of {reference_name} "
-            f"{tuple(reference.shape)}, got labels of shape {jnp.shape(labels)}."
-        )
+    with _refused_with(
+        f"{loss_name}: labels must have shape ({batch_size},), one per row of {reference_name} "
+        f"{tuple(reference.shape)}, got labels of shape {jnp.shape(labels)}."
+    ):
+        chex.assert_shape(jnp.asarray(labels), (batch_size,))
 
 
 def resolve_function(

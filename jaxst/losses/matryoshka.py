@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxst.losses.base import Loss, WrapperLoss, chain_name
+from jaxst.losses.checks import check_trailing_dim
 from jaxst.similarity import normalize
 
 LossFunction = Callable[[list[jax.Array], jax.Array | None], jax.Array]
@@ -89,10 +90,8 @@ def matryoshka_loss(
     Here such gradients stay at one normalisation's scale, and finite.
     """
     dims, weights = sorted_dims_and_weights(matryoshka_dims, matryoshka_weights)
+    check_trailing_dim("matryoshka_loss", {f"column {i}": e for i, e in enumerate(embeddings)})
     full_dim = embeddings[0].shape[-1]
-    if any(e.shape[-1] != full_dim for e in embeddings):
-        listed = ", ".join(str(tuple(e.shape)) for e in embeddings)
-        raise ValueError(f"matryoshka_loss: the columns must share their last dimension, got {listed}.")
     if dims[0] > full_dim:
         raise ValueError(
             f"matryoshka_loss: dimension {dims[0]} in matryoshka_dims cannot be greater than the embedding "

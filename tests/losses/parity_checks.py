@@ -2,12 +2,16 @@
 
 A JAX loss under test is written as `loss(columns, labels) -> scalar`, `columns` a list of [B, D] arrays
 (anchor, positive, ...), the same layout in which `torch_loss_and_grads` runs sentence-transformers' class.
+The parity, trace-time error and bfloat16 checks run the loss both jitted and not, as chex's `with_jit`
+and `without_jit` variants (`for_each_jit_variant`).
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping, Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,25 +83,55 @@ def edge_cases(
     return cases
 
 
-def assert_matches_torch(loss: JaxLoss, make_torch_loss: Callable, cases: Mapping[str, Case]) -> None:
-    """On every named case, value and per-column gradients equal sentence-transformers' at PARITY_RTOL.
+def for_each_jit_variant(check: Callable[[Callable[[Callable], Callable]], None]) -> None:
+    """Runs `check(variant)` once per chex variant, `with_jit` (variant(fn) is jax.jit(fn)) and
+    `without_jit` (variant(fn) calls fn as it is), through `chex.variants`; a failure names its variant.
 
-    Values and gradients must also be finite. The loss is jitted once for all the cases (one compile per
-    distinct shape), which keeps the tests fast.
+    chex.variants makes one test per variant out of a test method; here each is called at once, with a
+    stand-in for the test case on which chex sets `variant`.
     """
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
-    for name, (columns, labels) in cases.items():
-        value, grads = value_and_grad(
-            [jnp.asarray(c) for c in columns], None if labels is None else jnp.asarray(labels)
-        )
-        grads = [np.asarray(g) for g in grads]
-        expected_value, expected_grads = torch_loss_and_grads(make_torch_loss, columns, labels)
-        assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads), f"{name}: not finite"
-        value_error = relative_error(value, expected_value)
-        assert value_error <= PARITY_RTOL, f"{name}: value {float(value)} != {expected_value}"
-        for index, (grad, expected) in enumerate(zip(grads, expected_grads, strict=True)):
-            error = gradient_error(grad, expected, columns[index])
-            assert error <= PARITY_RTOL, f"{name}: gradient of column {index}, relative error {error:.3g}"
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def loss(case):
+        check(case.variant)
+
+    for variant_test in loss:
+        try:
+            variant_test(types.SimpleNamespace())
+        except AssertionError as error:
+            raise AssertionError(f"{variant_test.__name__}: {error}") from error
+
+
+def as_arrays(columns: Sequence, labels) -> tuple[list[jax.Array], jax.Array | None]:
+    return [jnp.asarray(c) for c in columns], None if labels is None else jnp.asarray(labels)
+
+
+def assert_matches_torch(loss: JaxLoss, make_torch_loss: Callable, cases: Mapping[str, Case]) -> None:
+    """On every named case, value and per-column gradients equal sentence-transformers' at PARITY_RTOL,
+    with the loss jitted and not (`for_each_jit_variant`).
+
+    Values and gradients must also be finite. The jitted loss is traced once for all the cases (one
+    compile per distinct shape), which keeps the tests fast.
+    """
+    expected = {
+        name: torch_loss_and_grads(make_torch_loss, columns, labels)
+        for name, (columns, labels) in cases.items()
+    }
+
+    def check(variant: Callable[[Callable], Callable]) -> None:
+        value_and_grad = variant(jax.value_and_grad(loss))
+        for name, (columns, labels) in cases.items():
+            value, grads = value_and_grad(*as_arrays(columns, labels))
+            grads = [np.asarray(g) for g in grads]
+            expected_value, expected_grads = expected[name]
+            assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads), f"{name}: not finite"
+            value_error = relative_error(value, expected_value)
+            assert value_error <= PARITY_RTOL, f"{name}: value {float(value)} != {expected_value}"
+            for index, (grad, expected_grad) in enumerate(zip(grads, expected_grads, strict=True)):
+                error = gradient_error(grad, expected_grad, columns[index])
+                assert error <= PARITY_RTOL, f"{name}: gradient of column {index}, relative error {error:.3g}"
+
+    for_each_jit_variant(check)
 
 
 def assert_traces_once(loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None) -> None:
@@ -137,23 +171,34 @@ def assert_vmap_matches_loop(
 def assert_bfloat16_close(
     loss: JaxLoss, columns: Sequence[np.ndarray], labels: np.ndarray | None, *, rtol: float = 2e-2
 ) -> None:
-    """bfloat16 inputs give float32: equal to float32 on the rounded inputs, close to the float32 loss."""
-    labels = None if labels is None else jnp.asarray(labels)
-    loss = jax.jit(loss)
-    rounded = [jnp.asarray(c).astype(jnp.bfloat16) for c in columns]
-    value = loss(rounded, labels)
-    assert value.dtype == jnp.float32, value.dtype
-    np.testing.assert_allclose(value, loss([r.astype(jnp.float32) for r in rounded], labels), rtol=1e-6)
-    np.testing.assert_allclose(value, loss([jnp.asarray(c) for c in columns], labels), rtol=rtol, atol=1e-4)
+    """bfloat16 inputs give float32: equal to float32 on the rounded inputs, close to the float32 loss;
+    jitted and not (`for_each_jit_variant`)."""
+    columns, labels = as_arrays(columns, labels)
+    rounded = [c.astype(jnp.bfloat16) for c in columns]
+
+    def check(variant: Callable[[Callable], Callable]) -> None:
+        run = variant(loss)
+        value = run(rounded, labels)
+        assert value.dtype == jnp.float32, value.dtype
+        np.testing.assert_allclose(value, run([r.astype(jnp.float32) for r in rounded], labels), rtol=1e-6)
+        np.testing.assert_allclose(value, run(columns, labels), rtol=rtol, atol=1e-4)
+
+    for_each_jit_variant(check)
 
 
 def assert_trace_time_error(loss: JaxLoss, columns: Sequence, labels, *fragments: str) -> None:
-    """Tracing jit(loss) on these shapes raises ValueError whose message contains every fragment."""
-    try:
-        jax.jit(loss).trace(list(columns), labels)
-    except ValueError as error:
-        message = str(error)
-        missing = [f for f in fragments if f not in message]
-        assert not missing, f"{missing} not in {message!r}"
-        return
-    raise AssertionError("no error at trace time")
+    """Calling the loss on these shapes raises ValueError whose message contains every fragment: jitted,
+    when it is traced, and not jitted (`for_each_jit_variant`)."""
+    columns, labels = as_arrays(columns, labels)
+
+    def check(variant: Callable[[Callable], Callable]) -> None:
+        try:
+            variant(loss)(columns, labels)
+        except ValueError as error:
+            message = str(error)
+            missing = [f for f in fragments if f not in message]
+            assert not missing, f"{missing} not in {message!r}"
+            return
+        raise AssertionError("no error")
+
+    for_each_jit_variant(check)
