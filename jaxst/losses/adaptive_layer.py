@@ -134,12 +134,12 @@ class AdaptiveLayerLoss(WrapperLoss):
     the same layers, as sentence-transformers' equally seeded ranks do): fold_in(rng, 0) draws the layers,
     and the wrapped loss, when it needs a key itself, gets fold_in(fold_in(rng, 1), call) per call.
 
-    A GradCache loss (one with `mini_batch_size`), anywhere down the wrapped chain (e.g.
-    MatryoshkaLoss(CachedMultipleNegativesRankingLoss)), is refused when this loss is constructed: its step
-    embeds the batch in mini-batches and never holds the hidden states of the whole batch.
-    sentence-transformers accepts the combination with a warning that it is not supported (its GradCache
-    backward pass runs after the hidden states are gone); using the plain loss gives the same value and
-    gradient. So is a chain that needs hidden states itself (another AdaptiveLayerLoss).
+    Refused when this loss is constructed: a wrapped chain with a GradCache loss anywhere in it (one with
+    `mini_batch_size`, e.g. MatryoshkaLoss(CachedMultipleNegativesRankingLoss)), whose step embeds the
+    batch in mini-batches and never holds the hidden states of the whole batch, and a chain that needs
+    hidden states itself (another AdaptiveLayerLoss). sentence-transformers accepts a GradCache loss with
+    a warning that the combination is unsupported (its cached backward pass runs after the hidden states
+    are gone); the plain loss has the same value and gradient.
     """
 
     needs_hidden_states = True
