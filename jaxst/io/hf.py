@@ -205,11 +205,3 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], file: Path) -> None:
 def _names(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(repr(key) for key in keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def key_table(model_type: str, num_layers: int) -> KeyTable:
-    """The checkpoint key table of `model_type` with `num_layers` layers; it lives with the family now
-    (`jaxst.models.registry.key_table`), and this name goes once no caller imports it from here."""
-    from jaxst.models.registry import key_table as family_key_table
-
-    return family_key_table(model_type, num_layers)

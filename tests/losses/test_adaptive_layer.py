@@ -21,12 +21,12 @@ from sentence_transformers import SentenceTransformer as TorchSentenceTransforme
 from sentence_transformers.sentence_transformer import losses as st_losses
 from sentence_transformers.sentence_transformer.losses import adaptive_layer as st_adaptive_layer
 
-from jaxst.io.hf import key_table
 from jaxst.losses.adaptive_layer import AdaptiveLayerLoss, kl_to_teacher
 from jaxst.losses.cached import CachedMultipleNegativesRankingLoss
 from jaxst.losses.cosine import CoSENTLoss
 from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
+from jaxst.models.registry import key_table
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import Batch
 from jaxst.training.fit import batch_arrays
@@ -77,30 +77,51 @@ def jaxst_value_and_grads(model, loss, batch):
     return value_and_grads
 
 
-def torch_value_and_grads(torch_model, make_loss, texts, labels):
-    """sentence-transformers' value and encoder gradients, computed in float64 on a copy of the model.
-
-    The reference in float64 leaves only jaxst's float32 rounding in the comparison: with both sides in
-    float32, CoSENT's scale of 20 and the KL terms put the two roundings together at up to 1.1e-5 of the
-    largest gradient, varying with the thread count (XLA's and torch's summation orders); against float64,
-    jaxst's own error is at most 4.4e-6 in either case.
-    """
-    torch_model = copy.deepcopy(torch_model).double()
+def torch_run(torch_model, make_loss, texts, labels, dtype):
+    """sentence-transformers' value and encoder gradients on a copy of the model cast to `dtype`."""
+    torch_model = copy.deepcopy(torch_model).to(dtype)
     torch_model.zero_grad()
     loss = make_loss(torch_model)
     features = [torch_model.preprocess(column) for column in texts]
-    value = loss(features, None if labels is None else torch.from_numpy(labels).double())
+    value = loss(features, None if labels is None else torch.from_numpy(labels).to(dtype))
     value.backward()
-    value = value.detach()
     grads = {
-        name: np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy().astype(np.float32)
+        name: np.zeros(p.shape) if p.grad is None else p.grad.numpy().astype(np.float64)
         for name, p in torch_model[0].auto_model.named_parameters()
     }
-    return float(value), grads
+    return float(value.detach()), grads
 
 
-def assert_same_gradients(jax_grads, torch_grads):
-    """Every encoder tensor (transposed where torch stores a Linear weight), max error over max |grad|.
+def relative_error(actual, expected):
+    """max |actual - expected| over max |expected|."""
+    return float(np.max(np.abs(actual - expected))) / float(np.max(np.abs(expected)))
+
+
+def torch_value_and_grads(torch_model, make_loss, texts, labels):
+    """sentence-transformers' value and encoder gradients in float64, and each tensor's error bound.
+
+    The reference in float64 leaves only jaxst's float32 rounding in the comparison. A tensor's bound is
+    TOLERANCE, or twice the error of sentence-transformers' own float32 run against its float64 run where
+    that is larger: the biases' gradients are sums over every token of terms that mostly cancel (the tiny
+    random model's sentence embeddings are nearly parallel, and CoSENT scales their differences by 20), so
+    float32 arithmetic itself misses 1e-5 of such a tensor's largest entry on some inputs (PyTorch by up to
+    1.1e-5, jaxst by up to 1.5e-5, measured); no float32 implementation could meet a fixed 1e-5 there.
+
+    Returns:
+        (value, {key: float64 gradient}, {key: the bound of that tensor's relative error}).
+    """
+    value, grads = torch_run(torch_model, make_loss, texts, labels, torch.float64)
+    _, float32_grads = torch_run(torch_model, make_loss, texts, labels, torch.float32)
+    bounds = {
+        key: max(TOLERANCE, 2 * relative_error(float32_grads[key], grad)) if np.any(grad) else TOLERANCE
+        for key, grad in grads.items()
+    }
+    return value, grads, bounds
+
+
+def assert_same_gradients(jax_grads, torch_grads, bounds):
+    """Every encoder tensor (transposed where torch stores a Linear weight), max error over max |grad|,
+    within its bound (`torch_value_and_grads`).
 
     The attention key biases are the exception: their gradient is zero in exact arithmetic (softmax is
     invariant to adding one number to a row of scores), so both sides must be float noise, below 1e-9.
@@ -114,9 +135,8 @@ def assert_same_gradients(jax_grads, torch_grads):
         if key.endswith("attention.self.key.bias"):
             assert np.max(np.abs(ours)) < 1e-9 and np.max(np.abs(theirs)) < 1e-9, key
             continue
-        scale = float(np.max(np.abs(theirs)))
-        error = float(np.max(np.abs(ours - theirs))) / scale
-        assert error < TOLERANCE, f"{key}: relative error {error:.2e} (max |grad| {scale:.2e})"
+        error = relative_error(ours, theirs)
+        assert error < bounds[key], f"{key}: relative error {error:.2e}, bound {bounds[key]:.2e}"
 
 
 CASES = {
@@ -150,11 +170,11 @@ def test_value_and_gradients_equal_sentence_transformers(models, rows, case):
     labels = labels if with_labels else None
     loss = AdaptiveLayerLoss(model, make_ours(model), **options)
     value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, labels))()
-    expected, expected_grads = torch_value_and_grads(
+    expected, expected_grads, bounds = torch_value_and_grads(
         torch_model, lambda m: st_losses.AdaptiveLayerLoss(m, make_theirs(m), **options), texts, labels
     )
     assert value == pytest.approx(expected, rel=TOLERANCE)
-    assert_same_gradients(grads, expected_grads)
+    assert_same_gradients(grads, expected_grads, bounds)
 
 
 def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer(models, rows, monkeypatch):
@@ -180,7 +200,7 @@ def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer
     for seed in range(8):
         value, grads = run(jax.random.key(seed))
         layer = next(layer for layer in expected if value == pytest.approx(expected[layer][0], rel=TOLERANCE))
-        assert_same_gradients(grads, expected[layer][1])
+        assert_same_gradients(grads, *expected[layer][1:])
         drawn.add(layer)
     assert drawn == {0, 1}
 

@@ -13,8 +13,20 @@ import transformers
 from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from tokenizers import BertWordPieceTokenizer
+from tokenizers.models import WordPiece
 
 from jaxst.data import load_stsb
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BertWordPieceTokenizer's
+
+
+def sorted_vocabulary(vocabulary: dict[str, int]) -> dict[str, int]:
+    """The trained vocabulary with its ids in a fixed order: the special tokens first, as trained, then the
+    other tokens sorted. The trainer picks the same tokens every run but numbers them in an order that
+    changes from run to run; fixed ids make each test's inputs, and so its rounding, the same every run."""
+    specials = sorted(SPECIAL_TOKENS, key=vocabulary.get)  # the template of [CLS] ... [SEP] keeps its ids
+    others = sorted(token for token in vocabulary if token not in SPECIAL_TOKENS)
+    return {token: index for index, token in enumerate(specials + others)}
 
 
 def make_tiny_st_model(folder: Path, *, seed: int = 0, max_seq_length: int = 32) -> Path:
@@ -23,6 +35,9 @@ def make_tiny_st_model(folder: Path, *, seed: int = 0, max_seq_length: int = 32)
     sentences = [s for pair in load_stsb("train") for s in pair[:2]]
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(sentences, vocab_size=1000, min_frequency=2)
+    wordpiece._tokenizer.model = WordPiece(
+        sorted_vocabulary(wordpiece.get_vocab()), unk_token="[UNK]", continuing_subword_prefix="##"
+    )
     tokenizer = transformers.BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, do_lower_case=True)
     tokenizer.save_pretrained(hf_folder)
     torch.manual_seed(seed)
