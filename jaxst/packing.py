@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxst import encoding
+from jaxst import buckets
 
 MIN_ROW_LENGTH = 64
 PACKED_ROW_FEATURES = (
@@ -50,7 +50,7 @@ def one_process(values: list[int]) -> list[int]:
 
 def row_length(longest: int, max_seq_length: int) -> int:
     """P: the smallest encode bucket length >= max(longest, MIN_ROW_LENGTH), at most max_seq_length."""
-    return encoding.bucket_for(longest, max_seq_length, MIN_ROW_LENGTH)
+    return buckets.bucket_for(longest, max_seq_length, MIN_ROW_LENGTH)
 
 
 def row_bucket(rows: int) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxst import encoding
+from jaxst import buckets
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.st_format import (
@@ -215,7 +215,7 @@ class SentenceTransformer:
         texts = check_texts(texts)
         tokenized = self.transformer.tokenize(texts)
         longest = int(tokenized.lengths.max(initial=1))
-        length = encoding.bucket_for(longest, self.max_seq_length)
+        length = buckets.bucket_for(longest, self.max_seq_length)
         return tokenized.padded(np.arange(len(texts)), len(texts), length, self.transformer.pad_token_id)
 
     # --------------------------------------------------------------------------------------------- settings
@@ -266,7 +266,7 @@ class SentenceTransformer:
     @property
     def bucket_lengths(self) -> tuple[int, ...]:
         """The padded sequence lengths encode compiles for."""
-        return encoding.bucket_lengths(self.max_seq_length)
+        return buckets.bucket_lengths(self.max_seq_length)
 
     @property
     def similarity_fn_name(self) -> str:
@@ -381,7 +381,7 @@ class SentenceTransformer:
                 raise ValueError("This model has no Pooling module, so no sentence embeddings.")
             embeddings = np.empty((len(texts), self._output_dimension(truncate_dim)), np.float32)
 
-            def consume(batch: encoding.Batch, result: np.ndarray) -> None:
+            def consume(batch: buckets.PlannedBatch, result: np.ndarray) -> None:
                 rows = result[: len(batch.indices), :truncate_dim]
                 embeddings[batch.indices] = normalize_rows(rows) if normalize_embeddings else rows
 
@@ -390,7 +390,7 @@ class SentenceTransformer:
             embeddings = [None] * len(texts)
             lengths = tokenized.lengths
 
-            def consume(batch: encoding.Batch, result: np.ndarray) -> None:
+            def consume(batch: buckets.PlannedBatch, result: np.ndarray) -> None:
                 for row, index in enumerate(batch.indices):
                     embeddings[index] = result[row, : lengths[index]].copy()
 
@@ -448,33 +448,33 @@ class SentenceTransformer:
         batch_size: int,
         show_progress_bar: bool,
         prompt_length: int,
-        consume: Callable[[encoding.Batch, np.ndarray], None],
+        consume: Callable[[buckets.PlannedBatch, np.ndarray], None],
         output_value: str,
     ) -> None:
         """Batches the texts by length and streams every batch through the jitted inference step."""
         return_large_blocks()  # batch buffers go back to the system when freed (jaxst.host_memory)
-        rows = encoding.rows_per_batch(len(tokenized.lengths), batch_size)
-        batches = encoding.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
+        rows = buckets.rows_per_batch(len(tokenized.lengths), batch_size)
+        batches = buckets.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
 
-        def batch_features(batch: encoding.Batch) -> dict[str, np.ndarray]:
+        def batch_features(batch: buckets.PlannedBatch) -> dict[str, np.ndarray]:
             features = tokenized.padded(
                 batch.indices, batch.rows, batch.length, self.transformer.pad_token_id
             )
             features["prompt_length"] = np.int32(prompt_length)
             return features
 
-        def dispatch(batch: encoding.Batch) -> jax.Array:
+        def dispatch(batch: buckets.PlannedBatch) -> jax.Array:
             return self._inference_step(self._params, batch_features(batch), output_value=output_value)
 
         if len(batches) > 1:  # one batch compiles as it runs; this spares one-text calls the lookups
             self._compile_ahead(batches, batch_features, output_value)
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
-        encoding.stream_batches(progress, dispatch, consume)
+        buckets.stream_batches(progress, dispatch, consume)
 
     def _compile_ahead(
         self,
-        batches: list[encoding.Batch],
-        features: Callable[[encoding.Batch], dict[str, np.ndarray]],
+        batches: list[buckets.PlannedBatch],
+        features: Callable[[buckets.PlannedBatch], dict[str, np.ndarray]],
         output_value: str,
     ) -> None:
         """Compiles the programs of all batch shapes before the first batch runs.

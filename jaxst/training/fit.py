@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxst import encoding, packing
+from jaxst import buckets, packing
 from jaxst.losses.base import Loss, chain_name, loss_chain
 from jaxst.sentence_transformer import check_texts
 from jaxst.training.checkpoint import Checkpointer
@@ -148,10 +148,10 @@ MIN_TRAINING_BUCKET = 16
 def training_bucket(length: int, max_seq_length: int) -> int:
     """The padded length of a batch whose longest text has `length` tokens (<= max_seq_length).
 
-    encode's bucket lengths (`jaxst.encoding.bucket_lengths`: 16, 24, 32, 48, 64, 96, ...) from 16 on,
+    encode's bucket lengths (`jaxst.buckets.bucket_lengths`: 16, 24, 32, 48, 64, 96, ...) from 16 on,
     or max_seq_length when that is shorter.
     """
-    return encoding.bucket_for(length, max_seq_length, MIN_TRAINING_BUCKET)
+    return buckets.bucket_for(length, max_seq_length, MIN_TRAINING_BUCKET)
 
 
 def batch_arrays(

@@ -1,8 +1,8 @@
-"""Bucketing and batching of encode (jaxst.encoding), on plain lengths."""
+"""Bucketing and batching of encode (jaxst.buckets), on plain lengths."""
 
 import numpy as np
 
-from jaxst.encoding import (
+from jaxst.buckets import (
     TOKENS_PER_ROW,
     bucket_lengths,
     plan_batches,

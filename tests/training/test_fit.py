@@ -10,8 +10,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from jaxst.buckets import bucket_lengths
 from jaxst.data import load_stsb
-from jaxst.encoding import bucket_lengths
 from jaxst.losses import SoftmaxLoss
 from jaxst.losses.base import Loss
 from jaxst.losses.matryoshka import MatryoshkaLoss

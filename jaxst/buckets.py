@@ -1,6 +1,7 @@
-"""Static-shape batching for encode: length-sorted batches, a few bucket lengths, streamed results.
+"""Bucket lengths and static-shape batching: length-sorted batches, a few padded lengths, streamed results.
 
-XLA compiles one program per input shape. encode therefore
+XLA compiles one program per input shape. The bucket lengths below are the padded lengths of encode, of
+fit's padded batches and of packed rows (`jaxst.packing`). encode
 
 1. sorts the texts by token count, longest first (stable), and cuts them into batches of `rows` texts:
    the batch size, or for a call with fewer texts the smallest power of two that holds them (a batch's
@@ -51,8 +52,9 @@ def bucket_for(length: int, max_seq_length: int, shortest: int = 0) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class Batch:
-    """Texts `indices` (positions in the input) padded to `rows` x `length` tokens."""
+class PlannedBatch:
+    """One encode batch `plan_batches` planned: texts `indices` (positions in the input) padded to `rows` x
+    `length` tokens."""
 
     indices: np.ndarray
     rows: int
@@ -72,7 +74,7 @@ def rows_for_length(rows: int, length: int) -> int:
     return 1 << (fitting.bit_length() - 1)
 
 
-def plan_batches(lengths: np.ndarray, rows: int, buckets: tuple[int, ...]) -> list[Batch]:
+def plan_batches(lengths: np.ndarray, rows: int, buckets: tuple[int, ...]) -> list[PlannedBatch]:
     """Batches of texts, longest first, each padded to the bucket of its longest text.
 
     A batch holds `rows` texts, fewer (a power of two) where `rows` texts of its bucket length would
@@ -89,15 +91,15 @@ def plan_batches(lengths: np.ndarray, rows: int, buckets: tuple[int, ...]) -> li
     while start < len(order):
         length = buckets[bisect.bisect_left(buckets, int(lengths[order[start]]))]
         batch_rows = rows_for_length(rows, length)
-        batches.append(Batch(order[start : start + batch_rows], batch_rows, length))
+        batches.append(PlannedBatch(order[start : start + batch_rows], batch_rows, length))
         start += batch_rows
     return batches
 
 
 def stream_batches(
-    batches: Iterable[Batch],
-    dispatch: Callable[[Batch], Any],
-    consume: Callable[[Batch, np.ndarray], None],
+    batches: Iterable[PlannedBatch],
+    dispatch: Callable[[PlannedBatch], Any],
+    consume: Callable[[PlannedBatch, np.ndarray], None],
     depth: int = RESULTS_IN_FLIGHT,
 ) -> None:
     """Runs `dispatch` (asynchronous) on every batch and `consume` on each result, in batch order.
@@ -105,7 +107,7 @@ def stream_batches(
     A batch's result is pulled to the host (np.asarray, which waits for it) only once `depth` later
     batches have been dispatched, so the device keeps working while the host tokenizes, pads and copies.
     """
-    in_flight: collections.deque[tuple[Batch, Any]] = collections.deque()
+    in_flight: collections.deque[tuple[PlannedBatch, Any]] = collections.deque()
     for batch in batches:
         in_flight.append((batch, dispatch(batch)))
         if len(in_flight) > depth:
