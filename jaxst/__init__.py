@@ -4,12 +4,14 @@ The names sentence-transformers tutorials import: SentenceTransformer, InputExam
 DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, util.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
 
-from jaxst import evaluation, losses, util  # noqa: E402
-from jaxst.logging_handler import LoggingHandler  # noqa: E402
-from jaxst.sentence_transformer import SentenceTransformer  # noqa: E402
-from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset  # noqa: E402
+from jaxst import evaluation, losses, util
+from jaxst.logging_handler import LoggingHandler
+from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
+
+__version__ = importlib.metadata.version("jaxst")
 
 __all__ = [
     "DataLoader",

@@ -33,6 +33,8 @@ from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.packing import unpack
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
+from jaxst.texts import check_texts
+from jaxst.training.fit import fit as fit_model
 
 logger = logging.getLogger(__name__)
 
@@ -494,9 +496,7 @@ class SentenceTransformer:
 
     def fit(self, train_objectives: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Trains the model in place with sentence-transformers' fit API; see `jaxst.training.fit.fit`."""
-        from jaxst.training.fit import fit
-
-        return fit(self, train_objectives, *args, **kwargs)
+        return fit_model(self, train_objectives, *args, **kwargs)
 
     # -------------------------------------------------------------------------------------------------- save
 
@@ -555,28 +555,6 @@ def load_pipeline(
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """x / max(||x||_2, 1e-12) per row (torch F.normalize), in float32."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
-
-
-def check_texts(texts: Sequence[str]) -> list[str]:
-    """The texts as a list.
-
-    Raises:
-        TypeError: when `texts` is not a list, tuple (or other sequence) or 1-D NumPy array, saying what it
-            is; or naming the first element that is not a str.
-    """
-    if isinstance(texts, np.ndarray) and texts.ndim == 1:
-        texts = texts.tolist()
-    elif isinstance(texts, Sequence) and not isinstance(texts, (str, bytes, bytearray, np.ndarray)):
-        texts = list(texts)
-    else:
-        kind = f"a {texts.ndim}-D NumPy array" if isinstance(texts, np.ndarray) else type(texts).__name__
-        raise TypeError(
-            f"sentences must be a str, or a list, tuple or 1-D NumPy array of str; got {kind} {texts!r:.60}."
-        )
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"sentences[{index}] is a {type(text).__name__}, expected a str.")
-    return texts
 
 
 def resolve_device(device: str | jax.Device) -> jax.Device:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.metadata
 import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jax
 import transformers
-
-import jaxst
 
 MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
@@ -256,7 +255,7 @@ def write_model_config(folder: str | Path, config: ModelConfig) -> None:
     """Writes `config_sentence_transformers.json` as sentence-transformers does (sorted keys, indent 2)."""
     raw: dict[str, Any] = {
         "__version__": {
-            "jaxst": jaxst.__version__,
+            "jaxst": importlib.metadata.version("jaxst"),
             "jax": jax.__version__,
             "transformers": transformers.__version__,
         },

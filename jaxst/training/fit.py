@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from jaxst import buckets, packing
 from jaxst.losses.base import Loss, chain_name, loss_chain
-from jaxst.sentence_transformer import check_texts
+from jaxst.texts import check_texts
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import Batch, DataLoader
 from jaxst.training.guide import GuideEmbedder
