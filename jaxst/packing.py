@@ -43,11 +43,6 @@ PACKED_ROW_FEATURES = (
 )
 
 
-def one_process(values: list[int]) -> list[int]:
-    """`pack`'s agree_max for a single process: its own values are the maxima."""
-    return values
-
-
 def row_length(longest: int, max_seq_length: int) -> int:
     """P: the smallest encode bucket length >= max(longest, MIN_ROW_LENGTH), at most max_seq_length."""
     return buckets.bucket_for(longest, max_seq_length, MIN_ROW_LENGTH)
@@ -89,7 +84,7 @@ def pack(
     num_devices: int,
     max_seq_length: int,
     pad_id: int,
-    agree_max: Callable[[list[int]], list[int]] = one_process,
+    agree_max: Callable[[list[int]], list[int]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Packs the texts of a batch, per device, into the layout of the module docstring.
 
@@ -102,12 +97,17 @@ def pack(
         max_seq_length: the model's; no text is longer.
         pad_id: the tokenizer's padding id.
         agree_max: maps this process's values to the element-wise maxima over all processes feeding
-            one step together, so that every device gets the same shapes (identity for one process).
+            one step together, so that every device gets the same shapes; None when this process alone
+            feeds the step.
     """
+
+    def agreed(values: list[int]) -> list[int]:
+        return values if agree_max is None else agree_max(values)
+
     lengths = np.diff(offsets)
     batch = len(lengths) // num_columns
     per_device = batch // num_devices
-    (longest,) = agree_max([int(lengths.max())])
+    (longest,) = agreed([int(lengths.max())])
     length = row_length(longest, max_seq_length)
     # Device d's texts: columns j of examples d * b ... (d + 1) * b - 1, in (column, example) order.
     texts = np.arange(len(lengths)).reshape(num_columns, num_devices, per_device).transpose(1, 0, 2)
@@ -118,7 +118,7 @@ def pack(
         device_row, device_start, used = first_fit_decreasing(lengths[device_texts], length)
         row[device_texts], start[device_texts] = device_row, device_start
         rows_used = max(rows_used, used)
-    (rows_used,) = agree_max([rows_used])
+    (rows_used,) = agreed([rows_used])
     rows = row_bucket(rows_used)
 
     device = np.arange(len(lengths)) % batch // per_device  # text j * B + i is on device i // b

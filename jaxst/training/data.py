@@ -1,7 +1,7 @@
 """Training data as sentence-transformers' `fit` takes it, without torch.
 
 `InputExample` and `SentencesDataset` keep sentence-transformers' names and fields. `DataLoader` takes
-the torch keywords that tutorial code uses (`batch_size`, `shuffle`, `drop_last`) and yields `Batch`es:
+the torch keywords that tutorial code uses (`batch_size`, `shuffle`, `drop_last`) and yields `ExampleBatch`es:
 the texts per column and the labels as one numpy array. Shuffling is a pure function of
 (seed, epoch), and the loader's position (epoch, batch index) can be saved and restored with
 `state_dict` / `load_state_dict`, so that training resumes exactly mid-epoch.
@@ -65,7 +65,7 @@ class SentencesDataset:
         return len(self.examples)
 
 
-class Batch(NamedTuple):
+class ExampleBatch(NamedTuple):
     """One batch of B examples with k texts each.
 
     Attributes:
@@ -114,8 +114,8 @@ def _labels_array(labels: list[Any], indices: Sequence[int]) -> np.ndarray:
     raise ValueError(f"Labels must be numbers, got {array.dtype} labels for examples {list(indices)}.")
 
 
-def collate(examples: Sequence[InputExample], indices: Sequence[int] | None = None) -> Batch:
-    """Turns examples into a `Batch`; `indices` (their dataset positions) name examples in errors.
+def collate(examples: Sequence[InputExample], indices: Sequence[int] | None = None) -> ExampleBatch:
+    """Turns examples into a `ExampleBatch`; `indices` (their dataset positions) name examples in errors.
 
     Raises:
         ValueError: no examples, an example without texts, examples with different numbers of texts,
@@ -127,31 +127,8 @@ def collate(examples: Sequence[InputExample], indices: Sequence[int] | None = No
     _check_examples(examples, indices)
     texts = [list(column) for column in zip(*(example.texts for example in examples), strict=True)]
     if examples[0].label is None:
-        return Batch(texts, None)
-    return Batch(texts, _labels_array([example.label for example in examples], indices))
-
-
-def pad_batch(batch: Batch, size: int) -> tuple[Batch, np.ndarray]:
-    """Pads a batch of B <= size examples with empty texts and zero labels up to `size` examples.
-
-    jaxst's fit does not pad: a global batch size that the device count does not divide is an error
-    (`jaxst.training.parallel.check_divisible`), because padded rows would enter every in-batch-negative
-    loss. This helper is for callers that need a fixed shape and weight rows by the mask.
-
-    Returns:
-        (the padded batch, mask float32 [size]: 1.0 for the B real examples, 0.0 for padding).
-    """
-    num_examples = len(batch.texts[0])
-    if num_examples > size:
-        raise ValueError(f"Cannot pad a batch of {num_examples} examples to the smaller size {size}.")
-    padding = size - num_examples
-    texts = [column + [""] * padding for column in batch.texts]
-    labels = batch.labels
-    if labels is not None:
-        labels = np.concatenate([labels, np.zeros((padding, *labels.shape[1:]), labels.dtype)])
-    mask = np.zeros(size, np.float32)
-    mask[:num_examples] = 1.0
-    return Batch(texts, labels), mask
+        return ExampleBatch(texts, None)
+    return ExampleBatch(texts, _labels_array([example.label for example in examples], indices))
 
 
 class _ColumnRows:
@@ -280,7 +257,7 @@ class DataLoader:
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         return batches[: len(self)]
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[ExampleBatch]:
         if self._resume:
             self._resume = False
         else:
@@ -296,7 +273,7 @@ class DataLoader:
         self._plan_length = len(plan)
         return self._batches(plan, self._batch_index)
 
-    def _batches(self, plan: list[np.ndarray], start: int) -> Iterator[Batch]:
+    def _batches(self, plan: list[np.ndarray], start: int) -> Iterator[ExampleBatch]:
         for position in range(start, len(plan)):
             indices = plan[position]
             batch = collate([self._examples[index] for index in indices], indices.tolist())

@@ -1,10 +1,11 @@
 """`SentenceTransformer.fit`: sentence-transformers' fit API on the jit-compiled data-parallel step.
 
 Per epoch, for `steps_per_epoch` rounds, each objective in turn (round robin, as sentence-transformers)
-takes one batch: its texts are tokenized and packed end to end into rows per device (`jaxst.packing`),
-the batch is split over the devices, and that objective's compiled step runs. A loss with a frozen guide model
-(GISTEmbedLoss) gets the guide's embeddings of the batch with it (`jaxst.training.guide`). Loss and
-learning rate go to a tqdm bar and to `metrics.jsonl`; the evaluator runs every `evaluation_steps` and
+takes one batch: its texts are tokenized and packed end to end into rows per device
+(`jaxst.training.batching`), the batch is split over the devices, and that objective's compiled step
+runs. A loss with a frozen guide model (GISTEmbedLoss) gets the guide's embeddings of the batch with it
+(`jaxst.training.guide`). Loss, gradient norm and learning rate go to a tqdm bar and to
+`metrics.jsonl`; the evaluator runs every `evaluation_steps` and
 at each epoch's end; checkpoints (train state + data position) are written every
 `checkpoint_save_steps`, atomically, and a resumed run continues bit for bit.
 
@@ -13,9 +14,7 @@ sentence-transformers' fit schedules with (a dataset smaller than one batch trai
 Packed rows come in a few shapes (a bucket row length, a bucket row count), so an epoch compiles each
 objective's step once per shape it meets: a handful for sentence data. GradCache losses (which cut a
 batch into texts) and guided losses (whose guide embeds the padded texts) train on padded batches
-instead, all columns padded together to a training bucket length: encode's bucket lengths from 16 on
-(16, 24, 32, 48, 64, 96, ...: under 1.5x the longest text, in few lengths, since a train step compiles
-far slower than it runs).
+instead, padded to a few training bucket lengths.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxst import buckets, packing
 from jaxst.losses.base import Loss, chain_name, loss_chain
-from jaxst.texts import check_texts
+from jaxst.training.batching import batch_arrays
 from jaxst.training.checkpoint import Checkpointer
-from jaxst.training.data import Batch, DataLoader
+from jaxst.training.data import DataLoader, ExampleBatch
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
@@ -61,7 +59,7 @@ class Objective:
     loss: Loss
     index: int
     step: Callable | None = None
-    batches: Iterator[Batch] | None = None
+    batches: Iterator[ExampleBatch] | None = None
     guide: GuideEmbedder | None = None
 
     @property
@@ -83,7 +81,7 @@ class Objective:
         self.loader.load_state_dict(position)
         self.batches = None
 
-    def next_batch(self) -> Batch:
+    def next_batch(self) -> ExampleBatch:
         """The next full batch; the loader starts its next epoch when this one runs out."""
         for _ in range(2):
             if self.batches is None:
@@ -140,59 +138,6 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
             raise ValueError(f"Training objective {index}: {error}") from None
         objectives.append(Objective(loader, loss, index))
     return objectives
-
-
-MIN_TRAINING_BUCKET = 16
-
-
-def training_bucket(length: int, max_seq_length: int) -> int:
-    """The padded length of a batch whose longest text has `length` tokens (<= max_seq_length).
-
-    encode's bucket lengths (`jaxst.buckets.bucket_lengths`: 16, 24, 32, 48, 64, 96, ...) from 16 on,
-    or max_seq_length when that is shorter.
-    """
-    return buckets.bucket_for(length, max_seq_length, MIN_TRAINING_BUCKET)
-
-
-def batch_arrays(
-    model: Any,
-    batch: Batch,
-    *,
-    packed: bool = False,
-    num_devices: int = 1,
-    agree_max: Callable[[list[int]], list[int]] = packing.one_process,
-) -> dict[str, np.ndarray]:
-    """Tokenizes the k columns of a batch (+ labels): padded to [k, B, T] arrays, T a training bucket, or
-    with `packed` into the rows of `jaxst.packing`, per device (`num_devices` local devices; `agree_max`
-    gives the shapes every process's devices share, see `jaxst.packing.pack`)."""
-    k, b = len(batch.texts), len(batch.texts[0])
-    texts = [text for column in batch.texts for text in column]
-    if packed:
-        tokenized = model.transformer.tokenize(check_texts(texts))
-        arrays = packing.pack(
-            tokenized.ids,
-            tokenized.type_ids,
-            tokenized.offsets,
-            num_columns=k,
-            num_devices=num_devices,
-            max_seq_length=model.max_seq_length,
-            pad_id=model.transformer.pad_token_id,
-            agree_max=agree_max,
-        )
-    else:
-        features = model.tokenize(texts)
-        length = features["input_ids"].shape[1]
-        padding = training_bucket(length, model.max_seq_length) - length
-        pad_values = {"input_ids": model.tokenizer.pad_token_id}
-        arrays = {
-            name: np.pad(value, ((0, 0), (0, padding)), constant_values=pad_values.get(name, 0)).reshape(
-                k, b, -1
-            )
-            for name, value in features.items()
-        }
-    if batch.labels is not None:
-        arrays["labels"] = batch.labels
-    return arrays
 
 
 def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParallel | MeshParallel:

@@ -24,7 +24,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxst.packing import one_process
 from jaxst.training.step import AXIS_NAME
 
 Batch = dict[str, np.ndarray]
@@ -85,8 +84,9 @@ class PmapParallel:
             out[name] = self._put_stacked(np.stack(np.split(value, self.num_devices, axis=axis)))
         return out
 
-    # Shapes need no agreement with other processes: one process feeds every device.
-    agree_max = staticmethod(one_process)
+    def agree_max(self, values: list[int]) -> list[int]:
+        """One process feeds every device, so its own values are the maxima (see `MeshParallel`)."""
+        return values
 
     def compile(self, step: Callable) -> Callable:
         return jax.pmap(step, axis_name=AXIS_NAME, devices=self.devices, donate_argnums=0)

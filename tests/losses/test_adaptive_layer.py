@@ -28,8 +28,8 @@ from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
 from jaxst.models.registry import key_table
 from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.data import Batch
-from jaxst.training.fit import batch_arrays
+from jaxst.training.batching import batch_arrays
+from jaxst.training.data import ExampleBatch
 from jaxst.training.parallel import PmapParallel
 from jaxst.training.step import batch_loss, init_train_state, make_train_step
 from tests.shared_data import read_tsv
@@ -61,7 +61,7 @@ def rows():
 
 def jaxst_batch(model, texts, labels):
     """The train step's batch: [k, b, T] token arrays padded to a training bucket (+ labels)."""
-    arrays = batch_arrays(model, Batch(texts, labels))
+    arrays = batch_arrays(model, ExampleBatch(texts, labels))
     return {name: jnp.asarray(value) for name, value in arrays.items()}
 
 

@@ -15,13 +15,12 @@ from sentence_transformers.sentence_transformer.readers.input_example import Inp
 
 from jaxst.training.data import (
     LABEL_COLUMNS,
-    Batch,
     DataLoader,
+    ExampleBatch,
     InputExample,
     NoDuplicatesDataLoader,
     SentencesDataset,
     collate,
-    pad_batch,
 )
 from tests.shared_data import read_tsv, stsb
 
@@ -37,11 +36,11 @@ def triplets() -> list[dict[str, str]]:
     return read_tsv("pairs/snli_triplets.tsv.gz", "dev")[:60]
 
 
-def all_batches(loader: DataLoader, epochs: int) -> list[Batch]:
+def all_batches(loader: DataLoader, epochs: int) -> list[ExampleBatch]:
     return [batch for _ in range(epochs) for batch in loader]
 
 
-def assert_same_batches(a: list[Batch], b: list[Batch]) -> None:
+def assert_same_batches(a: list[ExampleBatch], b: list[ExampleBatch]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         assert x.texts == y.texts
@@ -199,7 +198,7 @@ def test_hugging_face_dataset_columns_follow_sentence_transformers():
     np.testing.assert_array_equal(batch.labels, np.float32([float(r["score"]) / 5 for r in rows[:4]]))
 
     unlabelled = datasets.Dataset.from_dict({"anchor": ["a", "b"], "positive": ["c", "d"]})
-    assert next(iter(DataLoader(unlabelled, batch_size=2))) == Batch([["a", "b"], ["c", "d"]], None)
+    assert next(iter(DataLoader(unlabelled, batch_size=2))) == ExampleBatch([["a", "b"], ["c", "d"]], None)
     with pytest.raises(ValueError, match=r"several label columns \['label', 'score'\]"):
         DataLoader(datasets.Dataset.from_dict({"text": ["a"], "label": [1], "score": [0.5]}))
     with pytest.raises(TypeError, match="pass one split"):
@@ -296,13 +295,3 @@ def test_no_duplicates_resumes_and_refuses_unfillable_batches(triplets):
     with pytest.raises(ValueError, match="cannot fill one batch of 2"):
         list(NoDuplicatesDataLoader(same_text, batch_size=2, drop_last=True, seed=0))
 
-
-def test_pad_batch_marks_padding_in_the_mask():
-    batch = collate([InputExample(texts=["a", "b"], label=0.5), InputExample(texts=["c", "d"], label=1.0)])
-    padded, mask = pad_batch(batch, 4)
-    assert padded.texts == [["a", "c", "", ""], ["b", "d", "", ""]]
-    np.testing.assert_array_equal(padded.labels, np.float32([0.5, 1.0, 0.0, 0.0]))
-    np.testing.assert_array_equal(mask, np.float32([1, 1, 0, 0]))
-    assert pad_batch(Batch([["x"]], None), 2)[0].labels is None
-    with pytest.raises(ValueError, match="Cannot pad a batch of 2 examples to the smaller size 1"):
-        pad_batch(batch, 1)

@@ -16,9 +16,10 @@ from jaxst.losses import SoftmaxLoss
 from jaxst.losses.base import Loss
 from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.batching import batch_arrays, training_bucket
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, InputExample
-from jaxst.training.fit import NonFiniteLossError, batch_arrays, fit, make_parallel, training_bucket
+from jaxst.training.fit import NonFiniteLossError, fit, make_parallel
 from tests.training.test_parallel import CosineMSE
 from tests.training.tiny_st import make_tiny_st_model
 

@@ -18,8 +18,9 @@ from jaxst.losses.gist import GISTEmbedLoss, gist_embed_loss
 from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
 from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.data import Batch, DataLoader, InputExample
-from jaxst.training.fit import batch_arrays, fit
+from jaxst.training.batching import batch_arrays
+from jaxst.training.data import DataLoader, ExampleBatch, InputExample
+from jaxst.training.fit import fit
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.parallel import PmapParallel
 from jaxst.training.step import batch_loss, init_train_state, make_train_step
@@ -60,7 +61,7 @@ def columns(rows):
 
 def device_batch(model, rows, guide=None):
     """One device's batch dict: [k, b, T] token arrays (+ the guide's embeddings)."""
-    arrays = batch_arrays(model, Batch(columns(rows), None))
+    arrays = batch_arrays(model, ExampleBatch(columns(rows), None))
     if guide is not None:
         arrays["guide_embeddings"] = GuideEmbedder(guide, model)(arrays)
     return {name: jnp.asarray(value) for name, value in arrays.items()}
@@ -212,7 +213,7 @@ def test_guide_embeddings_follow_sentence_transformers_tokenization(model, folde
     guide = SentenceTransformer(folders[1])
     short = 14  # tokens, [CLS] and [SEP] included
     rows = [row for row in triplets if max(model.tokenize(list(row))["attention_mask"].sum(1)) <= short][:4]
-    arrays = batch_arrays(model, Batch(columns(rows), None))
+    arrays = batch_arrays(model, ExampleBatch(columns(rows), None))
     expected = guide.encode([t for column in columns(rows) for t in column]).reshape(3, len(rows), -1)
     same = GuideEmbedder(guide, model)
     assert same.same_tokens

@@ -7,8 +7,8 @@ import pytest
 
 from jaxst.packing import first_fit_decreasing, pack, row_bucket, row_length
 from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.data import Batch
-from jaxst.training.fit import batch_arrays
+from jaxst.training.batching import batch_arrays
+from jaxst.training.data import ExampleBatch
 from tests.shared_data import stsb_sentences
 from tests.st.tiny_st import build_torch_model, save_tiny_encoder
 
@@ -122,7 +122,7 @@ def test_packed_forward_matches_sentence_transformers(models, num_devices):
     """Every text of a packed batch embeds as sentence-transformers embeds it alone (all pooling modes)."""
     model, torch_model = models
     columns = texts()
-    arrays = batch_arrays(model, Batch(columns, None), packed=True, num_devices=num_devices)
+    arrays = batch_arrays(model, ExampleBatch(columns, None), packed=True, num_devices=num_devices)
     rows = arrays["packed_input_ids"].shape[0] // num_devices
     per_device = 12 // num_devices
     for device in range(num_devices):
@@ -160,8 +160,8 @@ def test_packed_gradients_equal_padded_gradients(models):
         k, b, t = arrays["attention_mask"].shape
         return {k_: (v.reshape(k * b, t) if v.ndim == 3 else v) for k_, v in arrays.items()}
 
-    padded = flat(batch_arrays(model, Batch(columns, None)))
-    packed = flat(batch_arrays(model, Batch(columns, None), packed=True))
+    padded = flat(batch_arrays(model, ExampleBatch(columns, None)))
+    packed = flat(batch_arrays(model, ExampleBatch(columns, None), packed=True))
     assert packed["packed_input_ids"].size < padded["input_ids"].size
     value_padded, grads_padded = jax.value_and_grad(loss)(model.params, padded)
     value_packed, grads_packed = jax.value_and_grad(loss)(model.params, packed)
