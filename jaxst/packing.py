@@ -2,45 +2,25 @@
 
 Padding each text to the batch's longest wastes most of a training step on sentence data: on STS-B and
 SNLI a text has ~15 tokens and the longest of 32-64 texts 40-60, so a padded batch holds 3x the real
-tokens. A packed batch holds them in rows of `row_length` tokens, first-fit decreasing, each token
-attending only to its own text (`TransformerEncoder` with `position_ids`), so a text's outputs equal
-those of the text alone, up to float rounding. The forward pass then gathers every text's tokens back
-into [N, P] (`unpack`) and pooling runs unchanged.
+tokens. A packed batch (`jaxst.batch_layouts.PackedBatch`, which describes its arrays) holds them in rows
+of P tokens, first-fit decreasing, each token attending only to its own text (`TransformerEncoder` with
+`position_ids`), so a text's outputs equal those of the text alone, up to float rounding. The forward
+pass then gathers every text's tokens back into [N, P] (`PackedBatch.unpack`) and pooling runs unchanged.
 
 Static shapes: P = `row_length(longest text)` (a training bucket, at least `MIN_ROW_LENGTH` so that short
-texts pack well) and a row count from `row_buckets` (four per octave), so a train step compiles once per
+texts pack well) and a row count from `row_bucket` (four per octave), so a train step compiles once per
 (P, row count) pair an epoch meets: a few for sentence data.
-
-Layout of a packed batch split over D devices (k text columns, B examples, b = B / D per device, R rows
-per device, P tokens per row):
-
-    packed_input_ids, packed_token_type_ids: int32 [D * R, P], device d's rows d * R ... (d + 1) * R - 1
-    packed_segment_ids: int32 [D * R, P], a different number > 0 for each text of a row (its start + 1),
-        0 for padding
-    packed_position_ids: int32 [D * R, P], each token's index within its text (0 for padding)
-    token_index: int32 [k, B, P], text (j, i)'s tokens as indices into its device's rows flattened
-        (R * P), 0 past the text's end
-    attention_mask: int32 [k, B, P], 1 for text (j, i)'s tokens
-Example i of the batch lives on device i // b, with all k of its texts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxst import buckets
 
 MIN_ROW_LENGTH = 64
-PACKED_ROW_FEATURES = (
-    "packed_input_ids",
-    "packed_token_type_ids",
-    "packed_segment_ids",
-    "packed_position_ids",
-)
 
 
 def row_length(longest: int, max_seq_length: int) -> int:
@@ -86,7 +66,7 @@ def pack(
     pad_id: int,
     agree_max: Callable[[list[int]], list[int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Packs the texts of a batch, per device, into the layout of the module docstring.
+    """Packs the texts of a batch, per device, into the named arrays of a `PackedBatch`.
 
     Args:
         ids, type_ids, offsets: the tokenized texts, flat, in column-major order (text j * B + i is
@@ -146,9 +126,3 @@ def pack(
     arrays["attention_mask"] = in_text.astype(np.int32).reshape(num_columns, batch, length)
     return arrays
 
-
-def unpack(packed: jax.Array, token_index: jax.Array, attention_mask: jax.Array) -> jax.Array:
-    """Packed rows [R, P, H] -> each text's tokens [N, P, H] (token_index, attention_mask [N, P]), zero
-    past a text's end, as a padded batch of the same texts would be laid out."""
-    tokens = jnp.take(packed.reshape(-1, packed.shape[-1]), token_index, axis=0)
-    return jnp.where(attention_mask[..., None] != 0, tokens, jnp.zeros((), tokens.dtype))

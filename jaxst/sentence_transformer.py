@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxst import buckets
+from jaxst.batch_layouts import PackedBatch, as_packed
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.st_format import (
@@ -30,7 +31,6 @@ from jaxst.io.st_format import (
 )
 from jaxst.models import load_checkpoint, save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
-from jaxst.packing import unpack
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
 from jaxst.texts import check_texts
@@ -160,7 +160,7 @@ class SentenceTransformer:
     def forward(
         self,
         params: dict[str, Any],
-        features: dict[str, jax.Array],
+        features: Mapping[str, jax.Array] | PackedBatch,
         *,
         dropout_rng: jax.Array | None = None,
         output_hidden_states: bool = False,
@@ -169,37 +169,39 @@ class SentenceTransformer:
 
         Args:
             params: a pytree like `model.params`.
-            features: input_ids, attention_mask [B, T] int (and token_type_ids where the model takes
-                them; prompt_length, a scalar int, for Pooling with include_prompt=False). Or a packed
-                batch (`jaxst.packing`): packed_input_ids, packed_segment_ids, packed_position_ids
-                (, packed_token_type_ids) [R, P], token_index and attention_mask [B, P]; the tokens are
-                then unpacked to [B, P, H] before the modules, so outputs have the padded layout.
+            features: padded texts, input_ids and attention_mask [N, T] int (and token_type_ids where the
+                model takes them; prompt_length, a scalar int, for Pooling with include_prompt=False), as
+                `tokenize` returns them; or N texts packed into rows (`jaxst.batch_layouts.PackedBatch`,
+                or its named arrays), whose tokens are unpacked to [N, P, H] before the modules, so that
+                the outputs have the padded layout.
             dropout_rng: a jax.random key for train-mode dropout; None for eval mode.
-            output_hidden_states: also return "all_layer_embeddings" (L + 1 arrays [B, T, H]).
+            output_hidden_states: also return "all_layer_embeddings" (L + 1 arrays [N, T, H]).
 
         Returns:
-            The features plus "token_embeddings" [B, T, H] (compute dtype) and "sentence_embedding"
-            [B, D] float32 (after Pooling, Dense, Normalize).
+            The padded features (a packed batch's attention_mask [N, P]) plus "token_embeddings" [N, T, H]
+            (compute dtype) and "sentence_embedding" [N, D] float32 (after Pooling, Dense, Normalize).
         """
-        encoder = nnx.merge(self.graphdef, params["encoder"])
-        packed = "packed_input_ids" in features
-        prefix = "packed_" if packed else ""
-        token_type_ids = (
-            features.get(f"{prefix}token_type_ids") if self.transformer.uses_token_type_ids else None
-        )
-        output = encoder(
-            features[f"{prefix}input_ids"],
-            features["packed_segment_ids" if packed else "attention_mask"],
-            token_type_ids,
-            position_ids=features["packed_position_ids"] if packed else None,
+        encoder = partial(
+            nnx.merge(self.graphdef, params["encoder"]),
             output_hidden_states=output_hidden_states,
             dropout_rng=dropout_rng,
         )
-        if packed:
-            output = jax.tree.map(
-                lambda x: unpack(x, features["token_index"], features["attention_mask"]), output
+        packed = as_packed(features)
+        if packed is None:
+            token_type_ids = features.get("token_type_ids")
+            output = encoder(
+                features["input_ids"], features["attention_mask"], self._token_types(token_type_ids)
             )
-        features = dict(features)
+            features = dict(features)
+        else:
+            rows = encoder(
+                packed.packed_input_ids,
+                packed.packed_segment_ids,
+                self._token_types(packed.packed_token_type_ids),
+                position_ids=packed.packed_position_ids,
+            )
+            output = jax.tree.map(packed.unpack, rows)
+            features = {"attention_mask": packed.attention_mask}
         if output_hidden_states:
             features["token_embeddings"], features["all_layer_embeddings"] = output
         else:
@@ -207,6 +209,10 @@ class SentenceTransformer:
         for name, module in self.pipeline:
             features = module(params["modules"].get(name), features)
         return features
+
+    def _token_types(self, token_type_ids: jax.Array | None) -> jax.Array | None:
+        """The token type ids the encoder gets: None for a model without token type embeddings."""
+        return token_type_ids if self.transformer.uses_token_type_ids else None
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenizes texts, truncated to max_seq_length, padded to the bucket of the longest.

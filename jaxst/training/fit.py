@@ -39,7 +39,7 @@ from jaxst.training.guide import GuideEmbedder
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
-from jaxst.training.step import init_train_state, make_train_step
+from jaxst.training.step import init_train_state, make_train_step, takes_packed_batches
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -64,9 +64,8 @@ class Objective:
 
     @property
     def packed(self) -> bool:
-        """Whether batches are packed: not for GradCache (it cuts a batch into texts) nor for a guide
-        (it embeds the padded texts)."""
-        return self.guide is None and self.loss.mini_batch_size is None
+        """Whether batches are packed (`jaxst.training.step.takes_packed_batches`)."""
+        return takes_packed_batches(self.loss)
 
     @property
     def full_batches(self) -> int:

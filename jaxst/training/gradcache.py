@@ -40,8 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# forward(model_params, features {name: [N, T]}, *, dropout_rng) -> {"sentence_embedding": [N, D], ...}
-Forward = Callable[..., dict[str, jax.Array]]
+from jaxst.batch_layouts import Forward
 
 
 def _chunk(features: dict[str, jax.Array], mini_batch_size: int) -> tuple[dict[str, jax.Array], int]:

@@ -9,14 +9,13 @@ they differ only in how the state and the batch reach the devices:
   when several processes train together). The state is a replicated global array; each process feeds
   only its own share of the global batch, which becomes one global array sharded over "data".
 
-The example axis of a batch entry is axis 1 for the token arrays [k, B, T] and axis 0 for labels [B, ...]
-and packed rows (`example_axis`). Packed batches have shapes that depend on the texts; `agree_max`
-makes every process pick the same ones.
+Each array of a batch splits along the axis its layout names (`jaxst.batch_layouts`, `split_axes`).
+Packed batches have shapes that depend on the texts; `agree_max` makes every process pick the same ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -24,15 +23,15 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxst.batch_layouts import TrainingBatch, as_batch
 from jaxst.training.step import AXIS_NAME
 
-Batch = dict[str, np.ndarray]
+HostBatch = Mapping[str, np.ndarray] | TrainingBatch
 
 
-def example_axis(name: str) -> int:
-    """Axis a batch entry is split over devices along: 0 for labels [B, ...] and packed rows [D * R, P]
-    (`jaxst.packing`), 1 for the [k, B, T] token arrays."""
-    return 0 if name == "labels" or name.startswith("packed_") else 1
+def split_spec(axis: int) -> PartitionSpec:
+    """The PartitionSpec of an array split over the "data" axis along `axis`."""
+    return PartitionSpec(*([None] * axis), AXIS_NAME)
 
 
 def first_device_slice(stacked: jax.Array) -> np.ndarray:
@@ -76,13 +75,16 @@ class PmapParallel:
         """One host copy of the replicated state (numpy leaves)."""
         return jax.tree.map(first_device_slice, state)
 
-    def put_batch(self, batch: Batch) -> Batch:
-        out = {}
-        for name, value in batch.items():
-            axis = example_axis(name)
+    def put_batch(self, batch: HostBatch) -> TrainingBatch:
+        """Splits each array of `batch` (host arrays, or their names) along its split axis, one slice per
+        device, stacked on a leading device axis."""
+
+        def put(value: np.ndarray, axis: int) -> jax.Array:
             check_divisible(value.shape[axis], self.num_devices)
-            out[name] = self._put_stacked(np.stack(np.split(value, self.num_devices, axis=axis)))
-        return out
+            return self._put_stacked(np.stack(np.split(value, self.num_devices, axis=axis)))
+
+        batch = as_batch(batch)
+        return jax.tree.map(put, batch, batch.split_axes())
 
     def agree_max(self, values: list[int]) -> list[int]:
         """One process feeds every device, so its own values are the maxima (see `MeshParallel`)."""
@@ -105,9 +107,6 @@ class MeshParallel:
         self.num_local_devices = sum(d.process_index == jax.process_index() for d in devices)
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
 
-    def _batch_spec(self, name: str) -> PartitionSpec:
-        return PartitionSpec(*([None] * example_axis(name)), AXIS_NAME)
-
     def put_state(self, state: Any) -> Any:
         def put(x: Any) -> jax.Array:
             x = np.asarray(x)
@@ -118,14 +117,17 @@ class MeshParallel:
     def get_state(self, state: Any) -> Any:
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
 
-    def put_batch(self, batch: Batch) -> Batch:
-        """`batch` is this process's share; the global batch is the concatenation over processes."""
-        out = {}
-        for name, value in batch.items():
-            check_divisible(value.shape[example_axis(name)], self.num_local_devices)
-            sharding = NamedSharding(self.mesh, self._batch_spec(name))
-            out[name] = jax.make_array_from_process_local_data(sharding, value)
-        return out
+    def put_batch(self, batch: HostBatch) -> TrainingBatch:
+        """`batch` is this process's share; the global batch is the concatenation over processes along
+        each array's split axis."""
+
+        def put(value: np.ndarray, axis: int) -> jax.Array:
+            check_divisible(value.shape[axis], self.num_local_devices)
+            sharding = NamedSharding(self.mesh, split_spec(axis))
+            return jax.make_array_from_process_local_data(sharding, value)
+
+        batch = as_batch(batch)
+        return jax.tree.map(put, batch, batch.split_axes())
 
     def agree_max(self, values: list[int]) -> list[int]:
         """The element-wise maxima of `values` over all processes (each process calls this in step)."""
@@ -135,20 +137,19 @@ class MeshParallel:
         return [int(v) for v in np.max(gathered, axis=0)]
 
     def compile(self, step: Callable) -> Callable:
-        compiled: dict[tuple[str, ...], Callable] = {}
+        compiled: dict[Any, Callable] = {}  # by the batch's pytree structure: its layout and arrays
 
-        def run(state: Any, batch: Batch) -> Any:
-            key = tuple(sorted(batch))
-            if key not in compiled:
-                specs = {name: self._batch_spec(name) for name in batch}
+        def run(state: Any, batch: TrainingBatch) -> Any:
+            layout = jax.tree.structure(batch)
+            if layout not in compiled:
                 mapped = jax.shard_map(
                     step,
                     mesh=self.mesh,
-                    in_specs=(PartitionSpec(), specs),
+                    in_specs=(PartitionSpec(), jax.tree.map(split_spec, batch.split_axes())),
                     out_specs=(PartitionSpec(), PartitionSpec()),
                 )
-                compiled[key] = jax.jit(mapped, donate_argnums=0)
-            return compiled[key](state, batch)
+                compiled[layout] = jax.jit(mapped, donate_argnums=0)
+            return compiled[layout](state, batch)
 
         return run
 

@@ -2,16 +2,9 @@
 
 A step embeds every text column of a batch in one forward pass, evaluates the bound loss, averages loss
 and gradients over the `"data"` axis with `pmean`, and applies the optax update. It never leaves JAX,
-so the whole step is one compiled program per (objective, batch shape).
-
-Batch layout seen by one device (k text columns, b examples on this device, T tokens), padded:
-    input_ids, attention_mask (, token_type_ids): int32 [k, b, T]
-or packed (`jaxst.packing`, R rows of T tokens holding the k * b texts):
-    packed_input_ids, packed_segment_ids, packed_position_ids (, packed_token_type_ids): int32 [R, T]
-    token_index, attention_mask: int32 [k, b, T]
-and with either:
-    labels: [b] or [b, ...] (absent for losses without labels)
-    guide_embeddings: float32 [k, b, D_guide], a frozen guide model's embeddings (GISTEmbedLoss)
+so the whole step is one compiled program per (objective, batch shape). The batch is one device's slice
+of a `PaddedBatch` or `PackedBatch` (`jaxst.batch_layouts`: k text columns of b examples, labels and
+guide embeddings).
 
 What a loss asks of the step (a key, the hidden states, GradCache, guide embeddings) and what `compute`
 then gets is declared, with the defaults, on `jaxst.losses.base.Loss`; `batch_loss` reads those attributes.
@@ -24,7 +17,7 @@ host reads them together, once per step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -33,17 +26,13 @@ import optax
 from flax import struct
 from jax import lax
 
-from jaxst.losses.base import Loss
-from jaxst.packing import PACKED_ROW_FEATURES
+from jaxst.batch_layouts import Forward, PackedBatch, TrainingBatch, as_batch
+from jaxst.losses.base import Loss, chain_name
 from jaxst.training.gradcache import cached_embed
 
 AXIS_NAME = "data"
 # Folded into the state's key to derive the per-step loss keys; no step count reaches it.
 LOSS_RNG_STREAM = 2**31 - 1
-TOKEN_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
-
-# forward(model_params, features {name: [N, T]}, *, dropout_rng) -> {"sentence_embedding": [N, D], ...}
-Forward = Callable[..., dict[str, jax.Array]]
 
 
 @struct.dataclass
@@ -82,11 +71,17 @@ def all_finite(tree: Any) -> jax.Array:
     return finite
 
 
+def takes_packed_batches(loss: Loss) -> bool:
+    """Whether `loss` trains on packed batches: not a GradCache loss (it cuts a batch into texts) nor one
+    with a guide model (the guide embeds the padded texts), which train on padded batches."""
+    return loss.mini_batch_size is None and loss.guide is None
+
+
 def batch_loss(
     forward: Forward,
     loss: Loss,
     params: Any,
-    batch: dict[str, jax.Array],
+    batch: TrainingBatch | Mapping[str, jax.Array],
     *,
     objective_index: int = 0,
     dropout_rng: jax.Array | None = None,
@@ -94,32 +89,39 @@ def batch_loss(
 ) -> jax.Array:
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
-    Embeds the k columns as one [k * b, T] batch, or the packed rows holding them (padded through
-    GradCache when the loss has a `mini_batch_size`), then calls
-    `loss.compute(columns, labels, params["losses"][objective_index], **inputs)` with the inputs the
-    loss asks for (see `jaxst.losses.base.Loss`).
+    Embeds the k columns' texts (`batch.texts()`) in one forward pass, or through GradCache when the loss
+    has a `mini_batch_size`, then calls `loss.compute(columns, labels, params["losses"][objective_index],
+    **inputs)` with the inputs the loss asks for (see `jaxst.losses.base.Loss`).
+
+    Args:
+        batch: a `PaddedBatch` or `PackedBatch`, or its named arrays (`jaxst.batch_layouts.as_batch`).
+
+    Raises:
+        ValueError: a packed batch for a loss that trains on padded ones (`takes_packed_batches`).
     """
-    k, b, t = batch["attention_mask"].shape
-    text_features = ("token_index", "attention_mask") if "token_index" in batch else TOKEN_FEATURES
-    features = {name: batch[name].reshape(k * b, t) for name in text_features if name in batch}
-    features.update({name: batch[name] for name in PACKED_ROW_FEATURES if name in batch})
+    batch = as_batch(batch)
+    if isinstance(batch, PackedBatch) and not takes_packed_batches(loss):
+        raise ValueError(
+            f"{chain_name(loss)} trains on padded batches (GradCache cuts a batch into texts, a guide model "
+            "embeds the padded texts); this batch is packed."
+        )
+    k, b = batch.attention_mask.shape[:2]
+    texts = batch.texts()
     inputs: dict[str, Any] = {}
     if loss.mini_batch_size is not None:
-        if "token_index" in batch:
-            raise ValueError("GradCache losses embed padded batches; this batch is packed.")
-        embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], features, dropout_rng)
+        embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], texts, dropout_rng)
     elif loss.needs_hidden_states:
-        out = forward(params["model"], features, dropout_rng=dropout_rng, output_hidden_states=True)
+        out = forward(params["model"], texts, dropout_rng=dropout_rng, output_hidden_states=True)
         embeddings = out["sentence_embedding"]
         inputs.update(model_output=out, model_params=params["model"])
     else:
-        embeddings = forward(params["model"], features, dropout_rng=dropout_rng)["sentence_embedding"]
+        embeddings = forward(params["model"], texts, dropout_rng=dropout_rng)["sentence_embedding"]
     if loss.guide is not None:
-        inputs["guide_embeddings"] = [batch["guide_embeddings"][i] for i in range(k)]
+        inputs["guide_embeddings"] = list(batch.guide_embeddings)
     if loss.needs_rng:
         inputs["rng"] = loss_rng
     columns = list(embeddings.reshape(k, b, -1))
-    return loss.compute(columns, batch.get("labels"), params["losses"][objective_index], **inputs)
+    return loss.compute(columns, batch.labels, params["losses"][objective_index], **inputs)
 
 
 def make_train_step(
@@ -129,7 +131,7 @@ def make_train_step(
     *,
     objective_index: int = 0,
     use_dropout: bool = True,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+) -> Callable[[TrainState, TrainingBatch], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds the per-device step for one training objective.
 
     The returned function must run inside a named axis `"data"` (pmap or shard_map; one device is an
@@ -146,7 +148,7 @@ def make_train_step(
         use_dropout: pass a dropout key to `forward` (training mode) or not (deterministic).
     """
 
-    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    def step(state: TrainState, batch: TrainingBatch) -> tuple[TrainState, dict[str, jax.Array]]:
         dropout_rng = None
         if use_dropout:
             dropout_rng = jax.random.fold_in(

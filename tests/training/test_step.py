@@ -7,10 +7,11 @@ import optax
 import pytest
 
 from jaxst.losses.base import Loss
+from jaxst.packing import pack
 from jaxst.similarity import pairwise_cos_sim
 from jaxst.training.parallel import MeshParallel, PmapParallel
-from jaxst.training.step import all_finite, init_train_state, make_train_step
-from tests.training.test_parallel import DIM, VOCAB, bag_of_words_forward, make_batches
+from jaxst.training.step import all_finite, batch_loss, init_train_state, make_train_step
+from tests.training.test_parallel import DIM, VOCAB, CosineMSE, bag_of_words_forward, make_batches
 
 
 class SqrtLoss(Loss):
@@ -74,3 +75,17 @@ def test_all_finite_looks_at_every_leaf():
     assert bool(all_finite(tree))
     for bad in (jnp.nan, jnp.inf, -jnp.inf):
         assert not bool(all_finite({**tree, "b": [jnp.zeros((2, 2)).at[1, 0].set(bad), jnp.arange(3)]}))
+
+
+class CachedCosineMSE(CosineMSE):
+    """A loss that embeds its batch through GradCache, as the cached losses do."""
+
+    mini_batch_size = 2
+
+
+def test_a_packed_batch_is_refused_for_a_loss_that_trains_on_padded_batches():
+    offsets = np.r_[0, np.cumsum([3, 4, 5, 6])]
+    ids = np.arange(1, offsets[-1] + 1, dtype=np.int32)
+    packed = pack(ids, None, offsets, num_columns=2, num_devices=1, max_seq_length=64, pad_id=0)
+    with pytest.raises(ValueError, match="CachedCosineMSE trains on padded batches .* this batch is packed"):
+        batch_loss(bag_of_words_forward, CachedCosineMSE(None), {"model": {}, "losses": ({},)}, packed)
