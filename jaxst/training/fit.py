@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,17 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxst.losses.base import Loss, chain_name, loss_chain
+from jaxst.losses.base import Loss
 from jaxst.training.batching import batch_arrays
 from jaxst.training.checkpoint import Checkpointer
-from jaxst.training.data import DataLoader, ExampleBatch
+from jaxst.training.data import DataLoader
+from jaxst.training.fit_options import FitOptions
 from jaxst.training.guide import GuideEmbedder
+from jaxst.training.objectives import Objective, check_objectives
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
-from jaxst.training.step import init_train_state, make_train_step, takes_packed_batches
+from jaxst.training.step import init_train_state, make_train_step
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -49,94 +50,6 @@ logger = logging.getLogger(__name__)
 class NonFiniteLossError(FloatingPointError):
     """The training loss or the parameters a step produced became NaN or infinite; training stopped
     before saving, evaluating or checkpointing that state."""
-
-
-@dataclass
-class Objective:
-    """One (dataloader, loss) pair of `train_objectives`, with its compiled step and batch iterator."""
-
-    loader: DataLoader
-    loss: Loss
-    index: int
-    step: Callable | None = None
-    batches: Iterator[ExampleBatch] | None = None
-    guide: GuideEmbedder | None = None
-
-    @property
-    def packed(self) -> bool:
-        """Whether batches are packed (`jaxst.training.step.takes_packed_batches`)."""
-        return takes_packed_batches(self.loss)
-
-    @property
-    def full_batches(self) -> int:
-        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller)."""
-        return max(1, len(self.loader.dataset) // self.loader.batch_size)
-
-    def start_epoch(self) -> None:
-        """Moves the loader to the start of its next epoch (unless it is at one), as fit epochs begin."""
-        position = self.loader.state_dict()
-        if position["batch_index"]:
-            position = {**position, "epoch": position["epoch"] + 1, "batch_index": 0}
-        self.loader.load_state_dict(position)
-        self.batches = None
-
-    def next_batch(self) -> ExampleBatch:
-        """The next full batch; the loader starts its next epoch when this one runs out."""
-        for _ in range(2):
-            if self.batches is None:
-                self.batches = iter(self.loader)
-            for batch in self.batches:
-                if len(batch.texts[0]) == self.loader.batch_size or self.full_batches == 1:
-                    return batch
-            self.batches = None
-        raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
-
-
-def check_labels(loader: DataLoader, loss: Loss) -> None:
-    """Hands every example's label to `check_label` of `loss` and of the losses it wraps.
-
-    Raises:
-        ValueError: naming the example (its index in the dataset), the loss and the label.
-    """
-    checkers = [link for link in loss_chain(loss) if type(link).check_label is not Loss.check_label]
-    if not checkers:
-        return  # every label is accepted: no need to read them
-    for index, label in enumerate(loader.labels()):
-        for checker in checkers:
-            try:
-                checker.check_label(label)
-            except ValueError as error:
-                raise ValueError(f"Example {index} ({type(checker).__name__}): {error}") from None
-
-
-def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
-    """Validates `train_objectives`, the first example of each against its loss, and every label."""
-    if not train_objectives:
-        raise ValueError("fit needs at least one (dataloader, loss) training objective.")
-    objectives = []
-    for index, pair in enumerate(train_objectives):
-        if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise ValueError(f"Training objective {index} must be a (dataloader, loss) pair, got {pair!r}.")
-        loader, loss = pair
-        if not isinstance(loader, DataLoader):
-            raise TypeError(
-                f"Training objective {index}: expected a jaxst DataLoader, got {type(loader).__name__}."
-            )
-        if not isinstance(loss, Loss):
-            raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
-        if loss.uses_model_copy:
-            raise ValueError(
-                f"Training objective {index}: fit does not train {chain_name(loss)}, which needs a second "
-                "copy of the encoder; call its pure function from your own train step."
-            )
-        first = loader.example(0)
-        try:
-            loss.check_example_shape(len(first.texts), first.label is not None)
-            check_labels(loader, loss)
-        except ValueError as error:
-            raise ValueError(f"Training objective {index}: {error}") from None
-        objectives.append(Objective(loader, loss, index))
-    return objectives
 
 
 def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParallel | MeshParallel:
@@ -165,17 +78,6 @@ def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParalle
     return PmapParallel(devices[:count])
 
 
-def check_folder_option(name: str, value: str | None) -> None:
-    """Raises ValueError when the folder `value` of option `name` is an existing file, or lies under one
-    (fit would fail only when it first writes there, after training)."""
-    if not value:
-        return
-    path = Path(value).absolute()
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{name}={str(value)!r} must be a folder, but {existing} is a file.")
-
-
 def open_resume_checkpoint(
     resume_from_checkpoint: bool | str, checkpoint_path: str | None
 ) -> tuple[Checkpointer, int | None]:
@@ -195,55 +97,52 @@ def open_resume_checkpoint(
 class TrainingRun:
     """The state of one `fit` call; `fit` documents the arguments."""
 
-    def __init__(self, model: Any, objectives: list[Objective], options: dict[str, Any]):
-        self.model, self.objectives, self.o = model, objectives, options
-        self.parallel = make_parallel(options["data_parallel"], [o.loader.batch_size for o in objectives])
-        self.steps_per_epoch = options["steps_per_epoch"] or min(o.full_batches for o in objectives)
-        self.total_steps = self.steps_per_epoch * options["epochs"] * len(objectives)
-        optimizer_params = dict(options["optimizer_params"] or {"lr": 2e-5})
-        lr = optimizer_params.pop("lr", 2e-5)
+    def __init__(self, model: Any, objectives: list[Objective], options: FitOptions):
+        self.model, self.objectives, self.options = model, objectives, options
+        self.parallel = make_parallel(options.data_parallel, [o.loader.batch_size for o in objectives])
+        self.steps_per_epoch = options.steps_per_epoch or min(o.full_batches for o in objectives)
+        self.total_steps = self.steps_per_epoch * options.epochs * len(objectives)
+        lr, optimizer_params = options.lr_and_optimizer_params()
         dim = model.get_sentence_embedding_dimension()
         params = {
             "model": model.params,
             "losses": tuple(
-                o.loss.init_params(jax.random.PRNGKey(options["seed"] + 1 + o.index), dim) for o in objectives
+                o.loss.init_params(jax.random.PRNGKey(options.seed + 1 + o.index), dim) for o in objectives
             ),
         }
         schedule_args = dict(
-            scheduler=options["scheduler"], warmup_steps=options["warmup_steps"], total_steps=self.total_steps
+            scheduler=options.scheduler, warmup_steps=options.warmup_steps, total_steps=self.total_steps
         )
         tx = make_optimizer(
             params,
             lr=lr,
-            weight_decay=options["weight_decay"],
-            max_grad_norm=options["max_grad_norm"],
+            weight_decay=options.weight_decay,
+            max_grad_norm=options.max_grad_norm,
             optimizer_params=optimizer_params,
             **schedule_args,
         )
         self.lr_schedule = make_schedule(
-            name=options["scheduler"],
+            name=options.scheduler,
             lr=lr,
-            warmup_steps=options["warmup_steps"],
+            warmup_steps=options.warmup_steps,
             total_steps=self.total_steps,
         )
-        forward = forward_in_dtype(model, "bfloat16" if options["use_amp"] else None)
+        forward = forward_in_dtype(model, "bfloat16" if options.use_amp else None)
         for o in objectives:
             o.guide = None if o.loss.guide is None else GuideEmbedder(o.loss.guide, model)
             o.step = self.parallel.compile(
-                make_train_step(
-                    forward, o.loss, tx, objective_index=o.index, use_dropout=options["use_dropout"]
-                )
+                make_train_step(forward, o.loss, tx, objective_index=o.index, use_dropout=options.use_dropout)
             )
-        self.host_state = init_train_state(params, tx, options["seed"])
+        self.host_state = init_train_state(params, tx, options.seed)
         self.epoch, self.round = 0, 0
         self.checkpointer = (
-            Checkpointer(options["checkpoint_path"], save_total_limit=options["checkpoint_save_total_limit"])
-            if options["checkpoint_path"]
+            Checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
+            if options.checkpoint_path
             else None
         )
-        if options["resume_from_checkpoint"]:
+        if options.resume_from_checkpoint:
             self.resume()
-        log_dir = options["output_path"] or options["checkpoint_path"]
+        log_dir = options.output_path or options.checkpoint_path
         self.metrics_file = Path(log_dir) / METRICS_FILE if log_dir else None
         self.best_score: float | None = None
         self.losses: list[float] = []
@@ -261,8 +160,8 @@ class TrainingRun:
         }
 
     def resume(self) -> None:
-        resume_from = self.o["resume_from_checkpoint"]
-        checkpointer, step = open_resume_checkpoint(resume_from, self.o["checkpoint_path"])
+        resume_from = self.options.resume_from_checkpoint
+        checkpointer, step = open_resume_checkpoint(resume_from, self.options.checkpoint_path)
         if checkpointer.latest_step() is None:
             if resume_from is True:
                 return  # nothing saved yet: a fresh start, as sentence-transformers
@@ -287,11 +186,11 @@ class TrainingRun:
                 f.write(json.dumps(record) + "\n")
 
     def evaluate(self, state: Any, epoch: int, step: int) -> None:
-        evaluator = self.o["evaluator"]
+        evaluator = self.options.evaluator
         if evaluator is None:
             return
         self.model.set_params(state.params["model"])
-        output_path = self.o["output_path"]
+        output_path = self.options.output_path
         eval_dir = str(Path(output_path) / "eval") if output_path else None
         metrics = evaluator(self.model, output_path=eval_dir, epoch=epoch, steps=step)
         if not isinstance(metrics, dict):
@@ -301,12 +200,12 @@ class TrainingRun:
         self.log({"step": step, "epoch": epoch, "eval": {k: float(v) for k, v in metrics.items()}})
         if score is None:
             return
-        if self.o["callback"] is not None:
-            self.o["callback"](score, epoch, step)
+        if self.options.callback is not None:
+            self.options.callback(score, epoch, step)
         greater = getattr(evaluator, "greater_is_better", True)
         if self.best_score is None or (score > self.best_score if greater else score < self.best_score):
             self.best_score = score
-            if output_path and self.o["save_best_model"]:
+            if output_path and self.options.save_best_model:
                 self.model.save(output_path)
 
     # ------------------------------------------------------------------------------------ training
@@ -314,10 +213,10 @@ class TrainingRun:
         device_state = self.parallel.put_state(self.host_state)
         step = int(self.host_state.step)
         bar = tqdm(
-            total=self.total_steps, initial=step, desc="Training", disable=not self.o["show_progress_bar"]
+            total=self.total_steps, initial=step, desc="Training", disable=not self.options.show_progress_bar
         )
-        evaluation_steps, save_steps = self.o["evaluation_steps"], self.o["checkpoint_save_steps"]
-        while self.epoch < self.o["epochs"]:
+        evaluation_steps, save_steps = self.options.evaluation_steps, self.options.checkpoint_save_steps
+        while self.epoch < self.options.epochs:
             if self.round == 0:
                 for objective in self.objectives:
                     objective.start_epoch()
@@ -355,8 +254,8 @@ class TrainingRun:
         bar.close()
         final = self.parallel.get_state(device_state)
         self.model.set_params(final.params["model"])
-        output_path = self.o["output_path"]
-        if output_path and (self.o["evaluator"] is None or not self.o["save_best_model"]):
+        output_path = self.options.output_path
+        if output_path and (self.options.evaluator is None or not self.options.save_best_model):
             self.model.save(output_path)
         return {
             "global_step": int(final.step),
@@ -366,14 +265,14 @@ class TrainingRun:
 
     def record_pending(self, bar: tqdm) -> None:
         """Reads the metrics of the last dispatched step (waiting for it), checks that its loss and the
-        parameters it produced are finite, logs the loss. Called before anything saves, evaluates or
-        checkpoints the state that step produced."""
+        parameters it produced are finite, logs the loss and the gradient norm. Called before anything
+        saves, evaluates or checkpoints the state that step produced."""
         if self.pending is None:
             return
         metrics, step, epoch, objective = self.pending
         self.pending = None
         values = self.parallel.get_metrics(metrics)
-        loss = values["loss"]
+        loss, grad_norm = values["loss"], values["grad_norm"]
         self.check_finite(loss, bool(values["params_finite"]), step, objective)
         self.losses.append(loss)
         self.log(
@@ -382,11 +281,12 @@ class TrainingRun:
                 "epoch": epoch,
                 "objective": objective.index,
                 "loss": loss,
+                "grad_norm": grad_norm,
                 "lr": float(self.lr_schedule(step - 1)),
             }
         )
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.set_postfix(loss=f"{loss:.4f}", grad_norm=f"{grad_norm:.4f}")
 
     def check_finite(self, loss: float, params_finite: bool, step: int, objective: Objective) -> None:
         """Raises NonFiniteLossError when the loss of `step` or the parameters it produced are not finite.
@@ -478,9 +378,27 @@ def fit(
     """
     if optimizer_class is not None and getattr(optimizer_class, "__name__", "") != "AdamW":
         raise ValueError(f"Only AdamW is supported as optimizer_class, got {optimizer_class!r}.")
-    check_folder_option("output_path", output_path)
-    check_folder_option("checkpoint_path", checkpoint_path)
-    options = dict(locals())
-    del options["model"], options["train_objectives"]
-    objectives = check_objectives(train_objectives)
-    return TrainingRun(model, objectives, options).run()
+    options = FitOptions(
+        evaluator=evaluator,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        scheduler=scheduler,
+        warmup_steps=warmup_steps,
+        optimizer_params=optimizer_params,
+        weight_decay=weight_decay,
+        evaluation_steps=evaluation_steps,
+        output_path=output_path,
+        save_best_model=save_best_model,
+        max_grad_norm=max_grad_norm,
+        use_amp=use_amp,
+        callback=callback,
+        show_progress_bar=show_progress_bar,
+        checkpoint_path=checkpoint_path,
+        checkpoint_save_steps=checkpoint_save_steps,
+        checkpoint_save_total_limit=checkpoint_save_total_limit,
+        resume_from_checkpoint=resume_from_checkpoint,
+        seed=seed,
+        data_parallel=data_parallel,
+        use_dropout=use_dropout,
+    )
+    return TrainingRun(model, check_objectives(train_objectives), options).run()

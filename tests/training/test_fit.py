@@ -311,6 +311,13 @@ def test_outputs_metrics_and_final_model(tiny_folder, pairs, tmp_path):
     np.testing.assert_allclose(reloaded.encode(["a test"]), model.encode(["a test"]), atol=1e-6)
 
 
+def test_metrics_records_carry_the_gradient_norm_of_their_step(tiny_folder, pairs, tmp_path):
+    run_fit(tiny_folder, pairs, steps_per_epoch=2, checkpoint_path=str(tmp_path), checkpoint_save_steps=1000)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["grad_norm"]) and r["grad_norm"] > 0 for r in records)
+
+
 class NeedsThree(CosineMSE):
     min_texts = max_texts = 3
 

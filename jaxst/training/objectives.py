@@ -1,0 +1,100 @@
+"""fit's training objectives: each (dataloader, loss) pair, checked before training, and its batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jaxst.losses.base import Loss, chain_name, loss_chain
+from jaxst.training.data import DataLoader, ExampleBatch
+from jaxst.training.guide import GuideEmbedder
+from jaxst.training.step import takes_packed_batches
+
+
+@dataclass
+class Objective:
+    """One (dataloader, loss) pair of `train_objectives`, with its compiled step and batch iterator."""
+
+    loader: DataLoader
+    loss: Loss
+    index: int
+    step: Callable | None = None
+    batches: Iterator[ExampleBatch] | None = None
+    guide: GuideEmbedder | None = None
+
+    @property
+    def packed(self) -> bool:
+        """Whether batches are packed (`jaxst.training.step.takes_packed_batches`)."""
+        return takes_packed_batches(self.loss)
+
+    @property
+    def full_batches(self) -> int:
+        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller)."""
+        return max(1, len(self.loader.dataset) // self.loader.batch_size)
+
+    def start_epoch(self) -> None:
+        """Moves the loader to the start of its next epoch (unless it is at one), as fit epochs begin."""
+        position = self.loader.state_dict()
+        if position["batch_index"]:
+            position = {**position, "epoch": position["epoch"] + 1, "batch_index": 0}
+        self.loader.load_state_dict(position)
+        self.batches = None
+
+    def next_batch(self) -> ExampleBatch:
+        """The next full batch; the loader starts its next epoch when this one runs out."""
+        for _ in range(2):
+            if self.batches is None:
+                self.batches = iter(self.loader)
+            for batch in self.batches:
+                if len(batch.texts[0]) == self.loader.batch_size or self.full_batches == 1:
+                    return batch
+            self.batches = None
+        raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
+
+
+def check_labels(loader: DataLoader, loss: Loss) -> None:
+    """Hands every example's label to `check_label` of `loss` and of the losses it wraps.
+
+    Raises:
+        ValueError: naming the example (its index in the dataset), the loss and the label.
+    """
+    checkers = [link for link in loss_chain(loss) if type(link).check_label is not Loss.check_label]
+    if not checkers:
+        return  # every label is accepted: no need to read them
+    for index, label in enumerate(loader.labels()):
+        for checker in checkers:
+            try:
+                checker.check_label(label)
+            except ValueError as error:
+                raise ValueError(f"Example {index} ({type(checker).__name__}): {error}") from None
+
+
+def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
+    """Validates `train_objectives`, the first example of each against its loss, and every label."""
+    if not train_objectives:
+        raise ValueError("fit needs at least one (dataloader, loss) training objective.")
+    objectives = []
+    for index, pair in enumerate(train_objectives):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValueError(f"Training objective {index} must be a (dataloader, loss) pair, got {pair!r}.")
+        loader, loss = pair
+        if not isinstance(loader, DataLoader):
+            raise TypeError(
+                f"Training objective {index}: expected a jaxst DataLoader, got {type(loader).__name__}."
+            )
+        if not isinstance(loss, Loss):
+            raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
+        if loss.uses_model_copy:
+            raise ValueError(
+                f"Training objective {index}: fit does not train {chain_name(loss)}, which needs a second "
+                "copy of the encoder; call its pure function from your own train step."
+            )
+        first = loader.example(0)
+        try:
+            loss.check_example_shape(len(first.texts), first.label is not None)
+            check_labels(loader, loss)
+        except ValueError as error:
+            raise ValueError(f"Training objective {index}: {error}") from None
+        objectives.append(Objective(loader, loss, index))
+    return objectives
