@@ -416,16 +416,20 @@ class SentenceTransformer:
         self, sentences: str | Sequence[str], **kwargs: Any
     ) -> np.ndarray | jax.Array | list[Any]:
         """encode with the "query" prompt when neither `prompt` nor `prompt_name` is given."""
-        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "query" in self.prompts:
-            kwargs["prompt_name"] = "query"
-        return self.encode(sentences, **kwargs)
+        return self._encode_with_prompt_of("query", sentences, kwargs)
 
     def encode_document(
         self, sentences: str | Sequence[str], **kwargs: Any
     ) -> np.ndarray | jax.Array | list[Any]:
         """encode with the "document" prompt when neither `prompt` nor `prompt_name` is given."""
-        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "document" in self.prompts:
-            kwargs["prompt_name"] = "document"
+        return self._encode_with_prompt_of("document", sentences, kwargs)
+
+    def _encode_with_prompt_of(
+        self, role: str, sentences: str | Sequence[str], kwargs: dict[str, Any]
+    ) -> np.ndarray | jax.Array | list[Any]:
+        """encode with the prompt named `role`, when it is one and kwargs give no prompt."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and role in self.prompts:
+            kwargs["prompt_name"] = role
         return self.encode(sentences, **kwargs)
 
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
