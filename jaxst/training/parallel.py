@@ -76,8 +76,8 @@ class PmapParallel:
         return jax.tree.map(first_device_slice, state)
 
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
-        """Splits each array of `batch` (host arrays, or their names) along its split axis, one slice per
-        device, stacked on a leading device axis."""
+        """Splits each array of `batch` (a layout of host arrays, or its named arrays) along its split axis
+        into one slice per device, stacked on a leading device axis."""
 
         def put(value: np.ndarray, axis: int) -> jax.Array:
             check_divisible(value.shape[axis], self.num_devices)
