@@ -125,4 +125,3 @@ def pack(
     arrays["token_index"] = token_index.astype(np.int32).reshape(num_columns, batch, length)
     arrays["attention_mask"] = in_text.astype(np.int32).reshape(num_columns, batch, length)
     return arrays
-

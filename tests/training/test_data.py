@@ -294,4 +294,3 @@ def test_no_duplicates_resumes_and_refuses_unfillable_batches(triplets):
     same_text = [InputExample(texts=["the same", f"other {i}"]) for i in range(4)]
     with pytest.raises(ValueError, match="cannot fill one batch of 2"):
         list(NoDuplicatesDataLoader(same_text, batch_size=2, drop_last=True, seed=0))
-
