@@ -1,7 +1,7 @@
 """Bucket lengths and static-shape batching: length-sorted batches, a few padded lengths, streamed results.
 
 XLA compiles one program per input shape. The bucket lengths below are the padded lengths of encode, of
-fit's padded batches and of packed rows (`jaxst.packing`). encode
+fit's padded batches (`jaxst.training.batching`) and of packed rows (`jaxst.packing`). encode
 
 1. sorts the texts by token count, longest first (stable), and cuts them into batches of `rows` texts:
    the batch size, or for a call with fewer texts the smallest power of two that holds them (a batch's
