@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jaxst.io import hf
@@ -35,6 +34,8 @@ def load_checkpoint(
 
     Reads config.json (through transformers' AutoConfig) and model.safetensors, a sharded
     model.safetensors.index.json, or pytorch_model.bin (only through torch.load(weights_only=True)).
+    Safetensors weights are read, checked and copied to the device one tensor at a time, so the host
+    holds at most about one tensor besides the placed parameters; pytorch_model.bin is read whole first.
 
     Args:
         path: the folder, e.g. a sentence-transformers model folder or a `save_pretrained` output.
@@ -57,14 +58,13 @@ def load_checkpoint(
     abstract = nnx.eval_shape(lambda: encoder_class(spec, dtype=dtype, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     flat_state = dict(nnx.to_flat_state(abstract_state))
-    params, extras = hf.checkpoint_to_params(
-        hf.read_checkpoint(folder),
-        encoder_class.key_mapping(spec),
-        {path: variable.shape for path, variable in flat_state.items()},
-        str(folder),
-    )
+    param_shapes = {path: variable.shape for path, variable in flat_state.items()}
+    with hf.open_checkpoint(folder) as checkpoint:
+        params, extras = hf.read_params(
+            checkpoint, encoder_class.key_mapping(spec), param_shapes, place=jnp.asarray
+        )
     state = nnx.from_flat_state(
-        {path: variable.replace(value=jnp.asarray(params[path])) for path, variable in flat_state.items()}
+        {path: variable.replace(value=params[path]) for path, variable in flat_state.items()}
     )
     return nnx.merge(graphdef, state), extras
 
@@ -80,29 +80,34 @@ def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncod
 
 
 def save_encoder(
-    encoder: TransformerEncoder, path: str | Path, extras: hf.CheckpointExtras | None = None
+    encoder: TransformerEncoder,
+    path: str | Path,
+    extras: hf.CheckpointExtras | None = None,
+    max_shard_size: int | str = hf.DEFAULT_MAX_SHARD_SIZE,
 ) -> None:
-    """Write config.json and model.safetensors that transformers' AutoModel.from_pretrained loads.
+    """Write config.json and the weights as transformers' `save_pretrained` does; AutoModel loads them.
 
     The parameters are written in float32 under their checkpoint keys, with the extras' key prefix; the
-    extras' unused tensors (pooler, heads) are written back unchanged.
+    extras' unused tensors (pooler, heads) are written back unchanged. Up to `max_shard_size` bytes they
+    go to model.safetensors, above it to model-0000k-of-0000n.safetensors shards and their
+    model.safetensors.index.json; each shard is copied from the device only when it is written.
 
     Args:
         encoder: the encoder to save.
         path: the folder, created if needed.
         extras: what `load_checkpoint` returned with the encoder; None: the extras of the checkpoint
             `load_encoder` read this encoder from, or none for an encoder that was not loaded.
+        max_shard_size: bytes (or a string like "5GB") above which the weights are sharded; the default
+            is transformers' "50GB".
     """
     if extras is None:
         extras = _LOADED_EXTRAS.get(id(encoder.spec), hf.CheckpointExtras())
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     encoder.config.save_pretrained(str(folder))
-    params = {
-        path: np.asarray(variable[...]) for path, variable in nnx.to_flat_state(nnx.state(encoder, nnx.Param))
-    }
+    params = {path: variable[...] for path, variable in nnx.to_flat_state(nnx.state(encoder, nnx.Param))}
     mapping = type(encoder).key_mapping(encoder.spec)
-    hf.write_safetensors(hf.params_to_checkpoint(params, mapping, extras), folder / hf.SAFETENSORS_FILE)
+    hf.write_checkpoint(params, mapping, extras, folder, max_shard_size)
 
 
 def _keep_extras(spec: EncoderSpec, extras: hf.CheckpointExtras) -> None:

@@ -14,7 +14,7 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from jaxst.io.hf import WeightLoadingError, read_checkpoint
+from jaxst.io.hf import WeightLoadingError, open_checkpoint
 from jaxst.models import SUPPORTED_MODEL_TYPES, UnsupportedConfigError, load_encoder, save_encoder
 from tests.models.tiny_models import (
     ARCHITECTURES,
@@ -141,7 +141,7 @@ def test_pytorch_bin_without_torch_says_how_to_convert(tmp_path, monkeypatch):
     # config code imports torch whenever it believes torch is installed.
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(WeightLoadingError, match="torch is not installed.*save_file.*model.safetensors"):
-        read_checkpoint(tmp_path)
+        open_checkpoint(tmp_path)
 
 
 def test_a_pickle_that_is_not_plain_tensors_is_refused(bert_folder, tmp_path):
