@@ -12,7 +12,7 @@ from jaxst.models.config import (
     require_heads_divide_width,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.post_norm import PostNormEncoder
 from jaxst.models.spec import EncoderSpec
 
 POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")
@@ -69,7 +69,7 @@ def bert_style_spec(
     )
 
 
-class BertEncoder(TransformerEncoder):
+class BertEncoder(PostNormEncoder):
     """BERT: word + token type + absolute position embeddings (positions 0..T-1), post-LN layers."""
 
     uses_token_type_ids = True

@@ -10,7 +10,7 @@ from jaxst.models.config import (
     require_heads_divide_width,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.post_norm import PostNormEncoder
 from jaxst.models.spec import EncoderSpec
 
 # DistilBERT's layer norms use a fixed epsilon; its config has no layer_norm_eps.
@@ -29,7 +29,7 @@ def validate_distilbert_config(config: PreTrainedConfig) -> None:
     require_probabilities(config, "dropout", "attention_dropout")
 
 
-class DistilBertEncoder(TransformerEncoder):
+class DistilBertEncoder(PostNormEncoder):
     """DistilBERT: word + absolute position embeddings, no token types, no dropout on the attention output."""
 
     uses_token_type_ids = False

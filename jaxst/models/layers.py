@@ -1,17 +1,20 @@
-"""Blocks shared by the encoders: dense, embedding, layer norm, dropout, attention, a post-LN layer.
+"""Building blocks shared by the encoders: dense, embeddings, norms, dropout, the gated feed-forward block.
 
 Conventions (all encoders):
 - Parameters are float32 `nnx.Param`s; dense kernels are stored `[in, out]` (the transpose of a torch
   `Linear.weight`), so a forward pass never transposes a weight. Each block's `checkpoint_keys` names
   the torch module's state-dict keys its parameters load from.
-- Matmuls and activations run in the module's compute `dtype` (float32 or bfloat16); layer norm,
-  residual sums and softmax run in float32.
+- Matmuls and activations run in the module's compute `dtype` (float32 or bfloat16); layer and RMS
+  norms, residual sums and softmax run in float32.
 - Dropout is inverted dropout as torch's train mode, applied only when a `jax.random` key is passed;
   with `None` the call is deterministic (eval mode). The key is an argument, never module state, so the
   call stays a pure function under `jax.jit`, `jax.grad` and `jax.pmap`. All random bits of one forward
   pass come from a single `jax.random.bits` call (`draw_dropout_bits`): XLA compiles every threefry
   call separately and slowly on CPU, and one key per dropout site made a tiny BERT's train-mode
   forward take over ten times longer to compile than its eval forward.
+
+Attention (the mask, rotary positions, the attention blocks) is in `attention.py`; the post-LN layer of
+the BERT-style families in `post_norm.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import numpy as np
 from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
-from jaxst.models.spec import EncoderSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     # transformers' ACT2FN names: "gelu" is the exact erf form, the others the tanh approximation
@@ -45,28 +47,39 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
 }
 
-# The value jax.nn.dot_product_attention gives masked logits, so both attention paths agree exactly.
-_MASKED_LOGIT = -0.7 * float(jnp.finfo(jnp.float32).max)
-
 
 class Dense(nnx.Module):
-    """y = x @ kernel + bias in the compute dtype; kernel [in, out] and bias [out] stored in float32."""
+    """y = x @ kernel + bias in the compute dtype; kernel [in, out] and bias [out] stored in float32.
+
+    With `use_bias=False` there is no bias (y = x @ kernel), as in a torch `Linear(bias=False)`.
+    """
 
     def __init__(
-        self, in_features: int, out_features: int, *, dtype: jnp.dtype, init_std: float, rngs: nnx.Rngs
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        dtype: jnp.dtype,
+        init_std: float,
+        rngs: nnx.Rngs,
+        use_bias: bool = True,
     ):
         self.kernel = nnx.Param(init_std * jax.random.normal(rngs.params(), (in_features, out_features)))
-        self.bias = nnx.Param(jnp.zeros((out_features,)))
+        self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [..., in] in the compute dtype -> [..., out] in the compute dtype."""
-        return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
+        y = x @ self.kernel[...].astype(self.dtype)
+        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
 
     @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+    def checkpoint_keys(name: str, path: ParamPath, *, use_bias: bool = True) -> KeyTable:
         """torch `Linear` `name`: weight [out, in] (transposed), bias [out] -> kernel, bias below `path`."""
-        return {f"{name}.weight": ((*path, "kernel"), True), f"{name}.bias": ((*path, "bias"), False)}
+        table: KeyTable = {f"{name}.weight": ((*path, "kernel"), True)}
+        if use_bias:
+            table[f"{name}.bias"] = ((*path, "bias"), False)
+        return table
 
 
 class Embedding(nnx.Module):
@@ -83,6 +96,39 @@ class Embedding(nnx.Module):
     def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
         """torch `Embedding` `name`: weight [num_embeddings, features] -> embedding below `path`."""
         return {f"{name}.weight": ((*path, "embedding"), False)}
+
+
+class TokenEmbeddings(Embedding):
+    """The token table of a model whose positions enter its attention (rotary), not its embeddings.
+
+    As torch's `Embedding(padding_idx=...)`, the row of `padding_idx` (None: no such row) gets no
+    gradient: decoder tokenizers often pad with a token that also ends every text (Qwen3's
+    <|endoftext|>), so the row is used, and training it would differ from torch.
+
+    Attributes:
+        max_length: the longest sequence the model takes (its config's max_position_embeddings).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        features: int,
+        *,
+        max_length: int,
+        padding_idx: int | None,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(num_embeddings, features, init_std=init_std, rngs=rngs)
+        self.max_length = max_length
+        self.padding_idx = padding_idx
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """ids [B, T] int -> [B, T, features] float32."""
+        vectors = super().__call__(ids)
+        if self.padding_idx is None:
+            return vectors
+        return jnp.where((ids == self.padding_idx)[..., None], jax.lax.stop_gradient(vectors), vectors)
 
 
 class LayerNorm(nnx.Module):
@@ -104,6 +150,24 @@ class LayerNorm(nnx.Module):
     def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
         """torch `LayerNorm` `name`: weight and bias [features] -> scale, bias below `path`."""
         return {f"{name}.weight": ((*path, "scale"), False), f"{name}.bias": ((*path, "bias"), False)}
+
+
+class RMSNorm(nnx.Module):
+    """RMS norm over the last axis in float32 (T5, Llama, Qwen3): x / sqrt(mean(x^2) + eps) * scale."""
+
+    def __init__(self, features: int, *, eps: float):
+        self.scale = nnx.Param(jnp.ones((features,)))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., features] any float dtype -> float32 [..., features]."""
+        x = x.astype(jnp.float32)
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps) * self.scale[...]
+
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+        """transformers' RMSNorm `name`: weight [features] -> scale below `path`."""
+        return {f"{name}.weight": ((*path, "scale"), False)}
 
 
 def draw_dropout_bits(
@@ -139,127 +203,36 @@ def dropout(x: jax.Array, rate: float, bits: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-def attention(
-    query: jax.Array,
-    key: jax.Array,
-    value: jax.Array,
-    mask: jax.Array,
-    bias: jax.Array | None,
-    *,
-    dropout_rate: float,
-    dropout_bits: jax.Array | None,
-) -> jax.Array:
-    """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
+class GatedMLP(nnx.Module):
+    """The gated feed-forward block of decoder families: out = (act(x W_gate) * (x W_up)) W_down,
+    projections without bias (SwiGLU with silu: Llama, Qwen; GeGLU with gelu: Gemma)."""
 
-    query, key, value [B, T, N, D] in the compute dtype; mask bool, broadcastable to [B, N, T, T], True
-    where a query may attend a key ([B, 1, 1, T] for padding, [B, 1, T, T] for packed rows);
-    bias float32 broadcastable to [B, N, T, T] (MPNet's relative position bias) or None;
-    dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
-    probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
+    CHECKPOINT_NAMES = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 
-    Without dropout this is `jax.nn.dot_product_attention`, its implementation left to JAX (JAX 0.10
-    picks its XLA path on every backend; cuDNN would need an explicit `implementation="cudnn"`).
-    That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
-    same computation is written out with an explicit float32 softmax, then dropout on the probabilities
-    exactly as torch's eager attention does in train mode. Masked logits get the value
-    `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0; a row whose keys
-    are all masked (a padding row) attends uniformly instead of producing NaN.
-    """
-    scale = query.shape[-1] ** -0.5
-    if dropout_bits is None or dropout_rate == 0.0:
-        return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
-    logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32) * scale
-    if bias is not None:
-        logits = logits + bias
-    probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
-    probs = dropout(probs, dropout_rate, dropout_bits)
-    return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
-
-
-def add_and_norm(norm: LayerNorm, x: jax.Array, residual: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    """norm(x + residual) with the sum and the norm in float32, the result cast to the compute dtype."""
-    return norm(x.astype(jnp.float32) + residual.astype(jnp.float32)).astype(dtype)
-
-
-class TransformerLayer(nnx.Module):
-    """One post-LN encoder layer (BERT, RoBERTa, DistilBERT and MPNet share it).
-
-    a = LN(dropout(attention(h) W_o + b_o) + h);  out = LN(dropout(act(a W_i + b_i) W_2 + b_2) + a)
-    """
-
-    NORMS = ("attention_norm", "output_norm")  # the LayerNorm submodules; the others are Dense
-
-    def __init__(self, spec: EncoderSpec, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        """Sizes, activation, layer norm epsilon, dropout rates and init scale from `spec`."""
-        width = spec.hidden_size
-        dense = partial(Dense, dtype=dtype, init_std=spec.init_std, rngs=rngs)
-        self.query = dense(width, width)
-        self.key = dense(width, width)
-        self.value = dense(width, width)
-        self.attention_output = dense(width, width)
-        self.attention_norm = LayerNorm(width, eps=spec.layer_norm_eps)
-        self.intermediate = dense(width, spec.intermediate_size)
-        self.output = dense(spec.intermediate_size, width)
-        self.output_norm = LayerNorm(width, eps=spec.layer_norm_eps)
-        self.hidden_size = width
-        self.num_heads = spec.num_heads
-        self.activation = spec.activation
-        self.attention_dropout = spec.attention_dropout
-        self.attention_output_dropout = spec.attention_output_dropout
-        self.output_dropout = spec.output_dropout
-        self.dtype = dtype
+    def __init__(
+        self,
+        width: int,
+        intermediate_size: int,
+        *,
+        activation: str,
+        dtype: jnp.dtype,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs, use_bias=False)
+        self.gate = dense(width, intermediate_size)
+        self.up = dense(width, intermediate_size)
+        self.down = dense(intermediate_size, width)
+        self.activation = activation
 
     @classmethod
-    def checkpoint_keys(cls, name: str, path: ParamPath, names: Mapping[str, str]) -> KeyTable:
-        """A checkpoint layer `name` -> parameters below `path`.
-
-        names: each of the eight submodules -> its checkpoint name within the layer, e.g.
-        "query" -> "attention.self.query" for BERT.
-        """
+    def checkpoint_keys(cls, name: str, path: ParamPath) -> KeyTable:
+        """transformers' MLP module `name` (gate_proj, up_proj, down_proj) -> parameters below `path`."""
         table: KeyTable = {}
-        for ours, theirs in names.items():
-            keys = LayerNorm.checkpoint_keys if ours in cls.NORMS else Dense.checkpoint_keys
-            table.update(keys(f"{name}.{theirs}", (*path, ours)))
+        for ours, theirs in cls.CHECKPOINT_NAMES.items():
+            table.update(Dense.checkpoint_keys(f"{name}.{theirs}", (*path, ours), use_bias=False))
         return table
 
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The shape of each dropout site with a non-zero rate, for `draw_dropout_bits`."""
-        sites = {
-            "attention": (self.attention_dropout, (batch, self.num_heads, length, length)),
-            "attention_output": (self.attention_output_dropout, (batch, length, self.hidden_size)),
-            "output": (self.output_dropout, (batch, length, self.hidden_size)),
-        }
-        return {name: shape for name, (rate, shape) in sites.items() if rate > 0.0}
-
-    def __call__(
-        self,
-        hidden: jax.Array,
-        mask: jax.Array,
-        bias: jax.Array | None,
-        dropout_bits: Mapping[str, jax.Array] | None = None,
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; mask bool [B, 1, 1 or T, T] (see `attention`); bias [1, N, T, T]
-        or None;
-        dropout_bits: site name -> uint32 bits (see `dropout_shapes`), None in eval mode -> [B, T, H]."""
-        batch, length, width = hidden.shape
-        bits = dropout_bits or {}
-
-        def heads(x: jax.Array) -> jax.Array:
-            return x.reshape(batch, length, self.num_heads, width // self.num_heads)
-
-        context = attention(
-            heads(self.query(hidden)),
-            heads(self.key(hidden)),
-            heads(self.value(hidden)),
-            mask,
-            bias,
-            dropout_rate=self.attention_dropout,
-            dropout_bits=bits.get("attention"),
-        ).reshape(batch, length, width)
-        attended = dropout(
-            self.attention_output(context), self.attention_output_dropout, bits.get("attention_output")
-        )
-        attended = add_and_norm(self.attention_norm, attended, hidden, self.dtype)
-        expanded = ACTIVATIONS[self.activation](self.intermediate(attended))
-        output = dropout(self.output(expanded), self.output_dropout, bits.get("output"))
-        return add_and_norm(self.output_norm, output, attended, self.dtype)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., H] compute dtype -> [..., H] compute dtype."""
+        return self.down(ACTIVATIONS[self.activation](self.gate(x)) * self.up(x))

@@ -12,6 +12,7 @@ from flax import nnx
 from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyTable
+from jaxst.models.attention import AttentionInputs
 from jaxst.models.bert import POOLER_KEYS, BertEncoder, bert_style_spec
 from jaxst.models.config import require
 from jaxst.models.layers import Embedding
@@ -93,7 +94,8 @@ class MPNetEncoder(BertEncoder):
             **Embedding.checkpoint_keys("encoder.relative_attention_bias", ("relative_attention_bias",)),
         }
 
-    def attention_bias(self, length: int) -> jax.Array:
-        """float32 [1, N, T, T]: the learned bias of each query-key pair's relative position bucket."""
-        bias = self.relative_attention_bias(relative_position_buckets(length))  # [T, T, N]
-        return jnp.transpose(bias, (2, 0, 1))[None]
+    def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
+        """The mask and the bias float32 [1, N, T, T]: the learned bias of each query-key pair's relative
+        position bucket, by row index (within a packed text, the same as by position)."""
+        bias = self.relative_attention_bias(relative_position_buckets(positions.shape[1]))  # [T, T, N]
+        return AttentionInputs(mask, bias=jnp.transpose(bias, (2, 0, 1))[None])

@@ -8,7 +8,8 @@ import torch
 from flax import nnx
 
 from jaxst.models import load_encoder
-from jaxst.models.layers import attention, dropout
+from jaxst.models.attention import attention
+from jaxst.models.layers import dropout
 from tests.models.tiny_models import padded_batch, save_tiny_model
 
 

@@ -1,0 +1,205 @@
+"""Attention shared by the encoders: one mask language, rotary positions, scaled dot-product attention
+(with grouped key / value heads), and the grouped-query attention block of the decoder families.
+
+One mask language: every family's attention mask comes from each token's text (segment id) and
+position (`text_attention_mask`), so padded and packed rows, bidirectional and causal models, are
+described alike, and every attention implementation receives the same description.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.models.layers import Dense, RMSNorm, dropout
+
+# The value jax.nn.dot_product_attention gives masked logits, so both attention paths agree exactly.
+_MASKED_LOGIT = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def text_attention_mask(segment_ids: jax.Array, positions: jax.Array, *, causal: bool) -> jax.Array:
+    """The attention mask of every family, from each token's text and position: bool [B, 1, T, T].
+
+    segment_ids int [B, T]: a number > 0 per text of a row (padded rows: the attention mask, 1 for the
+    text's tokens), 0 for padding. positions int [B, T]: each token's position within its text.
+    mask[b, 0, t, s] = (s_s != 0) and (s_t == s_s or s_t == 0) and (not causal or p_s <= p_t):
+    a token attends the tokens of its own text (at positions up to its own when causal), never padding.
+    A padding query attends every token of its row (up to its position when causal), as padding does
+    in transformers' padded batches; its output is never used.
+    """
+    query_text, key_text = segment_ids[:, :, None], segment_ids[:, None, :]
+    mask = (key_text != 0) & ((query_text == key_text) | (query_text == 0))
+    if causal:
+        mask &= positions[:, None, :] <= positions[:, :, None]
+    return mask[:, None]
+
+
+class AttentionInputs(NamedTuple):
+    """What every layer's attention gets besides the hidden states, computed once per forward pass.
+
+    mask: bool [B, 1, T, T] (`text_attention_mask`).
+    bias: float32 broadcastable to [B, N, T, T] added to the logits (MPNet's relative bias), or None.
+    rotary: (cos, sin) float32 [B, T, D] of the rotary angles (`rotary_angles`), or None.
+    """
+
+    mask: jax.Array
+    bias: jax.Array | None = None
+    rotary: tuple[jax.Array, jax.Array] | None = None
+
+
+def rotary_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """RoPE's (cos, sin), float32 [B, T, D], of positions int [B, T] (transformers' "default" rope_type).
+
+    Frequency i < D / 2 is f_i = theta^(-2i / D), computed in float32 as transformers does; the angle of
+    position p is p * f_i, repeated for the two halves of the head (the rotate-half layout).
+    """
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    frequencies = np.float32(1.0) / np.float32(theta) ** exponents
+    angles = positions.astype(jnp.float32)[..., None] * frequencies
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rotary(x: jax.Array, rotary: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotates each head of x [B, T, N, D] by its position's angles: x cos + rotate_half(x) sin, in float32.
+
+    rotate_half(x) = (-x[D/2:], x[:D/2]): dimensions i and i + D/2 form one rotated pair. Query-key
+    products then depend on positions only through their difference.
+    """
+    cos, sin = (angle[:, :, None, :] for angle in rotary)
+    x = x.astype(jnp.float32)
+    first, second = jnp.split(x, 2, axis=-1)
+    return x * cos + jnp.concatenate([-second, first], axis=-1) * sin
+
+
+def attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    bias: jax.Array | None,
+    *,
+    dropout_rate: float,
+    dropout_bits: jax.Array | None,
+) -> jax.Array:
+    """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
+
+    query [B, T, N, D] and key, value [B, T, K, D] in the compute dtype, N a multiple of K: with K < N
+    (grouped-query attention) query head n uses key / value head n // (N / K), as transformers'
+    repeat_kv. mask bool, broadcastable to [B, N, T, T], True where a query may attend a key
+    (`text_attention_mask`); bias float32 broadcastable to [B, N, T, T] (MPNet's relative position
+    bias) or None; dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
+    probs = softmax(q k^T / sqrt(D) + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
+    A query with no key to attend (padding before a left-padded causal text, a row without tokens)
+    gets a zero output, as torch's scaled_dot_product_attention gives it.
+
+    Without dropout this is `jax.nn.dot_product_attention`, its implementation left to JAX (JAX 0.10
+    picks its XLA path on every backend; cuDNN would need an explicit `implementation="cudnn"`).
+    That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
+    same computation is written out with an explicit float32 softmax, then dropout on the probabilities
+    exactly as torch's eager attention does in train mode. Masked logits get the value
+    `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0.
+    """
+    scale = query.shape[-1] ** -0.5
+    if dropout_bits is None or dropout_rate == 0.0:
+        out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+    else:
+        groups = query.shape[2] // key.shape[2]
+        key, value = jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
+        logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32) * scale
+        if bias is not None:
+            logits = logits + bias
+        probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
+        probs = dropout(probs, dropout_rate, dropout_bits)
+        out = jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
+    attends = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)[..., None]  # [B, T or 1, N or 1, 1]
+    return jnp.where(attends, out, jnp.zeros((), out.dtype))
+
+
+class GroupedQueryAttention(nnx.Module):
+    """Self-attention with RMS-normed query and key heads, rotary positions and K <= N key/value heads
+    (Qwen3; Gemma 3's layout), every projection without bias:
+
+    q = rope(RMSNorm(x W_q)) [N heads of D], k = rope(RMSNorm(x W_k)), v = x W_v [K heads of D];
+    out = attention(q, k, v) W_o, the norms over each head's D entries. N * D need not equal H.
+    """
+
+    CHECKPOINT_NAMES = {  # ours -> transformers' (Llama-style) submodule names
+        "query": "q_proj",
+        "key": "k_proj",
+        "value": "v_proj",
+        "output": "o_proj",
+        "query_norm": "q_norm",
+        "key_norm": "k_norm",
+    }
+
+    def __init__(
+        self,
+        width: int,
+        *,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        norm_eps: float,
+        dropout_rate: float,
+        dtype: jnp.dtype,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs, use_bias=False)
+        self.query = dense(width, num_heads * head_dim)
+        self.key = dense(width, num_kv_heads * head_dim)
+        self.value = dense(width, num_kv_heads * head_dim)
+        self.output = dense(num_heads * head_dim, width)
+        self.query_norm = RMSNorm(head_dim, eps=norm_eps)
+        self.key_norm = RMSNorm(head_dim, eps=norm_eps)
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.dropout_rate = dropout_rate
+        self.dtype = dtype
+
+    @classmethod
+    def checkpoint_keys(cls, name: str, path: ParamPath) -> KeyTable:
+        """transformers' attention module `name` (q_proj, k_proj, v_proj, o_proj, q_norm, k_norm) ->
+        parameters below `path`."""
+        table: KeyTable = {}
+        for ours, theirs in cls.CHECKPOINT_NAMES.items():
+            if ours.endswith("_norm"):
+                table.update(RMSNorm.checkpoint_keys(f"{name}.{theirs}", (*path, ours)))
+            else:
+                table.update(Dense.checkpoint_keys(f"{name}.{theirs}", (*path, ours), use_bias=False))
+        return table
+
+    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+        """The attention-probability dropout site, when its rate is non-zero."""
+        return {"attention": (batch, self.num_heads, length, length)} if self.dropout_rate > 0.0 else {}
+
+    def __call__(
+        self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
+    ) -> jax.Array:
+        """hidden [B, T, H] compute dtype; inputs: the mask and the rotary angles (required);
+        dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
+        batch, length, _ = hidden.shape
+
+        def heads(x: jax.Array, count: int) -> jax.Array:
+            return x.reshape(batch, length, count, self.head_dim)
+
+        query = apply_rotary(self.query_norm(heads(self.query(hidden), self.num_heads)), inputs.rotary)
+        key = apply_rotary(self.key_norm(heads(self.key(hidden), self.num_kv_heads)), inputs.rotary)
+        context = attention(
+            query.astype(self.dtype),
+            key.astype(self.dtype),
+            heads(self.value(hidden), self.num_kv_heads),
+            inputs.mask,
+            inputs.bias,
+            dropout_rate=self.dropout_rate,
+            dropout_bits=dropout_bits,
+        )
+        return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))
