@@ -21,7 +21,8 @@ def read_config(folder: Path, supported_model_types: Iterable[str]) -> Any:
 
     Raises:
         FileNotFoundError: the folder does not exist or has no config.json.
-        UnsupportedConfigError: model_type is missing or not one of `supported_model_types`.
+        UnsupportedConfigError: model_type is missing or not one of `supported_model_types` (listed in
+            their order).
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} does not exist (or is not a directory)")
@@ -35,7 +36,7 @@ def read_config(folder: Path, supported_model_types: Iterable[str]) -> Any:
         model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
         raise ValueError(f"{config_file} is not a JSON object: {error}") from error
-    supported = sorted(supported_model_types)
+    supported = list(supported_model_types)
     if model_type not in supported:
         raise UnsupportedConfigError(
             f"model_type {model_type!r} in {config_file} is not supported; supported model types: "
@@ -86,3 +87,23 @@ def require_probabilities(config: Any, *options: str) -> None:
             raise UnsupportedConfigError(
                 f"{config.model_type} config option {option}={value!r} must be a probability in [0, 1)"
             )
+
+
+def default_rope_theta(config: Any) -> float:
+    """The base theta of the config's rotary positions, which must be RoPE's "default" kind.
+
+    transformers reads them from `rope_parameters`, which it also fills from the older `rope_theta` and
+    `rope_scaling` options. The other rope types (linear, dynamic, yarn, longrope, llama3, ...) scale the
+    positions or the frequencies; jaxst refuses them rather than compute different angles.
+
+    Raises:
+        UnsupportedConfigError: naming the option and its rope_type.
+    """
+    parameters = dict(config.rope_parameters or {})
+    rope_type = parameters.get("rope_type", "default")
+    if rope_type != "default":
+        raise UnsupportedConfigError(
+            f"{config.model_type} config option rope_parameters (rope_scaling in older configs) with "
+            f"rope_type={rope_type!r} is not supported by jaxst (supported: 'default'); it holds {parameters}"
+        )
+    return float(parameters["rope_theta"])

@@ -7,14 +7,17 @@ from jaxst.models.bert import BertEncoder
 from jaxst.models.distilbert import DistilBertEncoder
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.mpnet import MPNetEncoder
+from jaxst.models.qwen3 import Qwen3Encoder
 from jaxst.models.roberta import RobertaEncoder
 
+# The bidirectional encoders, then the decoders: the order in which error messages list them.
 ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
     "bert": BertEncoder,
     "distilbert": DistilBertEncoder,
     "mpnet": MPNetEncoder,
     "roberta": RobertaEncoder,
     "xlm-roberta": RobertaEncoder,
+    "qwen3": Qwen3Encoder,
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
 

@@ -11,7 +11,7 @@ from transformers import CONFIG_MAPPING, PreTrainedConfig
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
-    """The sizes, activation, epsilon, dropout rates and positions of a post-LN text encoder.
+    """The sizes, activation, epsilon, dropout rates and positions of a text encoder.
 
     Each family builds it from a transformers config after refusing what it does not implement
     (`TransformerEncoder.spec_from_config`). It is frozen and compared by value: it is a static attribute
@@ -23,11 +23,12 @@ class EncoderSpec:
         vocab_size: rows V of the word embedding table.
         hidden_size: width H of the hidden states.
         num_layers: number L of encoder layers.
-        num_heads: attention heads N; H = N * head width.
+        num_heads: attention (query) heads N; H = N * head width in the BERT-style families.
         intermediate_size: width of each layer's feed-forward block.
         activation: the feed-forward activation, a key of `layers.ACTIVATIONS`.
-        layer_norm_eps: epsilon of every layer norm.
-        max_positions: rows of the position embedding table.
+        layer_norm_eps: epsilon of every layer norm (RMS norm in the decoder families).
+        max_positions: rows of the position embedding table; with rotary positions, the config's
+            max_position_embeddings.
         type_vocab_size: rows of the token type table; 0 for a family without token types.
         position_padding_idx: None for positions 0..T-1; else the padding id fairseq positions count
             from (see `TextEmbeddings`).

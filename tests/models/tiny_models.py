@@ -10,7 +10,7 @@ import torch
 import transformers
 from flax import nnx
 
-ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet")
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "qwen3")
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
 VOCAB_SIZE = 100
 MAX_POSITIONS = 64
@@ -28,11 +28,15 @@ _CONFIG_CLASSES = {
     "roberta": transformers.RobertaConfig,
     "xlm-roberta": transformers.XLMRobertaConfig,
     "mpnet": transformers.MPNetConfig,
+    "qwen3": transformers.Qwen3Config,
 }
+# Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
+# twice the hidden size), and a padding id for padded_batch.
+_FAMILY_OPTIONS = {"qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0)}
 
 
 def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
-    """2 layers, hidden 32, 4 heads, intermediate 37, vocabulary 100, 64 positions."""
+    """2 layers, hidden 32, 4 heads, intermediate 37, vocabulary 100, 64 positions (see _FAMILY_OPTIONS)."""
     if model_type == "distilbert":
         return transformers.DistilBertConfig(
             vocab_size=VOCAB_SIZE,
@@ -43,7 +47,7 @@ def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
             max_position_embeddings=MAX_POSITIONS,
             **overrides,
         )
-    return _CONFIG_CLASSES[model_type](**_SHAPE, **overrides)
+    return _CONFIG_CLASSES[model_type](**_SHAPE, **{**_FAMILY_OPTIONS.get(model_type, {}), **overrides})
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
