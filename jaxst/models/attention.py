@@ -56,11 +56,12 @@ class AttentionInputs(NamedTuple):
 def rotary_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
     """RoPE's (cos, sin), float32 [B, T, D], of positions int [B, T] (transformers' "default" rope_type).
 
-    Frequency i < D / 2 is f_i = theta^(-2i / D), computed in float32 as transformers does; the angle of
-    position p is p * f_i, repeated for the two halves of the head (the rotate-half layout).
+    Frequency i < D / 2 is f_i = 1 / theta^(2i / D) in float32 as transformers computes it: the power
+    rounded correctly (as torch's; numpy's float32 power can be one unit in the last place off), the
+    angle of position p then p * f_i, repeated for the two halves of the head (the rotate-half layout).
     """
     exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    frequencies = np.float32(1.0) / np.float32(theta) ** exponents
+    frequencies = np.float32(1.0) / (float(theta) ** exponents.astype(np.float64)).astype(np.float32)
     angles = positions.astype(jnp.float32)[..., None] * frequencies
     angles = jnp.concatenate([angles, angles], axis=-1)
     return jnp.cos(angles), jnp.sin(angles)
