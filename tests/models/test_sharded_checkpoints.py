@@ -185,14 +185,8 @@ def test_parameters_are_read_one_tensor_at_a_time(bert, layout, monkeypatch):
 def test_host_allocations_while_loading_stay_near_one_tensor(tmp_path):
     """A float16 checkpoint of 10.6M parameters (42 MB once in float32): the float32 conversions are the
     loader's only large numpy allocations, and tracemalloc counts them exactly."""
-    config = transformers.BertConfig(
-        vocab_size=512,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        intermediate_size=1536,
-        max_position_embeddings=64,
-    )
+    shape = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1536)
+    config = transformers.BertConfig(vocab_size=512, max_position_embeddings=64, **shape)
     transformers.BertModel(config).half().save_pretrained(tmp_path, max_shard_size="8MB")
     assert len(list(tmp_path.glob("model-*.safetensors"))) == 3
     float32_bytes = 4 * sum(value.size for value in _tensors(tmp_path))
