@@ -65,10 +65,7 @@ class DistilBertEncoder(PostNormEncoder):
             intermediate_size=config.hidden_dim,
             activation=config.activation,
             layer_norm_eps=DISTILBERT_LAYER_NORM_EPS,
-            type_vocab_size=0,
-            position_padding_idx=None,
             embedding_dropout=config.dropout,
             attention_dropout=config.attention_dropout,
-            attention_output_dropout=0.0,
             output_dropout=config.dropout,
         )

@@ -9,14 +9,15 @@ from typing import Any
 from transformers import CONFIG_MAPPING, PreTrainedConfig
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class EncoderSpec:
     """The sizes, activation, epsilon, dropout rates and positions of a text encoder.
 
     Each family builds it from a transformers config after refusing what it does not implement
     (`TransformerEncoder.spec_from_config`). It is frozen and compared by value: it is a static attribute
     of the encoder, so it sits in the NNX graphdef that `jax.jit` hashes and compares, and two loads of
-    the same config share compiled code.
+    the same config share compiled code. The fields with defaults are the features a family may lack: no
+    token types, positions from 0, no dropout at that site.
 
     Attributes:
         model_type: the config's model_type ("bert", "xlm-roberta", ...).
@@ -50,14 +51,14 @@ class EncoderSpec:
     activation: str
     layer_norm_eps: float
     max_positions: int
-    type_vocab_size: int
-    position_padding_idx: int | None
-    embedding_dropout: float
     attention_dropout: float
-    attention_output_dropout: float
-    output_dropout: float
     init_std: float
     transformers_json: str = dataclasses.field(repr=False)
+    type_vocab_size: int = 0
+    position_padding_idx: int | None = None
+    embedding_dropout: float = 0.0
+    attention_output_dropout: float = 0.0
+    output_dropout: float = 0.0
 
     @classmethod
     def from_config(cls, config: PreTrainedConfig, **family_fields: Any) -> EncoderSpec:
