@@ -1,5 +1,5 @@
 """Flax NNX encoders that load Hugging Face checkpoints: BERT (MiniLM, BGE, E5, GTE), DistilBERT,
-RoBERTa, XLM-RoBERTa and MPNet."""
+RoBERTa, XLM-RoBERTa, MPNet and Qwen3 (Qwen3-Embedding)."""
 
 from jaxst.io.hf import CheckpointExtras, WeightLoadingError
 from jaxst.models.config import UnsupportedConfigError
