@@ -28,7 +28,8 @@ def text_attention_mask(segment_ids: jax.Array, positions: jax.Array, *, causal:
 
     segment_ids int [B, T]: a number > 0 per text of a row (padded rows: the attention mask, 1 for the
     text's tokens), 0 for padding. positions int [B, T]: each token's position within its text.
-    mask[b, 0, t, s] = (s_s != 0) and (s_t == s_s or s_t == 0) and (not causal or p_s <= p_t):
+    For query token q and key token k of a row, with their segment ids g and positions p:
+    mask[b, 0, q, k] = (g_k != 0) and (g_q == g_k or g_q == 0) and (not causal or p_k <= p_q):
     a token attends the tokens of its own text (at positions up to its own when causal), never padding.
     A padding query attends every token of its row (up to its position when causal), as padding does
     in transformers' padded batches; its output is never used.
@@ -124,8 +125,8 @@ def attention(
 
 
 class GroupedQueryAttention(nnx.Module):
-    """Self-attention with RMS-normed query and key heads, rotary positions and K <= N key/value heads
-    (Qwen3; Gemma 3's layout), every projection without bias:
+    """Self-attention with RMS-normed query and key heads, rotary positions and K <= N key / value heads
+    (Qwen3), every projection without bias:
 
     q = rope(RMSNorm(x W_q)) [N heads of D], k = rope(RMSNorm(x W_k)), v = x W_v [K heads of D];
     out = attention(q, k, v) W_o, the norms over each head's D entries. N * D need not equal H.

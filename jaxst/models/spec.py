@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Self
 
 from transformers import CONFIG_MAPPING, PreTrainedConfig
 
@@ -61,7 +61,7 @@ class EncoderSpec:
     output_dropout: float = 0.0
 
     @classmethod
-    def from_config(cls, config: PreTrainedConfig, **family_fields: Any) -> EncoderSpec:
+    def from_config(cls, config: PreTrainedConfig, **family_fields: Any) -> Self:
         """The spec of `config` with the options every transformers encoder config names alike
         (vocab_size, hidden_size, num_hidden_layers, num_attention_heads, max_position_embeddings,
         initializer_range; DistilBERT's through its attribute map) and the other fields from the family.

@@ -8,11 +8,17 @@ Sequence length, as sentence-transformers sets it: `max_seq_length` from the con
 the tokenizer's `model_max_length` (a `model_max_length` in the tokenizer kwargs wins); otherwise the
 tokenizer's own `model_max_length` is capped at the encoder's positions. Texts longer than
 `max_seq_length` tokens are truncated (special tokens kept). The positions are the encoder's usable
-ones: `max_position_embeddings` for BERT and DistilBERT, `max_position_embeddings - padding_idx - 1` for
-RoBERTa, XLM-R and MPNet, whose positions start after the padding index (sentence-transformers caps at
+ones: `max_position_embeddings` for BERT, DistilBERT and Qwen3, `max_position_embeddings - padding_idx - 1`
+for RoBERTa, XLM-R and MPNet, whose positions start after the padding index (sentence-transformers caps at
 `max_position_embeddings`, which lets such a model fail on its longest texts). A `max_seq_length` or
 `model_max_length` given explicitly (config, tokenizer kwargs, setter) is never capped: one above the
 positions, or not an integer >= 2, is an error naming both numbers.
+
+A decoder's tokenizer (Qwen3-Embedding's) takes no token type ids, may pad on the left, and may append
+an end token through its post-processor (Qwen3-Embedding pads with that same token). jaxst tokenizes
+without padding, so each text keeps its appended token (truncation keeps it too, as the tokenizer's
+template does), and pads on the right itself: a rotary model's outputs depend on relative positions
+only, and last-token pooling finds the last real token on either side.
 
 The tokenizer must come with its vocabulary: `tokenizer.json`, or the files its class reads
 (`vocab.txt` for BERT; `vocab.json` and `merges.txt` for RoBERTa, `sentencepiece.bpe.model` for XLM-R).
