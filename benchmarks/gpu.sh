@@ -7,7 +7,9 @@
 # Prepare the model files and data (no weights, ~4 MB) where they are:
 #     .venv/bin/python benchmarks/bench_model.py skeleton bench_assets
 # then, with bench_assets/ beside the code on the GPU machine:
-#     bash benchmarks/gpu.sh bench_assets OUTPUT_FOLDER
+#     bash benchmarks/gpu.sh bench_assets OUTPUT_FOLDER [BENCHMARK...]
+# BENCHMARK names run only those (mfu, encode-minilm, train-minilm, encode-bert-base, train-bert-base);
+# all five take about 15 minutes on an H200, most of it jaxst compiling (about 5 s a program there).
 # The weights are random, of all-MiniLM-L6-v2's and BERT-base's shapes (speed does not depend on their
 # values). Each benchmark runs under its own time limit and writes OUTPUT_FOLDER/NAME.txt, so that one
 # that fails or runs long leaves the others' figures. JAXST_BENCH_QUICK=1 shrinks every run (a check
@@ -15,6 +17,7 @@
 set -uo pipefail
 assets=${1:-bench_assets}
 out=${2:-.}
+only=("${@:3}")
 export HF_HUB_OFFLINE=1 PYTHONPATH=. JAXST_SHARED_DATA="$assets/data" PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.5  # jaxst and torch share the card in encode.py and mfu.py
 if [[ ${JAXST_BENCH_QUICK:-0} == 1 ]]; then
@@ -28,6 +31,7 @@ fi
 bench() {  # NAME SECONDS COMMAND...: runs COMMAND under a time limit, output to the screen and NAME.txt
     local name=$1 limit=$2
     shift 2
+    [[ ${#only[@]} == 0 || " ${only[*]} " == *" $name "* ]] || return 0
     echo "== $name" | tee "$out/$name.txt"
     timeout -k 10 "$limit" "$@" 2>&1 | grep -v -e 'it/s]' -e '^Loading weights' | tee -a "$out/$name.txt"
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$out/$name.txt"
@@ -40,10 +44,10 @@ python3 benchmarks/bench_model.py randomize "$assets" > /dev/null 2>&1 || { echo
     python3 -c 'import importlib.metadata as m; print(*(f"{p} {m.version(p)}" for p in ("jax", "jaxlib", "flax",
         "optax", "torch", "transformers", "sentence-transformers")), sep=", ")'
 } | tee "$out/machine.txt"
-bench mfu 120 python3 benchmarks/mfu.py --model "$assets/bert-base" "${mfu_args[@]}"
-bench encode-minilm 100 python3 benchmarks/encode.py --model "$assets/model" --split train --rounds "$rounds"
-bench train-minilm 180 python3 benchmarks/train.py --model "$assets/model" --batch-size 32 --steps "$steps" \
+bench mfu 150 python3 benchmarks/mfu.py --model "$assets/bert-base" "${mfu_args[@]}"
+bench encode-minilm 150 python3 benchmarks/encode.py --model "$assets/model" --split train --rounds "$rounds"
+bench train-minilm 300 python3 benchmarks/train.py --model "$assets/model" --batch-size 32 --steps "$steps" \
     --warmup-steps "$warmup"
-bench encode-bert-base 70 python3 benchmarks/encode.py --model "$assets/bert-base" --split train --rounds 2
-bench train-bert-base 100 python3 benchmarks/train.py --model "$assets/bert-base" --losses mnrl --batch-size 32 \
+bench encode-bert-base 150 python3 benchmarks/encode.py --model "$assets/bert-base" --split train --rounds 2
+bench train-bert-base 200 python3 benchmarks/train.py --model "$assets/bert-base" --losses mnrl --batch-size 32 \
     --steps "$steps" --warmup-steps "$warmup"

@@ -127,18 +127,18 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, float]:
 
 
 def sentence_transformers_fit(model: Any) -> Callable[..., None]:
-    """`model.fit` (a Hugging Face Trainer underneath, which needs `accelerate`), else `model.old_fit`.
+    """`model.fit` (a Hugging Face Trainer underneath, which needs `accelerate` and `datasets`), else
+    `model.old_fit`.
 
     old_fit is sentence-transformers' own pre-v3 training loop with the same arguments and recipe
     (AdamW with the same parameter groups, the same schedulers, clipping, round robin); it needs no
     `accelerate`.
     """
-    if importlib.util.find_spec("accelerate") is not None:
+    missing = [name for name in ("accelerate", "datasets") if importlib.util.find_spec(name) is None]
+    if not missing:
         print("sentence-transformers: SentenceTransformer.fit", flush=True)
         return model.fit
-    print(
-        "sentence-transformers: SentenceTransformer.old_fit (fit needs accelerate, not installed)", flush=True
-    )
+    print(f"sentence-transformers: SentenceTransformer.old_fit (fit needs {', '.join(missing)})", flush=True)
     return model.old_fit
 
 

@@ -11,7 +11,10 @@ from jaxst.logging_handler import LoggingHandler
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
 
-__version__ = importlib.metadata.version("jaxst")
+try:
+    __version__ = importlib.metadata.version("jaxst")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DataLoader",
