@@ -41,17 +41,32 @@ def text_attention_mask(segment_ids: jax.Array, positions: jax.Array, *, causal:
     return mask[:, None]
 
 
+def window_mask(positions: jax.Array, *, before: int, after: int) -> jax.Array:
+    """Local attention: bool [B, 1, T, T], True where key k lies within the query's window.
+
+    positions int [B, T] as for `text_attention_mask`; mask[b, 0, q, k] = -after <= p_q - p_k <= before:
+    a query attends at most `before` positions back and `after` ahead (a sliding window). Combined with
+    `text_attention_mask` by `&`, so the window counts positions within a packed text, not the row.
+    """
+    distance = positions[:, :, None] - positions[:, None, :]  # p_q - p_k, [B, T, T]
+    return ((distance <= before) & (distance >= -after))[:, None]
+
+
 class AttentionInputs(NamedTuple):
     """What every layer's attention gets besides the hidden states, computed once per forward pass.
 
     mask: bool [B, 1, T, T] (`text_attention_mask`).
     bias: float32 broadcastable to [B, N, T, T] added to the logits (MPNet's relative bias), or None.
     rotary: (cos, sin) float32 [B, T, D] of the rotary angles (`rotary_angles`), or None.
+    local_mask, local_rotary: the same for the local (sliding-window) layers of a family that alternates
+        global and local attention (`mask & window_mask(...)`, the local rotary base), or None.
     """
 
     mask: jax.Array
     bias: jax.Array | None = None
     rotary: tuple[jax.Array, jax.Array] | None = None
+    local_mask: jax.Array | None = None
+    local_rotary: tuple[jax.Array, jax.Array] | None = None
 
 
 def rotary_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
