@@ -2,14 +2,21 @@
 
 The names sentence-transformers tutorials import: SentenceTransformer, InputExample, SentencesDataset,
 DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, util.
+
+Each name is imported on first use (`jaxst.lazy_exports`): `import jaxst` alone loads neither JAX nor
+transformers.
 """
 
 import importlib.metadata
+from typing import TYPE_CHECKING
 
-from jaxst import evaluation, losses, util
-from jaxst.logging_handler import LoggingHandler
-from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
+from jaxst.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from jaxst import evaluation, losses, util
+    from jaxst.logging_handler import LoggingHandler
+    from jaxst.sentence_transformer import SentenceTransformer
+    from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
 
 try:
     __version__ = importlib.metadata.version("jaxst")
@@ -27,3 +34,18 @@ __all__ = [
     "losses",
     "util",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DataLoader": "jaxst.training.data",
+        "InputExample": "jaxst.training.data",
+        "LoggingHandler": "jaxst.logging_handler",
+        "NoDuplicatesDataLoader": "jaxst.training.data",
+        "SentenceTransformer": "jaxst.sentence_transformer",
+        "SentencesDataset": "jaxst.training.data",
+        "evaluation": "jaxst.evaluation",
+        "losses": "jaxst.losses",
+        "util": "jaxst.util",
+    },
+)

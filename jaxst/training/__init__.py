@@ -1,8 +1,16 @@
-"""Training: data loading, optimizer and schedules, checkpoints (the train step and fit come with them)."""
+"""Training: data loading, optimizer and schedules, checkpoints (the train step and fit come with them).
 
-from jaxst.training.checkpoint import Checkpointer, CorruptCheckpointError
-from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
-from jaxst.training.optim import SCHEDULERS, make_optimizer, make_schedule, weight_decay_mask
+The names below are imported on first use, so that reading a data file (`jaxst.training.data`) does
+not load JAX."""
+
+from typing import TYPE_CHECKING
+
+from jaxst.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from jaxst.training.checkpoint import Checkpointer, CorruptCheckpointError
+    from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
+    from jaxst.training.optim import SCHEDULERS, make_optimizer, make_schedule, weight_decay_mask
 
 __all__ = [
     "SCHEDULERS",
@@ -16,3 +24,17 @@ __all__ = [
     "make_schedule",
     "weight_decay_mask",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["Checkpointer", "CorruptCheckpointError"], "jaxst.training.checkpoint"),
+        **dict.fromkeys(
+            ["DataLoader", "InputExample", "NoDuplicatesDataLoader", "SentencesDataset"],
+            "jaxst.training.data",
+        ),
+        **dict.fromkeys(
+            ["SCHEDULERS", "make_optimizer", "make_schedule", "weight_decay_mask"], "jaxst.training.optim"
+        ),
+    },
+)
