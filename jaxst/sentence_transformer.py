@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from jaxst import buckets
 from jaxst.batch_layouts import PackedBatch, as_packed
+from jaxst.compilation_cache import enable_compilation_cache
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.st_format import (
@@ -95,6 +96,7 @@ class SentenceTransformer:
         folder = Path(model_name_or_path)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a local model folder (jaxst does not download models).")
+        enable_compilation_cache()
         self._device = None if device is None else resolve_device(device)
         saved = read_model_config(folder)
         entries = read_modules_json(folder)

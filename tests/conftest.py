@@ -23,6 +23,9 @@ os.environ.setdefault(
     f"--xla_cpu_collective_call_terminate_timeout_seconds={COLLECTIVE_TIMEOUT_SECONDS}",
 )
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests compile as often as they need to: programs cached by an earlier run would change what they see
+# (compile counts, timings), and the suite writes nothing to the user's cache folder.
+os.environ.setdefault("JAXST_COMPILATION_CACHE", "off")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import jax  # noqa: E402
