@@ -2,6 +2,7 @@
 left and right padding, packed rows (the window and the rotary positions count within a text), gradients,
 train-mode dropout, masked-language-model checkpoints, and the config options jaxst refuses."""
 
+import dataclasses
 import json
 
 import jax
@@ -287,3 +288,27 @@ def test_unsupported_config_option_is_named(without_biases, tmp_path, changes, n
     (tmp_path / "model.safetensors").symlink_to(plain_folder / "model.safetensors")
     with pytest.raises(UnsupportedConfigError, match=named):
         load_encoder(tmp_path)
+
+
+def test_a_config_in_the_released_checkpoints_form_gives_the_same_spec(without_biases, tmp_path):
+    """ModernBERT-base's config.json names global_attn_every_n_layers, global_rope_theta and
+    local_rope_theta (transformers turns them into layer_types and rope_parameters), and options of
+    kernels and heads (reference_compile, deterministic_flash_attn, classifier_pooling) that change no
+    hidden state: the encoder's spec is that of the current form."""
+    _, encoder, folder = without_biases
+    config = json.loads((folder / "config.json").read_text())
+    del config["layer_types"], config["rope_parameters"]
+    config.update(
+        global_attn_every_n_layers=2,
+        global_rope_theta=CONFIG["global_rope_theta"],
+        local_rope_theta=CONFIG["local_rope_theta"],
+        reference_compile=None,
+        deterministic_flash_attn=True,
+        classifier_pooling="mean",
+    )
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").symlink_to(folder / "model.safetensors")
+    released = load_encoder(tmp_path).spec
+    assert dataclasses.replace(released, transformers_json="") == dataclasses.replace(
+        encoder.spec, transformers_json=""
+    )
