@@ -33,10 +33,12 @@ _CONFIG_CLASSES = {
 }
 # Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
 # twice the hidden size), and a padding id for padded_batch. ModernBERT: a global then a local layer whose
-# window (4 positions either side) is shorter than padded_batch's rows; padding id 0 within the vocabulary.
+# window (4 positions either side) is shorter than padded_batch's rows; special ids within the vocabulary.
 _FAMILY_OPTIONS = {
     "qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0),
-    "modernbert": dict(local_attention=8, pad_token_id=0),
+    "modernbert": dict(
+        local_attention=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
+    ),
 }
 
 
