@@ -10,7 +10,9 @@ encoder whose layers alternate global attention and local (sliding-window) atten
   projections have biases (all False in the released models).
 
 Within a packed row the window counts positions within a text, and the rotary positions restart at each
-text, so a packed text's outputs equal those of the text alone.
+text, so a packed text's outputs equal those of the text alone. A padding position with no text token
+within its window (left padding longer than half the window) gets a zero attention output in a local
+layer, as transformers' sdpa path gives it (its eager path differs there, at padding positions only).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def validate_modernbert_config(config: PreTrainedConfig) -> None:
     head_dim = getattr(config, "head_dim", None)
     if head_dim not in (None, width):  # transformers' rotary would use it, its attention would not
         raise _refuse(config, "head_dim", head_dim, f"hidden_size / num_attention_heads = {width}")
-    for layer_type in set(layer_types):
+    for layer_type in (GLOBAL, LOCAL):  # both are read, whether or not a layer of the type exists
         _rope_theta(config, layer_type)
 
 
