@@ -236,3 +236,78 @@ class GatedMLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [..., H] compute dtype -> [..., H] compute dtype."""
         return self.down(ACTIVATIONS[self.activation](self.gate(x)) * self.up(x))
+
+
+class OptionalBiasLayerNorm(nnx.Module):
+    """torch.nn.LayerNorm(bias=...) over the last axis in float32: (x - mean) / sqrt(var + eps) * scale,
+    plus a bias unless `use_bias=False` (ModernBERT's norm_bias=False norms have none)."""
+
+    def __init__(self, features: int, *, eps: float, use_bias: bool = True):
+        self.scale = nnx.Param(jnp.ones((features,)))
+        self.bias = nnx.Param(jnp.zeros((features,))) if use_bias else None
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., features] any float dtype -> float32 [..., features] (biased variance, as torch)."""
+        x = x.astype(jnp.float32)
+        centered = x - jnp.mean(x, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+        normed = centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...]
+        return normed if self.bias is None else normed + self.bias[...]
+
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath, *, use_bias: bool = True) -> KeyTable:
+        """torch `LayerNorm` `name`: weight (and bias) [features] -> scale (and bias) below `path`."""
+        table: KeyTable = {f"{name}.weight": ((*path, "scale"), False)}
+        if use_bias:
+            table[f"{name}.bias"] = ((*path, "bias"), False)
+        return table
+
+
+class FusedGatedMLP(nnx.Module):
+    """A gated feed-forward block with one fused input projection (ModernBERT's GeGLU):
+
+    [u, g] = x W_i + b_i (W_i [H, 2I], u its first I outputs, g the last I);
+    out = dropout(act(u) * g) W_o + b_o, the biases only with `use_bias`.
+    The dropout site "mlp" [B, T, I] exists when `dropout_rate` is non-zero.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        intermediate_size: int,
+        *,
+        activation: str,
+        use_bias: bool,
+        dropout_rate: float,
+        dtype: jnp.dtype,
+        init_std: float,
+        rngs: nnx.Rngs,
+    ):
+        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs, use_bias=use_bias)
+        self.fused_input = dense(width, 2 * intermediate_size)
+        self.output = dense(intermediate_size, width)
+        self.intermediate_size = intermediate_size
+        self.activation = activation
+        self.dropout_rate = dropout_rate
+
+    @staticmethod
+    def checkpoint_keys(
+        name: str, path: ParamPath, *, use_bias: bool, input_name: str = "Wi", output_name: str = "Wo"
+    ) -> KeyTable:
+        """The MLP module `name` (its fused input and output Linears, ModernBERT's "Wi" and "Wo") ->
+        parameters below `path`."""
+        return {
+            **Dense.checkpoint_keys(f"{name}.{input_name}", (*path, "fused_input"), use_bias=use_bias),
+            **Dense.checkpoint_keys(f"{name}.{output_name}", (*path, "output"), use_bias=use_bias),
+        }
+
+    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+        """The "mlp" site on the gated activations, when the rate is non-zero."""
+        return {"mlp": (batch, length, self.intermediate_size)} if self.dropout_rate > 0.0 else {}
+
+    def __call__(self, x: jax.Array, dropout_bits: jax.Array | None = None) -> jax.Array:
+        """x [..., H] compute dtype; dropout_bits uint32 [..., I] or None -> [..., H] compute dtype."""
+        activated, gate = jnp.split(self.fused_input(x), 2, axis=-1)
+        gated = ACTIVATIONS[self.activation](activated) * gate
+        return self.output(dropout(gated, self.dropout_rate, dropout_bits))

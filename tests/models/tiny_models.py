@@ -10,7 +10,7 @@ import torch
 import transformers
 from flax import nnx
 
-ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "qwen3")
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "modernbert", "qwen3")
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
 VOCAB_SIZE = 100
 MAX_POSITIONS = 64
@@ -29,10 +29,17 @@ _CONFIG_CLASSES = {
     "xlm-roberta": transformers.XLMRobertaConfig,
     "mpnet": transformers.MPNetConfig,
     "qwen3": transformers.Qwen3Config,
+    "modernbert": transformers.ModernBertConfig,
 }
 # Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
-# twice the hidden size), and a padding id for padded_batch.
-_FAMILY_OPTIONS = {"qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0)}
+# twice the hidden size), and a padding id for padded_batch. ModernBERT: a global then a local layer whose
+# window (4 positions either side) is shorter than padded_batch's rows; special ids within the vocabulary.
+_FAMILY_OPTIONS = {
+    "qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0),
+    "modernbert": dict(
+        local_attention=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
+    ),
+}
 
 
 def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
