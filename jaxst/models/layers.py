@@ -132,11 +132,12 @@ class TokenEmbeddings(Embedding):
 
 
 class LayerNorm(nnx.Module):
-    """torch.nn.LayerNorm over the last axis in float32: (x - mean) / sqrt(var + eps) * scale + bias."""
+    """torch.nn.LayerNorm over the last axis in float32: (x - mean) / sqrt(var + eps) * scale + bias, the
+    bias only with `use_bias` (torch's `bias=False`, ModernBERT's norm_bias=False norms)."""
 
-    def __init__(self, features: int, *, eps: float):
+    def __init__(self, features: int, *, eps: float, use_bias: bool = True):
         self.scale = nnx.Param(jnp.ones((features,)))
-        self.bias = nnx.Param(jnp.zeros((features,)))
+        self.bias = nnx.Param(jnp.zeros((features,))) if use_bias else None
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -144,12 +145,16 @@ class LayerNorm(nnx.Module):
         x = x.astype(jnp.float32)
         centered = x - jnp.mean(x, axis=-1, keepdims=True)
         variance = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
-        return centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...] + self.bias[...]
+        normed = centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...]
+        return normed if self.bias is None else normed + self.bias[...]
 
     @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
-        """torch `LayerNorm` `name`: weight and bias [features] -> scale, bias below `path`."""
-        return {f"{name}.weight": ((*path, "scale"), False), f"{name}.bias": ((*path, "bias"), False)}
+    def checkpoint_keys(name: str, path: ParamPath, *, use_bias: bool = True) -> KeyTable:
+        """torch `LayerNorm` `name`: weight (and bias) [features] -> scale (and bias) below `path`."""
+        table: KeyTable = {f"{name}.weight": ((*path, "scale"), False)}
+        if use_bias:
+            table[f"{name}.bias"] = ((*path, "bias"), False)
+        return table
 
 
 class RMSNorm(nnx.Module):
@@ -236,32 +241,6 @@ class GatedMLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [..., H] compute dtype -> [..., H] compute dtype."""
         return self.down(ACTIVATIONS[self.activation](self.gate(x)) * self.up(x))
-
-
-class OptionalBiasLayerNorm(nnx.Module):
-    """torch.nn.LayerNorm(bias=...) over the last axis in float32: (x - mean) / sqrt(var + eps) * scale,
-    plus a bias unless `use_bias=False` (ModernBERT's norm_bias=False norms have none)."""
-
-    def __init__(self, features: int, *, eps: float, use_bias: bool = True):
-        self.scale = nnx.Param(jnp.ones((features,)))
-        self.bias = nnx.Param(jnp.zeros((features,))) if use_bias else None
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x [..., features] any float dtype -> float32 [..., features] (biased variance, as torch)."""
-        x = x.astype(jnp.float32)
-        centered = x - jnp.mean(x, axis=-1, keepdims=True)
-        variance = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
-        normed = centered * jax.lax.rsqrt(variance + self.eps) * self.scale[...]
-        return normed if self.bias is None else normed + self.bias[...]
-
-    @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath, *, use_bias: bool = True) -> KeyTable:
-        """torch `LayerNorm` `name`: weight (and bias) [features] -> scale (and bias) below `path`."""
-        table: KeyTable = {f"{name}.weight": ((*path, "scale"), False)}
-        if use_bias:
-            table[f"{name}.bias"] = ((*path, "bias"), False)
-        return table
 
 
 class FusedGatedMLP(nnx.Module):

@@ -35,7 +35,7 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.layers import Dense, FusedGatedMLP, OptionalBiasLayerNorm, TokenEmbeddings, dropout
+from jaxst.models.layers import Dense, FusedGatedMLP, LayerNorm, TokenEmbeddings, dropout
 from jaxst.models.spec import EncoderSpec
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"  # transformers' layer_types
@@ -197,7 +197,7 @@ class ModernBertLayer(nnx.Module):
     def __init__(self, spec: ModernBertSpec, index: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
         """Layer `index` of `spec`: local or global, sizes, biases, epsilon, dropout rates, init scale."""
         width = spec.hidden_size
-        norm = partial(OptionalBiasLayerNorm, width, eps=spec.layer_norm_eps, use_bias=spec.norm_bias)
+        norm = partial(LayerNorm, width, eps=spec.layer_norm_eps, use_bias=spec.norm_bias)
         self.attention_norm = norm() if index > 0 else None
         self.attention = ModernBertAttention(
             width,
@@ -226,7 +226,7 @@ class ModernBertLayer(nnx.Module):
     def checkpoint_keys(name: str, path: ParamPath, spec_flags: dict[str, bool], *, first: bool) -> KeyTable:
         """transformers' `ModernBertEncoderLayer` `name` -> parameters below `path`; spec_flags: norm_bias,
         attention_bias, mlp_bias; the first layer has no attn_norm."""
-        norm = partial(OptionalBiasLayerNorm.checkpoint_keys, use_bias=spec_flags["norm_bias"])
+        norm = partial(LayerNorm.checkpoint_keys, use_bias=spec_flags["norm_bias"])
         table = {
             **ModernBertAttention.checkpoint_keys(
                 f"{name}.attn", (*path, "attention"), use_bias=spec_flags["attention_bias"]
@@ -296,9 +296,7 @@ class ModernBertEncoder(TransformerEncoder):
             init_std=spec.init_std,
             rngs=rngs,
         )
-        norm = partial(
-            OptionalBiasLayerNorm, spec.hidden_size, eps=spec.layer_norm_eps, use_bias=spec.norm_bias
-        )
+        norm = partial(LayerNorm, spec.hidden_size, eps=spec.layer_norm_eps, use_bias=spec.norm_bias)
         self.embedding_norm = norm()
         self.layers = nnx.List(
             [ModernBertLayer(spec, index, dtype=self.dtype, rngs=rngs) for index in range(spec.num_layers)]
@@ -334,7 +332,7 @@ class ModernBertEncoder(TransformerEncoder):
         """The checkpoint keys of `num_layers` layers; the bias flags as the config's (defaults: its
         defaults, without biases)."""
         flags = {"norm_bias": norm_bias, "attention_bias": attention_bias, "mlp_bias": mlp_bias}
-        norm = partial(OptionalBiasLayerNorm.checkpoint_keys, use_bias=norm_bias)
+        norm = partial(LayerNorm.checkpoint_keys, use_bias=norm_bias)
         table = {
             **TokenEmbeddings.checkpoint_keys("embeddings.tok_embeddings", ("embeddings",)),
             **norm("embeddings.norm", ("embedding_norm",)),
