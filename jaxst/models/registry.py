@@ -6,6 +6,7 @@ from jaxst.io.hf import KeyTable
 from jaxst.models.bert import BertEncoder
 from jaxst.models.distilbert import DistilBertEncoder
 from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.gemma3 import Gemma3Encoder
 from jaxst.models.mpnet import MPNetEncoder
 from jaxst.models.qwen3 import Qwen3Encoder
 from jaxst.models.roberta import RobertaEncoder
@@ -18,6 +19,7 @@ ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
     "roberta": RobertaEncoder,
     "xlm-roberta": RobertaEncoder,
     "qwen3": Qwen3Encoder,
+    "gemma3_text": Gemma3Encoder,
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
 
