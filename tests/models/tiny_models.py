@@ -10,7 +10,7 @@ import torch
 import transformers
 from flax import nnx
 
-ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "qwen3")
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "qwen3", "gemma3_text")
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
 VOCAB_SIZE = 100
 MAX_POSITIONS = 64
@@ -29,6 +29,7 @@ _CONFIG_CLASSES = {
     "xlm-roberta": transformers.XLMRobertaConfig,
     "mpnet": transformers.MPNetConfig,
     "qwen3": transformers.Qwen3Config,
+    "gemma3_text": transformers.Gemma3TextConfig,
 }
 # Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
 # twice the hidden size), and a padding id for padded_batch.
