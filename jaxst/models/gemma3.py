@@ -299,8 +299,9 @@ class Gemma3Encoder(TransformerEncoder):
         self.norm = OffsetRMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
 
     @property
-    def causal(self) -> bool:  # type: ignore[override]  # per config, not per family
-        """Whether a token attends only to the tokens of its text up to its own position."""
+    def causal(self) -> bool:
+        """Whether a token attends only to the tokens of its text up to its own position: per config
+        (use_bidirectional_attention), where the other families fix it per class."""
         return not self.spec.bidirectional
 
     @classmethod
