@@ -32,8 +32,20 @@ _CONFIG_CLASSES = {
     "gemma3_text": transformers.Gemma3TextConfig,
 }
 # Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
-# twice the hidden size), and a padding id for padded_batch.
-_FAMILY_OPTIONS = {"qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0)}
+# twice the hidden size), and a padding id for padded_batch. Gemma 3: the same heads, a local then a
+# global layer, a window of 8 positions (shorter than padded_batch's texts), a logit scale other than
+# the head width.
+_FAMILY_OPTIONS = {
+    "qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0),
+    "gemma3_text": dict(
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=0,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=8,
+        query_pre_attn_scalar=12,
+    ),
+}
 
 
 def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
