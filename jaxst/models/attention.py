@@ -105,7 +105,6 @@ def attention(
     dropout_rate: float,
     dropout_bits: jax.Array | None,
     scale: float | None = None,
-    softcap: float | None = None,
 ) -> jax.Array:
     """Scaled dot-product attention over unmasked keys, optionally with attention-probability dropout.
 
@@ -114,35 +113,29 @@ def attention(
     repeat_kv. mask bool, broadcastable to [B, N, T, T], True where a query may attend a key
     (`text_attention_mask`); bias float32 broadcastable to [B, N, T, T] (MPNet's relative position
     bias) or None; dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
-    logits = q k^T * scale (default 1 / sqrt(D); T5 uses 1, Gemma 3 its query_pre_attn_scalar^-1/2),
-    then softcap * tanh(logits / softcap) where a soft cap is given (Gemma's attention soft capping);
+    logits = q k^T * scale (default 1 / sqrt(D); T5 uses 1, Gemma 3 its query_pre_attn_scalar^-1/2);
     probs = softmax(logits + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
     A query with no key to attend (padding before a left-padded causal text, a row without tokens)
     gets a zero output, as torch's scaled_dot_product_attention gives it.
 
     Without dropout this is `jax.nn.dot_product_attention`, its implementation left to JAX (JAX 0.10
     picks its XLA path on every backend; cuDNN would need an explicit `implementation="cudnn"`).
-    That function can neither drop attention probabilities nor soft-cap logits, so with dropout bits
-    and a non-zero rate, or a soft cap, the same computation is written out with an explicit float32
-    softmax, then dropout on the probabilities exactly as torch's eager attention does in train mode.
-    Masked logits get the value `jax.nn.dot_product_attention` uses, so the two paths agree when the
-    rate is 0.
+    That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
+    same computation is written out with an explicit float32 softmax, then dropout on the probabilities
+    exactly as torch's eager attention does in train mode. Masked logits get the value
+    `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0.
     """
     scale = query.shape[-1] ** -0.5 if scale is None else scale
-    use_dropout = dropout_bits is not None and dropout_rate > 0.0
-    if not use_dropout and softcap is None:
+    if dropout_bits is None or dropout_rate == 0.0:
         out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
     else:
         groups = query.shape[2] // key.shape[2]
         key, value = jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
         logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32) * scale
-        if softcap is not None:
-            logits = softcap * jnp.tanh(logits / softcap)
         if bias is not None:
             logits = logits + bias
         probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
-        if use_dropout:
-            probs = dropout(probs, dropout_rate, dropout_bits)
+        probs = dropout(probs, dropout_rate, dropout_bits)
         out = jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
     attends = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)[..., None]  # [B, T or 1, N or 1, 1]
     return jnp.where(attends, out, jnp.zeros((), out.dtype))

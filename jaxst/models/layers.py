@@ -290,3 +290,23 @@ class FusedGatedMLP(nnx.Module):
         activated, gate = jnp.split(self.fused_input(x), 2, axis=-1)
         gated = ACTIVATIONS[self.activation](activated) * gate
         return self.output(dropout(gated, self.dropout_rate, dropout_bits))
+
+
+class OffsetRMSNorm(RMSNorm):
+    """RMS norm whose stored weight is an offset from the scale (Gemma): x / sqrt(mean(x^2) + eps) *
+    (offset + weight), all in float32, the weight initialised to zeros (a scale of `offset`).
+
+    The sum offset + weight is formed in float32 before multiplying, as Gemma's reference (not
+    x_normed * weight + x_normed, which rounds differently). Loads from the same key as `RMSNorm`.
+    """
+
+    def __init__(self, features: int, *, eps: float, offset: float = 1.0):
+        super().__init__(features, eps=eps)
+        self.scale = nnx.Param(jnp.zeros((features,)))
+        self.offset = offset
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., features] any float dtype -> float32 [..., features]."""
+        x = x.astype(jnp.float32)
+        normed = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
+        return normed * (self.offset + self.scale[...])

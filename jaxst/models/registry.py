@@ -6,6 +6,7 @@ from jaxst.io.hf import KeyTable
 from jaxst.models.bert import BertEncoder
 from jaxst.models.distilbert import DistilBertEncoder
 from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.gemma3 import Gemma3Encoder
 from jaxst.models.modernbert import ModernBertEncoder
 from jaxst.models.mpnet import MPNetEncoder
 from jaxst.models.qwen3 import Qwen3Encoder
@@ -20,6 +21,7 @@ ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
     "xlm-roberta": RobertaEncoder,
     "modernbert": ModernBertEncoder,
     "qwen3": Qwen3Encoder,
+    "gemma3_text": Gemma3Encoder,
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
 

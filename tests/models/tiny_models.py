@@ -10,7 +10,16 @@ import torch
 import transformers
 from flax import nnx
 
-ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "modernbert", "qwen3")
+ARCHITECTURES = (
+    "bert",
+    "distilbert",
+    "roberta",
+    "xlm-roberta",
+    "mpnet",
+    "modernbert",
+    "qwen3",
+    "gemma3_text",
+)
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
 VOCAB_SIZE = 100
 MAX_POSITIONS = 64
@@ -30,14 +39,25 @@ _CONFIG_CLASSES = {
     "mpnet": transformers.MPNetConfig,
     "qwen3": transformers.Qwen3Config,
     "modernbert": transformers.ModernBertConfig,
+    "gemma3_text": transformers.Gemma3TextConfig,
 }
 # Qwen3: grouped-query attention (2 key / value heads for 4 query heads) with heads of 16 (N * D = 64,
 # twice the hidden size), and a padding id for padded_batch. ModernBERT: a global then a local layer whose
 # window (4 positions either side) is shorter than padded_batch's rows; special ids within the vocabulary.
+# Gemma 3: Qwen3's heads, a local then a global layer, a window of 8 positions (shorter than
+# padded_batch's texts), a logit scale other than the head width.
 _FAMILY_OPTIONS = {
     "qwen3": dict(num_key_value_heads=2, head_dim=16, pad_token_id=0),
     "modernbert": dict(
         local_attention=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
+    ),
+    "gemma3_text": dict(
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=0,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=8,
+        query_pre_attn_scalar=12,
     ),
 }
 

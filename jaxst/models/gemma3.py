@@ -1,0 +1,364 @@
+"""Gemma 3 text (EmbeddingGemma): transformers' `Gemma3TextModel`, a pre-norm decoder alternating local
+(sliding-window) and global attention layers, causal or, as EmbeddingGemma, bidirectional.
+
+What sets it apart from Qwen3 (qwen3.py):
+- the token embeddings are multiplied by sqrt(H), rounded to the compute dtype;
+- every RMS norm scales by (1 + weight) (`layers.OffsetRMSNorm`), and each layer has four of them:
+  before and after the attention, before and after the feed-forward block;
+- attention logits are scaled by query_pre_attn_scalar^-1/2, not head_dim^-1/2;
+- `layer_types` makes each layer global ("full_attention": rotary base `rope_parameters.full_attention`,
+  rope_theta in older configs) or local ("sliding_attention": base `rope_parameters.sliding_attention`,
+  rope_local_base_freq in older configs; a window of `sliding_window` positions);
+- `use_bidirectional_attention` drops causality. transformers then keeps sliding_window // 2 + 1 of the
+  config.json value (the exclusive bound it gives flash attention) and a local layer's token attends the
+  tokens at distance < that bound on either side; a causal local layer's token attends the
+  `sliding_window` tokens up to its own.
+
+Windows count positions within a text (`attention.window_mask`), so a packed row's texts each see the
+window they would see alone. The last hidden state is the final norm's output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from transformers import PreTrainedConfig
+
+from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.models.attention import (
+    AttentionInputs,
+    GroupedQueryAttention,
+    apply_rotary,
+    attention,
+    window_mask,
+)
+from jaxst.models.config import (
+    UnsupportedConfigError,
+    require,
+    require_activation,
+    require_probabilities,
+)
+from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.layers import GatedMLP, OffsetRMSNorm, TokenEmbeddings
+from jaxst.models.spec import EncoderSpec
+
+LOCAL, GLOBAL = "sliding_attention", "full_attention"
+# The rope types implemented, each with the keys its parameters may hold.
+_ROPE_KEYS = {"default": {"rope_type", "rope_theta"}, "linear": {"rope_type", "rope_theta", "factor"}}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Gemma3Spec(EncoderSpec):
+    """EncoderSpec plus Gemma 3's grouped heads, attention scale, layer kinds, window and rotary bases.
+
+    Attributes:
+        num_kv_heads: K key / value heads, each shared by N / K query heads.
+        head_dim: D, the width of each attention head (N * D need not equal H).
+        query_pre_attn_scalar: attention logits are q k^T / sqrt(query_pre_attn_scalar).
+        layer_types: per layer, "sliding_attention" (local) or "full_attention" (global).
+        sliding_window: transformers' (exclusive) window bound W: a local layer's query at position p
+            attends keys at positions p - W < q <= p (causal) or |p - q| < W (bidirectional).
+        bidirectional: the config's use_bidirectional_attention (no causal mask).
+        global_rope: (theta, linear scaling factor) of the global layers' rotary angles.
+        local_rope: the same for the local layers.
+        padding_token_id: the config's pad_token_id, whose embedding row gets no gradient, or None.
+    """
+
+    num_kv_heads: int
+    head_dim: int
+    query_pre_attn_scalar: float
+    layer_types: tuple[str, ...]
+    sliding_window: int
+    bidirectional: bool
+    global_rope: tuple[float, float]
+    local_rope: tuple[float, float]
+    padding_token_id: int | None
+
+
+def _unsupported(config: PreTrainedConfig, option: str, value: Any, supported: str) -> UnsupportedConfigError:
+    return UnsupportedConfigError(
+        f"{config.model_type} config option {option}={value!r} is not supported by jaxst "
+        f"(supported: {supported})"
+    )
+
+
+def rope_of(config: PreTrainedConfig, layer_type: str) -> tuple[float, float]:
+    """(theta, factor) of `layer_type`'s rotary angles: RoPE's "default" kind (factor 1) or "linear"
+    (frequencies divided by the factor, as the global layers of the larger Gemma 3 models).
+
+    Raises:
+        UnsupportedConfigError: naming rope_parameters (rope_scaling in older configs) and the rope type.
+    """
+    parameters = dict((config.rope_parameters or {}).get(layer_type) or {})
+    rope_type = parameters.get("rope_type", "default")
+    keys = _ROPE_KEYS.get(rope_type)
+    if keys is None or set(parameters) - keys:
+        raise UnsupportedConfigError(
+            f"{config.model_type} config option rope_parameters[{layer_type!r}] (rope_scaling or "
+            f"rope_local_base_freq in older configs) with rope_type={rope_type!r} and keys "
+            f"{sorted(parameters)} is not supported by jaxst (supported: rope types 'default' and "
+            f"'linear', keys rope_type, rope_theta, factor); it holds {parameters}"
+        )
+    factor = float(parameters.get("factor", 1.0))
+    if not factor > 0.0:
+        raise _unsupported(config, f"rope_parameters[{layer_type!r}].factor", factor, "a positive factor")
+    return float(parameters["rope_theta"]), factor
+
+
+def validate_gemma3_config(config: PreTrainedConfig) -> None:
+    """Refuse the Gemma 3 config options the encoder does not implement, each by name.
+
+    Refused: attention biases, rope types other than "default" and "linear" (and their extra keys, such
+    as partial_rotary_factor), layer types other than sliding / full attention, and
+    attn_logit_softcapping. transformers' Gemma 3 keeps that option but never applies it (unlike Gemma
+    2), so either choice would contradict the config or transformers. `final_logit_softcapping` and
+    `tie_word_embeddings` concern only the language-model head, which the encoder does not use.
+    """
+    require(config, "attention_bias", [False], False)
+    require(config, "attn_logit_softcapping", [None], None)
+    require_activation(config, "hidden_activation")
+    require_probabilities(config, "attention_dropout")
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    if kv_heads <= 0 or heads % kv_heads:
+        raise UnsupportedConfigError(
+            f"{config.model_type} config: num_attention_heads={heads} is not a multiple of "
+            f"num_key_value_heads={kv_heads}"
+        )
+    layer_types = list(config.layer_types)
+    if len(layer_types) != config.num_hidden_layers or set(layer_types) - {LOCAL, GLOBAL}:
+        raise _unsupported(
+            config, "layer_types", layer_types, f"{config.num_hidden_layers} of {LOCAL!r}, {GLOBAL!r}"
+        )
+    window = config.sliding_window
+    if LOCAL in layer_types and not (isinstance(window, int) and window > 0):
+        raise _unsupported(config, "sliding_window", window, "a positive window for sliding layers")
+    if not config.query_pre_attn_scalar > 0:
+        raise _unsupported(config, "query_pre_attn_scalar", config.query_pre_attn_scalar, "a positive number")
+    for layer_type in (LOCAL, GLOBAL):
+        rope_of(config, layer_type)
+
+
+def scaled_rotary_angles(
+    positions: jax.Array, head_dim: int, rope: tuple[float, float]
+) -> tuple[jax.Array, jax.Array]:
+    """RoPE's (cos, sin), float32 [B, T, D], of positions int [B, T] with rope = (theta, factor).
+
+    As `attention.rotary_angles` (frequency i < D / 2 is f_i = 1 / theta^(2i / D), the power rounded
+    correctly to float32 as torch computes it), each frequency then divided by the factor in float32
+    (transformers' "linear" rope type; factor 1 is the "default" type).
+    """
+    theta, factor = rope
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    frequencies = np.float32(1.0) / (theta ** exponents.astype(np.float64)).astype(np.float32)
+    frequencies = (frequencies / np.float32(factor)).astype(np.float32)
+    angles = positions.astype(jnp.float32)[..., None] * frequencies
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+class Gemma3Attention(GroupedQueryAttention):
+    """Grouped-query attention with Gemma's (1 + weight) RMS norms on the query and key heads and logits
+    scaled by query_pre_attn_scalar^-1/2 (the checkpoint names of `GroupedQueryAttention`)."""
+
+    def __init__(self, width: int, *, query_pre_attn_scalar: float, **kwargs: Any):
+        super().__init__(width, **kwargs)
+        self.query_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
+        self.key_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
+        self.scale = float(query_pre_attn_scalar) ** -0.5
+
+    def __call__(
+        self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
+    ) -> jax.Array:
+        """hidden [B, T, H] compute dtype; inputs: this layer's mask and rotary angles (the layer picks
+        the local or global ones); dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
+        batch, length, _ = hidden.shape
+
+        def heads(x: jax.Array, count: int) -> jax.Array:
+            return x.reshape(batch, length, count, self.head_dim)
+
+        query = apply_rotary(self.query_norm(heads(self.query(hidden), self.num_heads)), inputs.rotary)
+        key = apply_rotary(self.key_norm(heads(self.key(hidden), self.num_kv_heads)), inputs.rotary)
+        context = attention(
+            query.astype(self.dtype),
+            key.astype(self.dtype),
+            heads(self.value(hidden), self.num_kv_heads),
+            inputs.mask,
+            None,
+            dropout_rate=self.dropout_rate,
+            dropout_bits=dropout_bits,
+            scale=self.scale,
+        )
+        return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))
+
+
+class Gemma3Layer(nnx.Module):
+    """One Gemma 3 decoder layer, residual sums in float32 (every norm an `OffsetRMSNorm`):
+
+    a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
+
+    A local layer attends under the sliding-window mask with the local rotary base, a global one under
+    the full mask with the global base.
+    """
+
+    def __init__(self, spec: Gemma3Spec, *, local: bool, dtype: jnp.dtype, rngs: nnx.Rngs):
+        width, eps = spec.hidden_size, spec.layer_norm_eps
+        self.attention_norm = OffsetRMSNorm(width, eps=eps)
+        self.attention = Gemma3Attention(
+            width,
+            query_pre_attn_scalar=spec.query_pre_attn_scalar,
+            num_heads=spec.num_heads,
+            num_kv_heads=spec.num_kv_heads,
+            head_dim=spec.head_dim,
+            norm_eps=eps,
+            dropout_rate=spec.attention_dropout,
+            dtype=dtype,
+            init_std=spec.init_std,
+            rngs=rngs,
+        )
+        self.attention_output_norm = OffsetRMSNorm(width, eps=eps)
+        self.mlp_norm = OffsetRMSNorm(width, eps=eps)
+        self.mlp = GatedMLP(
+            width,
+            spec.intermediate_size,
+            activation=spec.activation,
+            dtype=dtype,
+            init_std=spec.init_std,
+            rngs=rngs,
+        )
+        self.mlp_output_norm = OffsetRMSNorm(width, eps=eps)
+        self.local = local
+        self.dtype = dtype
+
+    @staticmethod
+    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
+        """transformers' `Gemma3DecoderLayer` `name` -> parameters below `path`."""
+        return {
+            **OffsetRMSNorm.checkpoint_keys(f"{name}.input_layernorm", (*path, "attention_norm")),
+            **Gemma3Attention.checkpoint_keys(f"{name}.self_attn", (*path, "attention")),
+            **OffsetRMSNorm.checkpoint_keys(
+                f"{name}.post_attention_layernorm", (*path, "attention_output_norm")
+            ),
+            **OffsetRMSNorm.checkpoint_keys(f"{name}.pre_feedforward_layernorm", (*path, "mlp_norm")),
+            **GatedMLP.checkpoint_keys(f"{name}.mlp", (*path, "mlp")),
+            **OffsetRMSNorm.checkpoint_keys(f"{name}.post_feedforward_layernorm", (*path, "mlp_output_norm")),
+        }
+
+    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+        """The attention-probability dropout site, when the config's attention_dropout is non-zero."""
+        return self.attention.dropout_shapes(batch, length)
+
+    def __call__(
+        self,
+        hidden: jax.Array,
+        inputs: AttentionInputs,
+        dropout_bits: dict[str, jax.Array] | None = None,
+    ) -> jax.Array:
+        """hidden [B, T, H] compute dtype; inputs: the global and local masks and rotary angles;
+        dropout_bits: the "attention" site's uint32 bits, None in eval mode -> [B, T, H]."""
+        if self.local:
+            inputs = AttentionInputs(inputs.local_mask, rotary=inputs.local_rotary)
+        attention_bits = (dropout_bits or {}).get("attention")
+        attended = self.attention(self.attention_norm(hidden).astype(self.dtype), inputs, attention_bits)
+        hidden = hidden.astype(jnp.float32) + self.attention_output_norm(attended)
+        expanded = self.mlp(self.mlp_norm(hidden).astype(self.dtype))
+        return (hidden + self.mlp_output_norm(expanded)).astype(self.dtype)
+
+
+class Gemma3Encoder(TransformerEncoder):
+    """Gemma 3 text: scaled token embeddings, local and global pre-norm layers with rotary positions,
+    a final RMS norm; causal, or bidirectional with `use_bidirectional_attention` (EmbeddingGemma).
+
+    A checkpoint is a `Gemma3TextModel` (keys "embed_tokens.weight", "layers.0. ...", "norm.weight") or
+    a model with heads whose keys carry the prefix "model." (`Gemma3ForCausalLM`, whose untied
+    `lm_head.weight` is kept aside).
+    """
+
+    uses_token_type_ids = False
+    checkpoint_prefix = "model."
+    unused_keys = frozenset(("lm_head.weight",))
+
+    def __init__(self, spec: Gemma3Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(spec, dtype=dtype)
+        self.embeddings = TokenEmbeddings(
+            spec.vocab_size,
+            spec.hidden_size,
+            max_length=spec.max_positions,
+            padding_idx=spec.padding_token_id,
+            init_std=spec.init_std,
+            rngs=rngs,
+        )
+        self.layers = nnx.List(
+            [Gemma3Layer(spec, local=kind == LOCAL, dtype=self.dtype, rngs=rngs) for kind in spec.layer_types]
+        )
+        self.norm = OffsetRMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
+
+    @property
+    def causal(self) -> bool:
+        """Whether a token attends only to the tokens of its text up to its own position: per config
+        (use_bidirectional_attention), where the other families fix it per class."""
+        return not self.spec.bidirectional
+
+    @classmethod
+    def spec_from_config(cls, config: PreTrainedConfig) -> Gemma3Spec:
+        validate_gemma3_config(config)
+        layer_types = tuple(config.layer_types)
+        return Gemma3Spec.from_config(
+            config,
+            intermediate_size=config.intermediate_size,
+            activation=config.hidden_activation,
+            layer_norm_eps=config.rms_norm_eps,
+            attention_dropout=config.attention_dropout,
+            num_kv_heads=config.num_key_value_heads,
+            head_dim=config.head_dim,
+            query_pre_attn_scalar=float(config.query_pre_attn_scalar),
+            layer_types=layer_types,
+            sliding_window=int(config.sliding_window) if LOCAL in layer_types else 0,
+            bidirectional=bool(config.use_bidirectional_attention),
+            global_rope=rope_of(config, GLOBAL),
+            local_rope=rope_of(config, LOCAL),
+            padding_token_id=config.pad_token_id,
+        )
+
+    @classmethod
+    def key_table(cls, num_layers: int) -> KeyTable:
+        table = {
+            **TokenEmbeddings.checkpoint_keys("embed_tokens", ("embeddings",)),
+            **OffsetRMSNorm.checkpoint_keys("norm", ("norm",)),
+        }
+        for index in range(num_layers):
+            table.update(Gemma3Layer.checkpoint_keys(f"layers.{index}", ("layers", index)))
+        return table
+
+    def embed(
+        self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None
+    ) -> jax.Array:
+        """The token embeddings times sqrt(H), that factor rounded to float32, then to the compute dtype
+        (transformers multiplies by it in the model's dtype: 55.5, not 55.43, for H = 3072 in bfloat16)."""
+        scale = jnp.asarray(np.float32(math.sqrt(self.spec.hidden_size)), self.dtype).astype(jnp.float32)
+        return self.embeddings(input_ids) * scale
+
+    def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
+        """The global mask and rotary angles, and the local ones: the mask within the sliding window of
+        each query's position in its text (W - 1 positions back; as many ahead when bidirectional)."""
+        spec = self.spec
+        inputs = AttentionInputs(
+            mask, rotary=scaled_rotary_angles(positions, spec.head_dim, spec.global_rope)
+        )
+        if LOCAL not in spec.layer_types:
+            return inputs
+        reach = spec.sliding_window - 1
+        local_mask = mask & window_mask(positions, before=reach, after=reach if spec.bidirectional else 0)
+        return inputs._replace(
+            local_mask=local_mask,
+            local_rotary=scaled_rotary_angles(positions, spec.head_dim, spec.local_rope),
+        )
+
+    def last_hidden_state(self, hidden: jax.Array) -> jax.Array:
+        """The final RMS norm of the last layer's output, in the compute dtype."""
+        return self.norm(hidden).astype(self.dtype)
