@@ -9,6 +9,7 @@ from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.mpnet import MPNetEncoder
 from jaxst.models.qwen3 import Qwen3Encoder
 from jaxst.models.roberta import RobertaEncoder
+from jaxst.models.t5 import T5Encoder
 
 # The bidirectional encoders, then the decoders: the order in which error messages list them.
 ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
@@ -17,6 +18,8 @@ ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
     "mpnet": MPNetEncoder,
     "roberta": RobertaEncoder,
     "xlm-roberta": RobertaEncoder,
+    "t5": T5Encoder,
+    "mt5": T5Encoder,
     "qwen3": Qwen3Encoder,
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(ENCODER_CLASSES)
