@@ -72,7 +72,7 @@ def validate_t5_config(config: PreTrainedConfig) -> None:
     if activation not in ACTIVATIONS:
         raise UnsupportedConfigError(
             f"{config.model_type} config option feed_forward_proj={config.feed_forward_proj!r} "
-            f"(activation {activation!r}) is not supported by jaxst (supported: '<act>' or 'gated-<act>' "
+            f"(dense_act_fn={activation!r}) is not supported by jaxst (supported: '<act>' or 'gated-<act>' "
             f"with <act> one of {', '.join(repr(name) for name in ACTIVATIONS)})"
         )
     require_probabilities(config, "dropout_rate")
