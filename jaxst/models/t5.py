@@ -281,15 +281,23 @@ class T5Encoder(TransformerEncoder):
     norm.
 
     A checkpoint is a `T5EncoderModel` ("shared.weight", "encoder.block.0. ...",
-    "encoder.final_layer_norm.weight") or a full `T5Model` / `T5ForConditionalGeneration`, whose decoder,
-    language-model head and tied copies of the embeddings ("encoder.embed_tokens.weight" in older files)
-    are kept aside and written back unchanged. transformers ties "encoder.embed_tokens.weight" to
-    "shared.weight" when it loads a model, so only "shared.weight" is read.
+    "encoder.final_layer_norm.weight") or a full `T5Model` / `T5ForConditionalGeneration`, whose decoder
+    and (untied, in older files) language-model head are kept aside and written back unchanged.
+
+    Older files also hold the embeddings' tied copies "encoder.embed_tokens.weight" and
+    "decoder.embed_tokens.weight". transformers embeds the encoder's input with the first when a file
+    holds it, so each must equal "shared.weight" (else loading stops, naming both); neither is written on
+    save, as transformers' save_pretrained writes tied tensors once and reties them on load. Written back
+    unchanged, the copies would keep the embeddings from before training.
     """
 
     uses_token_type_ids = False
     checkpoint_prefix = ""
-    unused_keys = frozenset(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"))
+    unused_keys = frozenset(("lm_head.weight",))
+    tied_keys = (
+        ("encoder.embed_tokens.weight", "shared.weight"),
+        ("decoder.embed_tokens.weight", "shared.weight"),
+    )
 
     def __init__(self, spec: T5Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)
@@ -354,7 +362,8 @@ class T5Encoder(TransformerEncoder):
         """The spec's feed-forward layout, and the decoder of a full T5 checkpoint among the unused keys."""
         assert isinstance(spec, T5Spec)
         table = cls.key_table(spec.num_layers, gated=spec.gated_feed_forward)
-        return KeyMapping(spec.model_type, table, cls.checkpoint_prefix, cls.unused_keys | decoder_keys(spec))
+        unused = cls.unused_keys | decoder_keys(spec)
+        return KeyMapping(spec.model_type, table, cls.checkpoint_prefix, unused, cls.tied_keys)
 
     def embed(
         self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None

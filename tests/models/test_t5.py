@@ -14,6 +14,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 from transformers.models.t5.modeling_t5 import T5Attention as TorchT5Attention
 
+from jaxst.io.hf import WeightLoadingError
 from jaxst.models import UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
 from jaxst.models.attention import relative_position_buckets
 from tests.models.tiny_models import jit_encode, perturb_, torch_hidden_states
@@ -114,9 +115,10 @@ def test_save_round_trips_through_transformers(tiny, tmp_path):
 
 
 def test_a_full_t5_checkpoint_loads_its_encoder_and_writes_the_rest_back(tmp_path):
-    """A T5ForConditionalGeneration with fewer decoder than encoder layers, plus the tied copies and the
-    untied head older files hold: the encoder matches transformers' encoder stack, and every other tensor
-    is kept aside and written back unchanged."""
+    """An mT5ForConditionalGeneration with fewer decoder than encoder layers, plus the tied embedding
+    copies and the untied head older files hold: the encoder matches transformers' encoder stack; the
+    decoder and head are kept aside and written back unchanged, the tied copies are not written (as
+    transformers saves them), and transformers loads the saved folder."""
     model = save_t5(
         tmp_path / "full",
         "mt5",
@@ -144,8 +146,27 @@ def test_a_full_t5_checkpoint_loads_its_encoder_and_writes_the_rest_back(tmp_pat
 
     save_encoder(encoder, tmp_path / "saved", extras)
     saved = load_file(tmp_path / "saved" / "model.safetensors")
-    assert saved.keys() == tensors.keys()
-    assert all(np.array_equal(saved[key], tensors[key]) for key in tensors)
+    assert saved.keys() == tensors.keys() - {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+    assert all(np.array_equal(saved[key], tensors[key]) for key in saved)
+    reloaded, info = transformers.MT5ForConditionalGeneration.from_pretrained(
+        tmp_path / "saved", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    for ours, theirs in zip(torch_hidden_states(reloaded.encoder.eval(), batch), expected, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_tied_embedding_copy_must_equal_the_shared_embeddings(tmp_path):
+    """transformers embeds the encoder's input with "encoder.embed_tokens.weight" when a file holds it:
+    jaxst, which keeps one table, refuses a copy that differs from "shared.weight"."""
+    save_t5(tmp_path, "t5")
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["encoder.embed_tokens.weight"] = tensors["shared.weight"] + 1.0
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(
+        WeightLoadingError, match="'encoder.embed_tokens.weight' differs from 'shared.weight'"
+    ):
+        load_encoder(tmp_path)
 
 
 def test_packed_rows_equal_padded_texts_and_give_the_same_gradients(tmp_path):
