@@ -7,7 +7,10 @@ import torch
 from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
+from jaxst.batch_layouts import as_batch
 from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.batching import batch_arrays
+from jaxst.training.data import ExampleBatch
 from tests.st.tiny_st import HIDDEN, MAX_TOKENS, TEXTS
 from tests.st.tiny_t5 import save_tiny_t5
 
@@ -58,3 +61,13 @@ def test_saved_folder_loads_in_sentence_transformers(models):
     ours.save(str(root / "saved"))
     reloaded = TorchSentenceTransformer(str(root / "saved"), device="cpu")
     np.testing.assert_allclose(reloaded.encode(TEXTS), theirs.encode(TEXTS), atol=1e-6, rtol=0)
+
+
+def test_a_packed_batch_embeds_each_text_as_sentence_transformers_does(models):
+    """Texts packed several to a row, positions restarting per text: each gets its own relative bias."""
+    ours, theirs, _ = models
+    columns = [TEXTS[:16], TEXTS[16:32]]
+    packed = as_batch(batch_arrays(ours, ExampleBatch(columns, None), packed=True))
+    assert packed.packed_input_ids.shape[0] < 32  # several texts share a row
+    embeddings = np.asarray(ours.forward(ours.params, packed.texts())["sentence_embedding"])
+    np.testing.assert_allclose(embeddings, theirs.encode(TEXTS[:32]), atol=ATOL, rtol=0)
