@@ -374,7 +374,7 @@ class T5Encoder(TransformerEncoder):
     def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
         """The mask and the relative bias float32 [B, N, T, T]: the learned bias of the bucket of each
         query-key pair's position difference (positions within a packed text, so each text gets the bias
-        it gets alone). The buckets of all T-1 ... T-1 differences are computed on the host."""
+        it gets alone). The buckets of all differences -(T-1) ... T-1 are computed on the host."""
         length = positions.shape[1]
         spec = self.spec
         table = relative_position_buckets(
