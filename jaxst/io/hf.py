@@ -5,6 +5,10 @@ A checkpoint is mapped through the `KeyMapping` its encoder family gives (see `j
   the jaxst encoder; a torch `Linear.weight` [out, in] is transposed to the kernel [in, out];
 - a key in the mapping's unused keys (pooler, pre-training heads, position-id buffers) is kept aside
   unchanged in `CheckpointExtras`, to be written back on save;
+- a key in the mapping's tied keys (a second name of a parameter, as older T5 files hold
+  "encoder.embed_tokens.weight" beside "shared.weight") must hold the same values as the parameter's
+  key; it is then dropped, and not written on save (transformers' save_pretrained writes a tied tensor
+  once; written back unchanged, a stale copy would outlive training);
 - anything else is an error naming the key, as is a missing, duplicated or wrong-shaped parameter.
 
 Reading streams: every key, shape and dtype is checked from the file headers first, then each parameter
@@ -73,12 +77,15 @@ class KeyMapping:
     table: every parameter's checkpoint key (without prefix) -> (parameter path, transposed).
     prefix: the key prefix of a checkpoint saved with heads, e.g. "bert." (keys may carry it or not).
     unused_keys: keys (without prefix) the checkpoint may hold that the encoder does not use.
+    tied_keys: (key, table key) pairs (without prefix): a key the checkpoint may hold as a second copy
+        of a parameter's tensor, tied to it (checked equal on load, not written on save).
     """
 
     model_type: str
     table: Mapping[str, tuple[ParamPath, bool]]
     prefix: str
     unused_keys: frozenset[str]
+    tied_keys: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -271,9 +278,16 @@ def read_params(
 
     Raises:
         WeightLoadingError: naming the unexpected, missing, duplicated or wrong-shaped keys, a non-float
-            parameter, or a tensor that cannot be read.
+            parameter, a tied key whose tensor differs from its parameter's, or a tensor that cannot be
+            read.
     """
-    found, unused, prefix = _match_keys(checkpoint, mapping, param_shapes)
+    found, unused, tied, prefix = _match_keys(checkpoint, mapping, param_shapes)
+    for copy, key in tied:
+        if not np.array_equal(checkpoint.read(copy), checkpoint.read(key)):
+            raise WeightLoadingError(
+                f"{checkpoint.source}: tensor {copy!r} differs from {key!r}, the parameter it is tied to "
+                "(jaxst keeps one tensor for both)"
+            )
     extras = CheckpointExtras(key_prefix=prefix, unused_tensors={key: checkpoint.read(key) for key in unused})
     # One expression per tensor: the host array is freed once `place` has returned, before the next read.
     params = {
@@ -284,12 +298,15 @@ def read_params(
 
 def _match_keys(
     checkpoint: Checkpoint, mapping: KeyMapping, param_shapes: Mapping[ParamPath, tuple[int, ...]]
-) -> tuple[dict[ParamPath, tuple[str, bool]], list[str], str]:
-    """(parameter path -> (checkpoint key, transposed), the unused keys present, the key prefix used)."""
+) -> tuple[dict[ParamPath, tuple[str, bool]], list[str], list[tuple[str, str]], str]:
+    """(parameter path -> (checkpoint key, transposed), the unused keys present, the tied keys present
+    with their parameters' checkpoint keys, the key prefix used)."""
     table, prefix, model_type, source = mapping.table, mapping.prefix, mapping.model_type, checkpoint.source
     if set(param_shapes) != {path for path, _ in table.values()}:
         raise AssertionError(f"internal: the {model_type} key table does not cover the encoder's parameters")
     found: dict[str, str] = {}  # table key -> checkpoint key
+    tied_to = dict(mapping.tied_keys)
+    tied = []  # (checkpoint key, table key)
     unused = []
     unexpected = []
     for key in checkpoint.headers:
@@ -298,6 +315,8 @@ def _match_keys(
             if short in found:
                 raise WeightLoadingError(f"{source}: {found[short]!r} and {key!r} are the same tensor twice")
             found[short] = key
+        elif short in tied_to:
+            tied.append((key, tied_to[short]))
         elif short in mapping.unused_keys:
             unused.append(key)
         else:
@@ -328,7 +347,13 @@ def _match_keys(
                 "expected float16, bfloat16, float32 or float64"
             )
         plan[path] = (key, transposed)
-    return plan, unused, prefix if prefixed == {True} else ""
+    for key, short in tied:
+        if checkpoint.headers[key].shape != checkpoint.headers[found[short]].shape:
+            raise WeightLoadingError(
+                f"{source}: tensor {key!r} has shape {checkpoint.headers[key].shape}, expected "
+                f"{checkpoint.headers[found[short]].shape} (it is tied to {found[short]!r})"
+            )
+    return plan, unused, [(key, found[short]) for key, short in tied], prefix if prefixed == {True} else ""
 
 
 def _as_param(value: np.ndarray, transposed: bool) -> np.ndarray:

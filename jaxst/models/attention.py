@@ -8,6 +8,7 @@ described alike, and every attention implementation receives the same descriptio
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -50,6 +51,28 @@ def window_mask(positions: jax.Array, *, before: int, after: int) -> jax.Array:
     """
     distance = positions[:, :, None] - positions[:, None, :]  # p_q - p_k, [B, T, T]
     return ((distance <= before) & (distance >= -after))[:, None]
+
+
+def relative_position_buckets(relative: np.ndarray, *, num_buckets: int, max_distance: int) -> np.ndarray:
+    """T5's bidirectional relative position buckets, on the host: int64 of relative's shape.
+
+    relative int: key position - query position (transformers' memory minus context position). Half the
+    buckets are for keys after the query, half for the others; within a half, a distance |n| below
+    max_exact = num_buckets // 4 gets its own bucket, larger distances share log-spaced buckets up to
+    `max_distance` (all farther ones the last). The log is taken in float32 and the division by the
+    float32 log(max_distance / max_exact) as transformers does, so the buckets agree exactly at the
+    rounding boundaries (distances 16, 32, 64 with 32 buckets). T5 and MPNet both bucket this way.
+    """
+    relative = np.asarray(relative, dtype=np.int64)
+    half = num_buckets // 2
+    buckets = (relative > 0).astype(np.int64) * half
+    distance = np.abs(relative)
+    max_exact = half // 2
+    with np.errstate(divide="ignore"):
+        log_ratio = np.log(distance.astype(np.float32) / np.float32(max_exact))
+    scaled = log_ratio / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact)
+    large = max_exact + np.where(distance < max_exact, 0, scaled).astype(np.int64)
+    return buckets + np.where(distance < max_exact, distance, np.minimum(large, half - 1))
 
 
 class AttentionInputs(NamedTuple):

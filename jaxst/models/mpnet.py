@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -13,6 +12,7 @@ from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyTable
 from jaxst.models.attention import AttentionInputs
+from jaxst.models.attention import relative_position_buckets as shared_buckets
 from jaxst.models.bert import POOLER_KEYS, BertEncoder, bert_style_spec
 from jaxst.models.config import require
 from jaxst.models.layers import Embedding
@@ -38,23 +38,12 @@ def validate_mpnet_config(config: PreTrainedConfig) -> None:
 def relative_position_buckets(
     length: int, num_buckets: int = MPNET_NUM_BUCKETS, max_distance: int = MPNET_MAX_DISTANCE
 ) -> np.ndarray:
-    """T5-style bidirectional buckets of (key position - query position), int [T, T], on the host.
-
-    With n = query - key: half the buckets for n < 0, half for n >= 0; within a half, |n| < num_buckets / 4
-    gets its own bucket and larger distances share log-spaced buckets up to `max_distance`. The log is
-    taken in float32 as transformers does, so the buckets agree exactly at the rounding boundaries.
-    """
+    """The T5-style bidirectional buckets (`attention.relative_position_buckets`) of every query-key pair
+    of a row of `length` tokens, by row index: int [T, T], entry [q, k] the bucket of k - q."""
     positions = np.arange(length)
-    n = positions[:, None] - positions[None, :]
-    half = num_buckets // 2
-    buckets = (n < 0).astype(np.int64) * half
-    n = np.abs(n)
-    max_exact = half // 2
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log(n.astype(np.float32) / np.float32(max_exact))
-    scaled = log_ratio / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact)
-    large = max_exact + np.where(n < max_exact, 0, scaled).astype(np.int64)
-    return buckets + np.where(n < max_exact, n, np.minimum(large, half - 1))
+    return shared_buckets(
+        positions[None, :] - positions[:, None], num_buckets=num_buckets, max_distance=max_distance
+    )
 
 
 class MPNetEncoder(BertEncoder):

@@ -11,6 +11,7 @@ from jaxst.models.modernbert import ModernBertEncoder
 from jaxst.models.mpnet import MPNetEncoder
 from jaxst.models.qwen3 import Qwen3Encoder
 from jaxst.models.roberta import RobertaEncoder
+from jaxst.models.t5 import T5Encoder
 
 # The bidirectional encoders, then the decoders: the order in which error messages list them.
 ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
@@ -20,6 +21,8 @@ ENCODER_CLASSES: dict[str, type[TransformerEncoder]] = {
     "roberta": RobertaEncoder,
     "xlm-roberta": RobertaEncoder,
     "modernbert": ModernBertEncoder,
+    "t5": T5Encoder,
+    "mt5": T5Encoder,
     "qwen3": Qwen3Encoder,
     "gemma3_text": Gemma3Encoder,
 }

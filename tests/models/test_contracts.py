@@ -12,7 +12,13 @@ from safetensors.numpy import load_file, save_file
 
 from jaxst.models import CheckpointExtras, UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
 from jaxst.models.registry import ENCODER_CLASSES, key_table
-from tests.models.tiny_models import ARCHITECTURES, padded_batch, save_tiny_model, tiny_config
+from tests.models.tiny_models import (
+    ARCHITECTURES,
+    new_torch_model,
+    padded_batch,
+    save_tiny_model,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +86,10 @@ def test_load_checkpoint_returns_the_extras_apart(tmp_path):
 def test_key_table_names_every_parameter_of_the_transformers_model(model_type):
     encoder_class = ENCODER_CLASSES[model_type]
     table = key_table(model_type, 2)
-    state = transformers.AutoModel.from_config(tiny_config(model_type)).state_dict()
-    assert set(table) <= state.keys()
-    assert state.keys() - set(table) <= encoder_class.unused_keys
+    mapping = encoder_class.key_mapping(encoder_class.spec_from_config(tiny_config(model_type)))
+    state = new_torch_model(model_type, tiny_config(model_type)).state_dict()
+    assert set(table) == set(mapping.table) <= state.keys()
+    assert state.keys() - set(table) <= mapping.unused_keys | {key for key, _ in mapping.tied_keys}
 
 
 @pytest.mark.parametrize("model_type", ARCHITECTURES)

@@ -19,6 +19,8 @@ ARCHITECTURES = (
     "modernbert",
     "qwen3",
     "gemma3_text",
+    "t5",
+    "mt5",
 )
 WITH_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta")
 VOCAB_SIZE = 100
@@ -60,6 +62,14 @@ _FAMILY_OPTIONS = {
         query_pre_attn_scalar=12,
     ),
 }
+# T5 and mT5 name their sizes their own way and have no position table; both tiny ones use T5's "relu"
+# feed-forward layout (mT5's default "gated-gelu" is tested in test_t5.py). AutoModel would build the
+# full encoder-decoder T5Model: the encoder-only classes are what sentence-t5 and GTR hold.
+_T5_CONFIG_CLASSES = {"t5": transformers.T5Config, "mt5": transformers.MT5Config}
+_ENCODER_MODEL_CLASSES = {"t5": transformers.T5EncoderModel, "mt5": transformers.MT5EncoderModel}
+# T5 does not scale its attention logits by 1 / sqrt(D) (its initialisation folds that into W_q): noise of
+# 0.2 on W_q and W_k gives logits up to 35, where the float32 rounding of the softmax alone reaches 1e-5.
+_NOISE_SCALES = {"t5": 0.1, "mt5": 0.1}
 
 
 def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
@@ -72,6 +82,17 @@ def tiny_config(model_type: str, **overrides) -> transformers.PreTrainedConfig:
             n_heads=4,
             hidden_dim=37,
             max_position_embeddings=MAX_POSITIONS,
+            **overrides,
+        )
+    if model_type in _T5_CONFIG_CLASSES:
+        return _T5_CONFIG_CLASSES[model_type](
+            vocab_size=VOCAB_SIZE,
+            d_model=32,
+            num_layers=2,
+            num_heads=4,
+            d_kv=8,
+            d_ff=37,
+            feed_forward_proj="relu",
             **overrides,
         )
     return _CONFIG_CLASSES[model_type](**_SHAPE, **{**_FAMILY_OPTIONS.get(model_type, {}), **overrides})
@@ -87,12 +108,27 @@ def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch
     return model
 
 
+def torch_model_class(model_type: str):
+    """The transformers class of a `model_type` encoder: AutoModel's, or T5's encoder-only model."""
+    return _ENCODER_MODEL_CLASSES.get(model_type, transformers.AutoModel)
+
+
+def new_torch_model(model_type: str, config: transformers.PreTrainedConfig) -> torch.nn.Module:
+    """A randomly initialised `torch_model_class(model_type)` of `config`."""
+    model_class = torch_model_class(model_type)
+    return model_class.from_config(config) if model_class is transformers.AutoModel else model_class(config)
+
+
 def save_tiny_model(folder: Path, model_type: str, model_class=transformers.AutoModel, **overrides):
-    """A perturbed tiny `model_class`, saved with save_pretrained to `folder`, returned in eval mode."""
+    """A perturbed tiny `model_class` (by default the encoder of `torch_model_class`), saved with
+    save_pretrained to `folder`, returned in eval mode."""
     torch.manual_seed(0)
     config = tiny_config(model_type, **overrides)
-    model = model_class.from_config(config) if model_class is transformers.AutoModel else model_class(config)
-    perturb_(model).eval()
+    if model_class is transformers.AutoModel:
+        model = new_torch_model(model_type, config)
+    else:
+        model = model_class(config)
+    perturb_(model, scale=_NOISE_SCALES.get(model_type, 0.2)).eval()
     model.save_pretrained(folder)
     return model
 
