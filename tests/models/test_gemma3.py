@@ -243,15 +243,6 @@ def test_linear_rope_scaling_of_the_global_layers_matches_transformers(tmp_path)
     assert max_gap(encode(load_encoder(tmp_path), batch), expected) < TOLERANCE
 
 
-def test_bfloat16_compute_stays_close_to_float32(models):
-    _, encoder, folder = models["bidirectional"]
-    batch = batch_of([13, 7, 1, 9, 4], 13, seed=9)
-    full = encode(encoder, batch)
-    half = encode(load_encoder(folder, dtype=jnp.bfloat16), batch)
-    assert half.dtype == jnp.bfloat16
-    assert max_gap(half, full) < 0.1 * np.max(np.abs(full))
-
-
 @pytest.mark.parametrize("tied", [False, True])
 def test_a_causal_lm_checkpoint_loads_its_model_and_saves_back_every_tensor(tmp_path, tied):
     """Gemma3ForCausalLM: keys prefixed "model.", and lm_head.weight unless tied to the embeddings."""

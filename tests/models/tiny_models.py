@@ -157,8 +157,9 @@ def jit_encode(encoder, **call_kwargs):
 
 
 def torch_hidden_states(model: torch.nn.Module, batch: dict[str, np.ndarray], **kwargs) -> list[np.ndarray]:
-    """All hidden states (embedding output first) of a transformers model, as float32 numpy arrays."""
+    """All hidden states (embedding output first) of a transformers model, as float32 numpy arrays (a
+    bfloat16 model's widened exactly)."""
     inputs = {key: torch.from_numpy(value.astype(np.int64)) for key, value in batch.items()}
     with torch.no_grad():
         output = model(**inputs, output_hidden_states=True, **kwargs)
-    return [state.numpy() for state in output.hidden_states]
+    return [state.float().numpy() for state in output.hidden_states]
