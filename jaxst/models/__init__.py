@@ -1,5 +1,6 @@
 """Flax NNX encoders that load Hugging Face checkpoints: BERT (MiniLM, BGE, E5, GTE), DistilBERT,
-RoBERTa, XLM-RoBERTa, MPNet and Qwen3 (Qwen3-Embedding)."""
+RoBERTa, XLM-RoBERTa, MPNet, ModernBERT, T5 / mT5 encoders, Qwen3 (Qwen3-Embedding) and Gemma 3 text
+(EmbeddingGemma); `SUPPORTED_MODEL_TYPES` lists their model types."""
 
 from jaxst.io.hf import CheckpointExtras, WeightLoadingError
 from jaxst.models.config import UnsupportedConfigError
