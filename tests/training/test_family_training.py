@@ -1,5 +1,6 @@
-"""Training a Qwen3 sentence-transformers model: packed causal batches against padded ones and against
-sentence-transformers, and fit on packed batches."""
+"""Training sentence-transformers models of the newer families (Qwen3, Gemma 3, ModernBERT, T5): packed
+batches (causal, sliding-window, relative-bias) against padded ones and against sentence-transformers,
+and fit on packed batches."""
 
 import jax
 import jax.numpy as jnp
@@ -16,17 +17,27 @@ from jaxst.training.data import DataLoader, ExampleBatch, InputExample
 from jaxst.training.fit import fit
 from jaxst.training.step import takes_packed_batches
 from tests.shared_data import stsb_sentences
+from tests.st.tiny_gemma3 import save_tiny_gemma3
+from tests.st.tiny_modernbert import save_tiny_modernbert
 from tests.st.tiny_qwen3 import save_tiny_qwen3
 from tests.st.tiny_st import build_torch_model
+from tests.st.tiny_t5 import save_tiny_t5
+
+# family -> (tiny encoder folder writer, pooling): Qwen3 with last-token and mean pooling concatenated.
+FAMILIES = {
+    "qwen3": (save_tiny_qwen3, ("lasttoken", "mean")),
+    "gemma3_text": (save_tiny_gemma3, "mean"),
+    "modernbert": (save_tiny_modernbert, "mean"),
+    "t5": (save_tiny_t5, "mean"),
+}
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """A tiny Qwen3 sentence-transformers folder: last-token and mean pooling concatenated, Normalize."""
-    root = tmp_path_factory.mktemp("qwen3")
-    build_torch_model(
-        save_tiny_qwen3(root / "encoder"), root / "st", pooling_mode=("lasttoken", "mean"), normalize=True
-    )
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def folder(request, tmp_path_factory):
+    """A tiny sentence-transformers folder of each family: Transformer, Pooling, Normalize."""
+    save_encoder, pooling_mode = FAMILIES[request.param]
+    root = tmp_path_factory.mktemp(request.param)
+    build_torch_model(save_encoder(root / "encoder"), root / "st", pooling_mode=pooling_mode, normalize=True)
     return root / "st"
 
 
