@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from typing import Any
 
 import jax
@@ -30,14 +31,8 @@ import numpy as np
 from flax import nnx
 from transformers import PreTrainedConfig
 
-from jaxst.io.hf import KeyTable, ParamPath
-from jaxst.models.attention import (
-    AttentionInputs,
-    GroupedQueryAttention,
-    apply_rotary,
-    attention,
-    window_mask,
-)
+from jaxst.io.hf import KeyTable
+from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, window_mask
 from jaxst.models.config import (
     UnsupportedConfigError,
     require,
@@ -46,6 +41,7 @@ from jaxst.models.config import (
 )
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.layers import GatedMLP, OffsetRMSNorm, TokenEmbeddings
+from jaxst.models.pre_norm import PreNormLayer
 from jaxst.models.spec import EncoderSpec
 
 LOCAL, GLOBAL = "sliding_attention", "full_attention"
@@ -162,112 +158,55 @@ def scaled_rotary_angles(
     return jnp.cos(angles), jnp.sin(angles)
 
 
-class Gemma3Attention(GroupedQueryAttention):
-    """Grouped-query attention with Gemma's (1 + weight) RMS norms on the query and key heads and logits
-    scaled by query_pre_attn_scalar^-1/2 (the checkpoint names of `GroupedQueryAttention`)."""
-
-    def __init__(self, width: int, *, query_pre_attn_scalar: float, **kwargs: Any):
-        super().__init__(width, **kwargs)
-        self.query_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
-        self.key_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
-        self.scale = float(query_pre_attn_scalar) ** -0.5
-
-    def __call__(
-        self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: this layer's mask and rotary angles (the layer picks
-        the local or global ones); dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
-        batch, length, _ = hidden.shape
-
-        def heads(x: jax.Array, count: int) -> jax.Array:
-            return x.reshape(batch, length, count, self.head_dim)
-
-        query = apply_rotary(self.query_norm(heads(self.query(hidden), self.num_heads)), inputs.rotary)
-        key = apply_rotary(self.key_norm(heads(self.key(hidden), self.num_kv_heads)), inputs.rotary)
-        context = attention(
-            query.astype(self.dtype),
-            key.astype(self.dtype),
-            heads(self.value(hidden), self.num_kv_heads),
-            inputs.mask,
-            None,
-            dropout_rate=self.dropout_rate,
-            dropout_bits=dropout_bits,
-            scale=self.scale,
-        )
-        return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))
+# transformers' `Gemma3DecoderLayer` submodule names of `PreNormLayer`'s
+LAYER_NAMES = {
+    "attention_norm": "input_layernorm",
+    "attention": "self_attn",
+    "attention_output_norm": "post_attention_layernorm",
+    "mlp_norm": "pre_feedforward_layernorm",
+    "mlp": "mlp",
+    "mlp_output_norm": "post_feedforward_layernorm",
+}
 
 
-class Gemma3Layer(nnx.Module):
-    """One Gemma 3 decoder layer, residual sums in float32 (every norm an `OffsetRMSNorm`):
+def gemma3_layer(spec: Gemma3Spec, *, local: bool, dtype: jnp.dtype, rngs: nnx.Rngs) -> PreNormLayer:
+    """One Gemma 3 decoder layer (`PreNormLayer`), every norm an `OffsetRMSNorm`:
 
     a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
 
-    A local layer attends under the sliding-window mask with the local rotary base, a global one under
-    the full mask with the global base.
+    The attention has (1 + weight) RMS norms on the query and key heads and logits scaled by
+    query_pre_attn_scalar^-1/2. A local layer attends under the sliding-window mask with the local rotary
+    base, a global one under the full mask with the global base.
     """
-
-    def __init__(self, spec: Gemma3Spec, *, local: bool, dtype: jnp.dtype, rngs: nnx.Rngs):
-        width, eps = spec.hidden_size, spec.layer_norm_eps
-        self.attention_norm = OffsetRMSNorm(width, eps=eps)
-        self.attention = Gemma3Attention(
+    width, eps = spec.hidden_size, spec.layer_norm_eps
+    return PreNormLayer(
+        attention_norm=OffsetRMSNorm(width, eps=eps),
+        attention=GroupedQueryAttention(
             width,
-            query_pre_attn_scalar=spec.query_pre_attn_scalar,
             num_heads=spec.num_heads,
             num_kv_heads=spec.num_kv_heads,
             head_dim=spec.head_dim,
-            norm_eps=eps,
+            head_norm=partial(OffsetRMSNorm, eps=eps),
+            scale=float(spec.query_pre_attn_scalar) ** -0.5,
             dropout_rate=spec.attention_dropout,
             dtype=dtype,
             init_std=spec.init_std,
             rngs=rngs,
-        )
-        self.attention_output_norm = OffsetRMSNorm(width, eps=eps)
-        self.mlp_norm = OffsetRMSNorm(width, eps=eps)
-        self.mlp = GatedMLP(
+        ),
+        attention_output_norm=OffsetRMSNorm(width, eps=eps),
+        mlp_norm=OffsetRMSNorm(width, eps=eps),
+        mlp=GatedMLP(
             width,
             spec.intermediate_size,
             activation=spec.activation,
             dtype=dtype,
             init_std=spec.init_std,
             rngs=rngs,
-        )
-        self.mlp_output_norm = OffsetRMSNorm(width, eps=eps)
-        self.local = local
-        self.dtype = dtype
-
-    @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
-        """transformers' `Gemma3DecoderLayer` `name` -> parameters below `path`."""
-        return {
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.input_layernorm", (*path, "attention_norm")),
-            **Gemma3Attention.checkpoint_keys(f"{name}.self_attn", (*path, "attention")),
-            **OffsetRMSNorm.checkpoint_keys(
-                f"{name}.post_attention_layernorm", (*path, "attention_output_norm")
-            ),
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.pre_feedforward_layernorm", (*path, "mlp_norm")),
-            **GatedMLP.checkpoint_keys(f"{name}.mlp", (*path, "mlp")),
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.post_feedforward_layernorm", (*path, "mlp_output_norm")),
-        }
-
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The attention-probability dropout site, when the config's attention_dropout is non-zero."""
-        return self.attention.dropout_shapes(batch, length)
-
-    def __call__(
-        self,
-        hidden: jax.Array,
-        inputs: AttentionInputs,
-        dropout_bits: dict[str, jax.Array] | None = None,
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the global and local masks and rotary angles;
-        dropout_bits: the "attention" site's uint32 bits, None in eval mode -> [B, T, H]."""
-        if self.local:
-            inputs = AttentionInputs(inputs.local_mask, rotary=inputs.local_rotary)
-        attention_bits = (dropout_bits or {}).get("attention")
-        attended = self.attention(self.attention_norm(hidden).astype(self.dtype), inputs, attention_bits)
-        hidden = hidden.astype(jnp.float32) + self.attention_output_norm(attended)
-        expanded = self.mlp(self.mlp_norm(hidden).astype(self.dtype))
-        return (hidden + self.mlp_output_norm(expanded)).astype(self.dtype)
+        ),
+        mlp_output_norm=OffsetRMSNorm(width, eps=eps),
+        local=local,
+        dtype=dtype,
+    )
 
 
 class Gemma3Encoder(TransformerEncoder):
@@ -294,7 +233,10 @@ class Gemma3Encoder(TransformerEncoder):
             rngs=rngs,
         )
         self.layers = nnx.List(
-            [Gemma3Layer(spec, local=kind == LOCAL, dtype=self.dtype, rngs=rngs) for kind in spec.layer_types]
+            [
+                gemma3_layer(spec, local=kind == LOCAL, dtype=self.dtype, rngs=rngs)
+                for kind in spec.layer_types
+            ]
         )
         self.norm = OffsetRMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
 
@@ -332,7 +274,7 @@ class Gemma3Encoder(TransformerEncoder):
             **OffsetRMSNorm.checkpoint_keys("norm", ("norm",)),
         }
         for index in range(num_layers):
-            table.update(Gemma3Layer.checkpoint_keys(f"layers.{index}", ("layers", index)))
+            table.update(PreNormLayer.checkpoint_keys(f"layers.{index}", ("layers", index), LAYER_NAMES))
         return table
 
     def embed(

@@ -6,6 +6,7 @@ The last hidden state is the final RMS norm's output, which Qwen3-Embedding pool
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 from transformers import PreTrainedConfig
 
-from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.io.hf import KeyTable
 from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, rotary_angles
 from jaxst.models.config import (
     UnsupportedConfigError,
@@ -24,6 +25,7 @@ from jaxst.models.config import (
 )
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.layers import GatedMLP, RMSNorm, TokenEmbeddings
+from jaxst.models.pre_norm import PreNormLayer
 from jaxst.models.spec import EncoderSpec
 
 
@@ -68,65 +70,47 @@ def validate_qwen3_config(config: PreTrainedConfig) -> None:
         )
 
 
-class Qwen3Layer(nnx.Module):
-    """One pre-norm decoder layer, residual sums in float32:
+# transformers' `Qwen3DecoderLayer` submodule names of `PreNormLayer`'s
+LAYER_NAMES = {
+    "attention_norm": "input_layernorm",
+    "attention": "self_attn",
+    "mlp_norm": "post_attention_layernorm",
+    "mlp": "mlp",
+}
+
+
+def qwen3_layer(spec: Qwen3Spec, *, dtype: jnp.dtype, rngs: nnx.Rngs) -> PreNormLayer:
+    """One pre-norm decoder layer (`PreNormLayer`):
 
     a = h + attention(RMSNorm(h));  out = a + SwiGLU(RMSNorm(a))
-    """
 
-    def __init__(self, spec: Qwen3Spec, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        """Sizes, activation, RMS norm epsilon, attention dropout rate and init scale from `spec`."""
-        width, eps = spec.hidden_size, spec.layer_norm_eps
-        self.attention_norm = RMSNorm(width, eps=eps)
-        self.attention = GroupedQueryAttention(
+    Sizes, activation, RMS norm epsilon, attention dropout rate and init scale from `spec`.
+    """
+    width, eps = spec.hidden_size, spec.layer_norm_eps
+    return PreNormLayer(
+        attention_norm=RMSNorm(width, eps=eps),
+        attention=GroupedQueryAttention(
             width,
             num_heads=spec.num_heads,
             num_kv_heads=spec.num_kv_heads,
             head_dim=spec.head_dim,
-            norm_eps=eps,
+            head_norm=partial(RMSNorm, eps=eps),
             dropout_rate=spec.attention_dropout,
             dtype=dtype,
             init_std=spec.init_std,
             rngs=rngs,
-        )
-        self.mlp_norm = RMSNorm(width, eps=eps)
-        self.mlp = GatedMLP(
+        ),
+        mlp_norm=RMSNorm(width, eps=eps),
+        mlp=GatedMLP(
             width,
             spec.intermediate_size,
             activation=spec.activation,
             dtype=dtype,
             init_std=spec.init_std,
             rngs=rngs,
-        )
-        self.dtype = dtype
-
-    @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
-        """transformers' `Qwen3DecoderLayer` `name` -> parameters below `path`."""
-        return {
-            **RMSNorm.checkpoint_keys(f"{name}.input_layernorm", (*path, "attention_norm")),
-            **GroupedQueryAttention.checkpoint_keys(f"{name}.self_attn", (*path, "attention")),
-            **RMSNorm.checkpoint_keys(f"{name}.post_attention_layernorm", (*path, "mlp_norm")),
-            **GatedMLP.checkpoint_keys(f"{name}.mlp", (*path, "mlp")),
-        }
-
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The attention-probability dropout site, when the config's attention_dropout is non-zero."""
-        return self.attention.dropout_shapes(batch, length)
-
-    def __call__(
-        self,
-        hidden: jax.Array,
-        inputs: AttentionInputs,
-        dropout_bits: dict[str, jax.Array] | None = None,
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the mask and the rotary angles; dropout_bits: the
-        "attention" site's uint32 bits (see `dropout_shapes`), None in eval mode -> [B, T, H]."""
-        attention_bits = (dropout_bits or {}).get("attention")
-        attended = self.attention(self.attention_norm(hidden).astype(self.dtype), inputs, attention_bits)
-        hidden = hidden.astype(jnp.float32) + attended.astype(jnp.float32)
-        expanded = self.mlp(self.mlp_norm(hidden).astype(self.dtype))
-        return (hidden + expanded.astype(jnp.float32)).astype(self.dtype)
+        ),
+        dtype=dtype,
+    )
 
 
 class Qwen3Encoder(TransformerEncoder):
@@ -153,7 +137,7 @@ class Qwen3Encoder(TransformerEncoder):
             rngs=rngs,
         )
         self.layers = nnx.List(
-            [Qwen3Layer(spec, dtype=self.dtype, rngs=rngs) for _ in range(spec.num_layers)]
+            [qwen3_layer(spec, dtype=self.dtype, rngs=rngs) for _ in range(spec.num_layers)]
         )
         self.norm = RMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
 
@@ -179,7 +163,7 @@ class Qwen3Encoder(TransformerEncoder):
             **RMSNorm.checkpoint_keys("norm", ("norm",)),
         }
         for index in range(num_layers):
-            table.update(Qwen3Layer.checkpoint_keys(f"layers.{index}", ("layers", index)))
+            table.update(PreNormLayer.checkpoint_keys(f"layers.{index}", ("layers", index), LAYER_NAMES))
         return table
 
     def embed(
