@@ -22,27 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from transformers import PreTrainedConfig
 
-from jaxst.io.hf import KeyTable
-from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, window_mask
+from jaxst.models.attention import AttentionInputs, window_mask
 from jaxst.models.config import (
     UnsupportedConfigError,
     require,
     require_activation,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.layers import GatedMLP, OffsetRMSNorm, TokenEmbeddings
-from jaxst.models.pre_norm import PreNormLayer
-from jaxst.models.spec import EncoderSpec
+from jaxst.models.layers import OffsetRMSNorm
+from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
 
 LOCAL, GLOBAL = "sliding_attention", "full_attention"
 # The rope types implemented, each with the keys its parameters may hold.
@@ -50,12 +45,11 @@ _ROPE_KEYS = {"default": {"rope_type", "rope_theta"}, "linear": {"rope_type", "r
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Gemma3Spec(EncoderSpec):
-    """EncoderSpec plus Gemma 3's grouped heads, attention scale, layer kinds, window and rotary bases.
+class Gemma3Spec(DecoderSpec):
+    """DecoderSpec (grouped-query heads, padding token) plus Gemma 3's attention scale, layer kinds,
+    window and rotary bases.
 
     Attributes:
-        num_kv_heads: K key / value heads, each shared by N / K query heads.
-        head_dim: D, the width of each attention head (N * D need not equal H).
         query_pre_attn_scalar: attention logits are q k^T / sqrt(query_pre_attn_scalar).
         layer_types: per layer, "sliding_attention" (local) or "full_attention" (global).
         sliding_window: transformers' (exclusive) window bound W: a local layer's query at position p
@@ -63,18 +57,14 @@ class Gemma3Spec(EncoderSpec):
         bidirectional: the config's use_bidirectional_attention (no causal mask).
         global_rope: (theta, linear scaling factor) of the global layers' rotary angles.
         local_rope: the same for the local layers.
-        padding_token_id: the config's pad_token_id, whose embedding row gets no gradient, or None.
     """
 
-    num_kv_heads: int
-    head_dim: int
     query_pre_attn_scalar: float
     layer_types: tuple[str, ...]
     sliding_window: int
     bidirectional: bool
     global_rope: tuple[float, float]
     local_rope: tuple[float, float]
-    padding_token_id: int | None
 
 
 def _unsupported(config: PreTrainedConfig, option: str, value: Any, supported: str) -> UnsupportedConfigError:
@@ -158,87 +148,37 @@ def scaled_rotary_angles(
     return jnp.cos(angles), jnp.sin(angles)
 
 
-# transformers' `Gemma3DecoderLayer` submodule names of `PreNormLayer`'s
-LAYER_NAMES = {
-    "attention_norm": "input_layernorm",
-    "attention": "self_attn",
-    "attention_output_norm": "post_attention_layernorm",
-    "mlp_norm": "pre_feedforward_layernorm",
-    "mlp": "mlp",
-    "mlp_output_norm": "post_feedforward_layernorm",
-}
-
-
-def gemma3_layer(spec: Gemma3Spec, *, local: bool, dtype: jnp.dtype, rngs: nnx.Rngs) -> PreNormLayer:
-    """One Gemma 3 decoder layer (`PreNormLayer`), every norm an `OffsetRMSNorm`:
-
-    a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
-
-    The attention has (1 + weight) RMS norms on the query and key heads and logits scaled by
-    query_pre_attn_scalar^-1/2. A local layer attends under the sliding-window mask with the local rotary
-    base, a global one under the full mask with the global base.
-    """
-    width, eps = spec.hidden_size, spec.layer_norm_eps
-    return PreNormLayer(
-        attention_norm=OffsetRMSNorm(width, eps=eps),
-        attention=GroupedQueryAttention(
-            width,
-            num_heads=spec.num_heads,
-            num_kv_heads=spec.num_kv_heads,
-            head_dim=spec.head_dim,
-            head_norm=partial(OffsetRMSNorm, eps=eps),
-            scale=float(spec.query_pre_attn_scalar) ** -0.5,
-            dropout_rate=spec.attention_dropout,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        ),
-        attention_output_norm=OffsetRMSNorm(width, eps=eps),
-        mlp_norm=OffsetRMSNorm(width, eps=eps),
-        mlp=GatedMLP(
-            width,
-            spec.intermediate_size,
-            activation=spec.activation,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        ),
-        mlp_output_norm=OffsetRMSNorm(width, eps=eps),
-        local=local,
-        dtype=dtype,
-    )
-
-
-class Gemma3Encoder(TransformerEncoder):
+class Gemma3Encoder(PreNormDecoder):
     """Gemma 3 text: scaled token embeddings, local and global pre-norm layers with rotary positions,
     a final RMS norm; causal, or bidirectional with `use_bidirectional_attention` (EmbeddingGemma).
 
-    A checkpoint is a `Gemma3TextModel` (keys "embed_tokens.weight", "layers.0. ...", "norm.weight") or
-    a model with heads whose keys carry the prefix "model." (`Gemma3ForCausalLM`, whose untied
-    `lm_head.weight` is kept aside).
+    A checkpoint is a `Gemma3TextModel` or a `Gemma3ForCausalLM` (see `PreNormDecoder`). Each layer is,
+    every norm an `OffsetRMSNorm`:
+
+    a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
+
+    the attention with (1 + weight) RMS norms on the query and key heads and logits scaled by
+    query_pre_attn_scalar^-1/2. A local layer attends under the sliding-window mask with the local rotary
+    base, a global one under the full mask with the global base.
     """
 
-    uses_token_type_ids = False
-    checkpoint_prefix = "model."
-    unused_keys = frozenset(("lm_head.weight",))
+    norm_class = OffsetRMSNorm
+    layer_names = {  # transformers' `Gemma3DecoderLayer` submodule names
+        "attention_norm": "input_layernorm",
+        "attention": "self_attn",
+        "attention_output_norm": "post_attention_layernorm",
+        "mlp_norm": "pre_feedforward_layernorm",
+        "mlp": "mlp",
+        "mlp_output_norm": "post_feedforward_layernorm",
+    }
 
-    def __init__(self, spec: Gemma3Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=spec.padding_token_id,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.layers = nnx.List(
-            [
-                gemma3_layer(spec, local=kind == LOCAL, dtype=self.dtype, rngs=rngs)
-                for kind in spec.layer_types
-            ]
-        )
-        self.norm = OffsetRMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
+    def attention_scale(self) -> float:
+        """query_pre_attn_scalar^-1/2."""
+        return float(self.spec.query_pre_attn_scalar) ** -0.5
+
+    def layer_is_local(self, index: int) -> bool:
+        """Whether layer `index` is a "sliding_attention" layer."""
+        return self.spec.layer_types[index] == LOCAL
 
     @property
     def causal(self) -> bool:
@@ -267,16 +207,6 @@ class Gemma3Encoder(TransformerEncoder):
             padding_token_id=config.pad_token_id,
         )
 
-    @classmethod
-    def key_table(cls, num_layers: int) -> KeyTable:
-        table = {
-            **TokenEmbeddings.checkpoint_keys("embed_tokens", ("embeddings",)),
-            **OffsetRMSNorm.checkpoint_keys("norm", ("norm",)),
-        }
-        for index in range(num_layers):
-            table.update(PreNormLayer.checkpoint_keys(f"layers.{index}", ("layers", index), LAYER_NAMES))
-        return table
-
     def embed(
         self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None
     ) -> jax.Array:
@@ -300,7 +230,3 @@ class Gemma3Encoder(TransformerEncoder):
             local_mask=local_mask,
             local_rotary=scaled_rotary_angles(positions, spec.head_dim, spec.local_rope),
         )
-
-    def last_hidden_state(self, hidden: jax.Array) -> jax.Array:
-        """The final RMS norm of the last layer's output, in the compute dtype."""
-        return self.norm(hidden).astype(self.dtype)
