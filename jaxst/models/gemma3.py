@@ -34,6 +34,7 @@ from jaxst.models.config import (
     UnsupportedConfigError,
     require,
     require_activation,
+    require_grouped_heads,
     require_probabilities,
 )
 from jaxst.models.layers import OffsetRMSNorm
@@ -110,12 +111,7 @@ def validate_gemma3_config(config: PreTrainedConfig) -> None:
     require(config, "attn_logit_softcapping", [None], None)
     require_activation(config, "hidden_activation")
     require_probabilities(config, "attention_dropout")
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    if kv_heads <= 0 or heads % kv_heads:
-        raise UnsupportedConfigError(
-            f"{config.model_type} config: num_attention_heads={heads} is not a multiple of "
-            f"num_key_value_heads={kv_heads}"
-        )
+    require_grouped_heads(config)
     layer_types = list(config.layer_types)
     if len(layer_types) != config.num_hidden_layers or set(layer_types) - {LOCAL, GLOBAL}:
         raise _unsupported(

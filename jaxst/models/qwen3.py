@@ -16,6 +16,7 @@ from jaxst.models.config import (
     default_rope_theta,
     require,
     require_activation,
+    require_grouped_heads,
     require_probabilities,
 )
 from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
@@ -49,11 +50,7 @@ def validate_qwen3_config(config: PreTrainedConfig) -> None:
     require(config, "is_causal", [True], True)
     require_activation(config, "hidden_act")
     require_probabilities(config, "attention_dropout")
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    if kv_heads <= 0 or heads % kv_heads:
-        raise UnsupportedConfigError(
-            f"qwen3 config: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}"
-        )
+    require_grouped_heads(config)
 
 
 class Qwen3Encoder(PreNormDecoder):
