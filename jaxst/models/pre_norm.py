@@ -133,14 +133,7 @@ class PreNormDecoder(TransformerEncoder):
 
     def __init__(self, spec: DecoderSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=spec.padding_token_id,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
+        self.embeddings = TokenEmbeddings.of_spec(spec, padding_idx=spec.padding_token_id, rngs=rngs)
         self.layers = nnx.List([self.build_layer(index, rngs) for index in range(spec.num_layers)])
         self.norm = self.norm_class(spec.hidden_size, eps=spec.layer_norm_eps)
 

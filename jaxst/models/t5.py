@@ -248,14 +248,7 @@ class T5Encoder(TransformerEncoder):
 
     def __init__(self, spec: T5Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=None,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
+        self.embeddings = TokenEmbeddings.of_spec(spec, padding_idx=None, rngs=rngs)
         self.relative_attention_bias = Embedding(
             spec.num_buckets, spec.num_heads, init_std=spec.init_std, rngs=rngs
         )
