@@ -9,6 +9,7 @@ described alike, and every attention implementation receives the same descriptio
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -165,11 +166,16 @@ def attention(
 
 
 class GroupedQueryAttention(nnx.Module):
-    """Self-attention with RMS-normed query and key heads, rotary positions and K <= N key / value heads
-    (Qwen3), every projection without bias:
+    """Self-attention with K <= N key / value heads, every projection without bias (Qwen3, Gemma 3, and
+    T5 with K = N):
 
-    q = rope(RMSNorm(x W_q)) [N heads of D], k = rope(RMSNorm(x W_k)), v = x W_v [K heads of D];
-    out = attention(q, k, v) W_o, the norms over each head's D entries. N * D need not equal H.
+    q = rope(norm(x W_q)) [N heads of D], k = rope(norm(x W_k)), v = x W_v [K heads of D];
+    out = attention(q, k, v, mask, bias, scale) W_o. N * D need not equal H.
+
+    head_norm: D -> the norm over each head's D entries (an `RMSNorm`: Qwen3; an `OffsetRMSNorm`: Gemma 3),
+    or None for no norm (T5). rope applies when the inputs carry rotary angles, the bias (T5's relative
+    bias) when they carry one. scale: the logit scale, default D^-1/2 (Gemma 3: query_pre_attn_scalar^
+    -1/2; T5: 1).
     """
 
     CHECKPOINT_NAMES = {  # ours -> transformers' (Llama-style) submodule names
@@ -188,7 +194,8 @@ class GroupedQueryAttention(nnx.Module):
         num_heads: int,
         num_kv_heads: int,
         head_dim: int,
-        norm_eps: float,
+        head_norm: Callable[[int], nnx.Module] | None,
+        scale: float | None = None,
         dropout_rate: float,
         dtype: jnp.dtype,
         init_std: float,
@@ -199,20 +206,22 @@ class GroupedQueryAttention(nnx.Module):
         self.key = dense(width, num_kv_heads * head_dim)
         self.value = dense(width, num_kv_heads * head_dim)
         self.output = dense(num_heads * head_dim, width)
-        self.query_norm = RMSNorm(head_dim, eps=norm_eps)
-        self.key_norm = RMSNorm(head_dim, eps=norm_eps)
+        self.query_norm = None if head_norm is None else head_norm(head_dim)
+        self.key_norm = None if head_norm is None else head_norm(head_dim)
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
+        self.scale = scale
         self.dropout_rate = dropout_rate
         self.dtype = dtype
 
     @classmethod
-    def checkpoint_keys(cls, name: str, path: ParamPath) -> KeyTable:
-        """transformers' attention module `name` (q_proj, k_proj, v_proj, o_proj, q_norm, k_norm) ->
-        parameters below `path`."""
+    def checkpoint_keys(cls, name: str, path: ParamPath, names: Mapping[str, str] | None = None) -> KeyTable:
+        """transformers' attention module `name` -> parameters below `path`; names: ours -> its
+        submodules' names (default `CHECKPOINT_NAMES`: q_proj, k_proj, v_proj, o_proj, q_norm, k_norm;
+        without the norms for an attention without them)."""
         table: KeyTable = {}
-        for ours, theirs in cls.CHECKPOINT_NAMES.items():
+        for ours, theirs in (cls.CHECKPOINT_NAMES if names is None else names).items():
             if ours.endswith("_norm"):
                 table.update(RMSNorm.checkpoint_keys(f"{name}.{theirs}", (*path, ours)))
             else:
@@ -226,22 +235,23 @@ class GroupedQueryAttention(nnx.Module):
     def __call__(
         self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
     ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the mask and the rotary angles (required);
-        dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
+        """hidden [B, T, H] compute dtype; inputs: the mask, and the rotary angles or the bias when the
+        family has them; dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
         batch, length, _ = hidden.shape
 
-        def heads(x: jax.Array, count: int) -> jax.Array:
-            return x.reshape(batch, length, count, self.head_dim)
+        def heads(x: jax.Array, count: int, norm: nnx.Module | None) -> jax.Array:
+            x = x.reshape(batch, length, count, self.head_dim)
+            x = x if norm is None else norm(x)
+            return x if inputs.rotary is None else apply_rotary(x, inputs.rotary)
 
-        query = apply_rotary(self.query_norm(heads(self.query(hidden), self.num_heads)), inputs.rotary)
-        key = apply_rotary(self.key_norm(heads(self.key(hidden), self.num_kv_heads)), inputs.rotary)
         context = attention(
-            query.astype(self.dtype),
-            key.astype(self.dtype),
-            heads(self.value(hidden), self.num_kv_heads),
+            heads(self.query(hidden), self.num_heads, self.query_norm).astype(self.dtype),
+            heads(self.key(hidden), self.num_kv_heads, self.key_norm).astype(self.dtype),
+            self.value(hidden).reshape(batch, length, self.num_kv_heads, self.head_dim),
             inputs.mask,
             inputs.bias,
             dropout_rate=self.dropout_rate,
             dropout_bits=dropout_bits,
+            scale=self.scale,
         )
         return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))

@@ -79,6 +79,17 @@ def require_heads_divide_width(config: Any, width: int, heads: int) -> None:
         )
 
 
+def require_grouped_heads(config: Any) -> None:
+    """The query heads must split evenly into groups, one per key / value head (grouped-query attention):
+    num_attention_heads a multiple of num_key_value_heads > 0."""
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    if kv_heads <= 0 or heads % kv_heads:
+        raise UnsupportedConfigError(
+            f"{config.model_type} config: num_attention_heads={heads} is not a multiple of "
+            f"num_key_value_heads={kv_heads}"
+        )
+
+
 def require_probabilities(config: Any, *options: str) -> None:
     """Dropout rates must lie in [0, 1)."""
     for option in options:

@@ -1,8 +1,8 @@
 """The encoder every family shares: embeddings, a stack of layers under one attention mask, hidden states.
 
 A family is a subclass that builds its embeddings and layers (`post_norm.PostNormEncoder` for the
-BERT-style families, qwen3.py for the Qwen3 decoder), reads its `EncoderSpec` from a transformers
-config and names its checkpoint keys.
+BERT-style families, `pre_norm.PreNormDecoder` for the Qwen3 and Gemma 3 decoders), reads its
+`EncoderSpec` from a transformers config and names its checkpoint keys.
 """
 
 from __future__ import annotations

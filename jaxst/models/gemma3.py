@@ -27,26 +27,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from transformers import PreTrainedConfig
 
-from jaxst.io.hf import KeyTable, ParamPath
-from jaxst.models.attention import (
-    AttentionInputs,
-    GroupedQueryAttention,
-    apply_rotary,
-    attention,
-    window_mask,
-)
+from jaxst.models.attention import AttentionInputs, window_mask
 from jaxst.models.config import (
     UnsupportedConfigError,
     require,
     require_activation,
+    require_grouped_heads,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.layers import GatedMLP, OffsetRMSNorm, TokenEmbeddings
-from jaxst.models.spec import EncoderSpec
+from jaxst.models.layers import OffsetRMSNorm
+from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
 
 LOCAL, GLOBAL = "sliding_attention", "full_attention"
 # The rope types implemented, each with the keys its parameters may hold.
@@ -54,12 +46,11 @@ _ROPE_KEYS = {"default": {"rope_type", "rope_theta"}, "linear": {"rope_type", "r
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Gemma3Spec(EncoderSpec):
-    """EncoderSpec plus Gemma 3's grouped heads, attention scale, layer kinds, window and rotary bases.
+class Gemma3Spec(DecoderSpec):
+    """DecoderSpec (grouped-query heads, padding token) plus Gemma 3's attention scale, layer kinds,
+    window and rotary bases.
 
     Attributes:
-        num_kv_heads: K key / value heads, each shared by N / K query heads.
-        head_dim: D, the width of each attention head (N * D need not equal H).
         query_pre_attn_scalar: attention logits are q k^T / sqrt(query_pre_attn_scalar).
         layer_types: per layer, "sliding_attention" (local) or "full_attention" (global).
         sliding_window: transformers' (exclusive) window bound W: a local layer's query at position p
@@ -67,18 +58,14 @@ class Gemma3Spec(EncoderSpec):
         bidirectional: the config's use_bidirectional_attention (no causal mask).
         global_rope: (theta, linear scaling factor) of the global layers' rotary angles.
         local_rope: the same for the local layers.
-        padding_token_id: the config's pad_token_id, whose embedding row gets no gradient, or None.
     """
 
-    num_kv_heads: int
-    head_dim: int
     query_pre_attn_scalar: float
     layer_types: tuple[str, ...]
     sliding_window: int
     bidirectional: bool
     global_rope: tuple[float, float]
     local_rope: tuple[float, float]
-    padding_token_id: int | None
 
 
 def _unsupported(config: PreTrainedConfig, option: str, value: Any, supported: str) -> UnsupportedConfigError:
@@ -124,12 +111,7 @@ def validate_gemma3_config(config: PreTrainedConfig) -> None:
     require(config, "attn_logit_softcapping", [None], None)
     require_activation(config, "hidden_activation")
     require_probabilities(config, "attention_dropout")
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    if kv_heads <= 0 or heads % kv_heads:
-        raise UnsupportedConfigError(
-            f"{config.model_type} config: num_attention_heads={heads} is not a multiple of "
-            f"num_key_value_heads={kv_heads}"
-        )
+    require_grouped_heads(config)
     layer_types = list(config.layer_types)
     if len(layer_types) != config.num_hidden_layers or set(layer_types) - {LOCAL, GLOBAL}:
         raise _unsupported(
@@ -162,141 +144,37 @@ def scaled_rotary_angles(
     return jnp.cos(angles), jnp.sin(angles)
 
 
-class Gemma3Attention(GroupedQueryAttention):
-    """Grouped-query attention with Gemma's (1 + weight) RMS norms on the query and key heads and logits
-    scaled by query_pre_attn_scalar^-1/2 (the checkpoint names of `GroupedQueryAttention`)."""
-
-    def __init__(self, width: int, *, query_pre_attn_scalar: float, **kwargs: Any):
-        super().__init__(width, **kwargs)
-        self.query_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
-        self.key_norm = OffsetRMSNorm(self.head_dim, eps=kwargs["norm_eps"])
-        self.scale = float(query_pre_attn_scalar) ** -0.5
-
-    def __call__(
-        self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: this layer's mask and rotary angles (the layer picks
-        the local or global ones); dropout_bits uint32 [B, N, T, T] or None -> [B, T, H] compute dtype."""
-        batch, length, _ = hidden.shape
-
-        def heads(x: jax.Array, count: int) -> jax.Array:
-            return x.reshape(batch, length, count, self.head_dim)
-
-        query = apply_rotary(self.query_norm(heads(self.query(hidden), self.num_heads)), inputs.rotary)
-        key = apply_rotary(self.key_norm(heads(self.key(hidden), self.num_kv_heads)), inputs.rotary)
-        context = attention(
-            query.astype(self.dtype),
-            key.astype(self.dtype),
-            heads(self.value(hidden), self.num_kv_heads),
-            inputs.mask,
-            None,
-            dropout_rate=self.dropout_rate,
-            dropout_bits=dropout_bits,
-            scale=self.scale,
-        )
-        return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))
-
-
-class Gemma3Layer(nnx.Module):
-    """One Gemma 3 decoder layer, residual sums in float32 (every norm an `OffsetRMSNorm`):
-
-    a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
-
-    A local layer attends under the sliding-window mask with the local rotary base, a global one under
-    the full mask with the global base.
-    """
-
-    def __init__(self, spec: Gemma3Spec, *, local: bool, dtype: jnp.dtype, rngs: nnx.Rngs):
-        width, eps = spec.hidden_size, spec.layer_norm_eps
-        self.attention_norm = OffsetRMSNorm(width, eps=eps)
-        self.attention = Gemma3Attention(
-            width,
-            query_pre_attn_scalar=spec.query_pre_attn_scalar,
-            num_heads=spec.num_heads,
-            num_kv_heads=spec.num_kv_heads,
-            head_dim=spec.head_dim,
-            norm_eps=eps,
-            dropout_rate=spec.attention_dropout,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.attention_output_norm = OffsetRMSNorm(width, eps=eps)
-        self.mlp_norm = OffsetRMSNorm(width, eps=eps)
-        self.mlp = GatedMLP(
-            width,
-            spec.intermediate_size,
-            activation=spec.activation,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.mlp_output_norm = OffsetRMSNorm(width, eps=eps)
-        self.local = local
-        self.dtype = dtype
-
-    @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
-        """transformers' `Gemma3DecoderLayer` `name` -> parameters below `path`."""
-        return {
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.input_layernorm", (*path, "attention_norm")),
-            **Gemma3Attention.checkpoint_keys(f"{name}.self_attn", (*path, "attention")),
-            **OffsetRMSNorm.checkpoint_keys(
-                f"{name}.post_attention_layernorm", (*path, "attention_output_norm")
-            ),
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.pre_feedforward_layernorm", (*path, "mlp_norm")),
-            **GatedMLP.checkpoint_keys(f"{name}.mlp", (*path, "mlp")),
-            **OffsetRMSNorm.checkpoint_keys(f"{name}.post_feedforward_layernorm", (*path, "mlp_output_norm")),
-        }
-
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The attention-probability dropout site, when the config's attention_dropout is non-zero."""
-        return self.attention.dropout_shapes(batch, length)
-
-    def __call__(
-        self,
-        hidden: jax.Array,
-        inputs: AttentionInputs,
-        dropout_bits: dict[str, jax.Array] | None = None,
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the global and local masks and rotary angles;
-        dropout_bits: the "attention" site's uint32 bits, None in eval mode -> [B, T, H]."""
-        if self.local:
-            inputs = AttentionInputs(inputs.local_mask, rotary=inputs.local_rotary)
-        attention_bits = (dropout_bits or {}).get("attention")
-        attended = self.attention(self.attention_norm(hidden).astype(self.dtype), inputs, attention_bits)
-        hidden = hidden.astype(jnp.float32) + self.attention_output_norm(attended)
-        expanded = self.mlp(self.mlp_norm(hidden).astype(self.dtype))
-        return (hidden + self.mlp_output_norm(expanded)).astype(self.dtype)
-
-
-class Gemma3Encoder(TransformerEncoder):
+class Gemma3Encoder(PreNormDecoder):
     """Gemma 3 text: scaled token embeddings, local and global pre-norm layers with rotary positions,
     a final RMS norm; causal, or bidirectional with `use_bidirectional_attention` (EmbeddingGemma).
 
-    A checkpoint is a `Gemma3TextModel` (keys "embed_tokens.weight", "layers.0. ...", "norm.weight") or
-    a model with heads whose keys carry the prefix "model." (`Gemma3ForCausalLM`, whose untied
-    `lm_head.weight` is kept aside).
+    A checkpoint is a `Gemma3TextModel` or a `Gemma3ForCausalLM` (see `PreNormDecoder`). Each layer is,
+    every norm an `OffsetRMSNorm`:
+
+    a = h + norm(attention(norm(h)));  out = a + norm(GeGLU(norm(a)))
+
+    the attention with (1 + weight) RMS norms on the query and key heads and logits scaled by
+    query_pre_attn_scalar^-1/2. A local layer attends under the sliding-window mask with the local rotary
+    base, a global one under the full mask with the global base.
     """
 
-    uses_token_type_ids = False
-    checkpoint_prefix = "model."
-    unused_keys = frozenset(("lm_head.weight",))
+    norm_class = OffsetRMSNorm
+    layer_names = {  # transformers' `Gemma3DecoderLayer` submodule names
+        "attention_norm": "input_layernorm",
+        "attention": "self_attn",
+        "attention_output_norm": "post_attention_layernorm",
+        "mlp_norm": "pre_feedforward_layernorm",
+        "mlp": "mlp",
+        "mlp_output_norm": "post_feedforward_layernorm",
+    }
 
-    def __init__(self, spec: Gemma3Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=spec.padding_token_id,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.layers = nnx.List(
-            [Gemma3Layer(spec, local=kind == LOCAL, dtype=self.dtype, rngs=rngs) for kind in spec.layer_types]
-        )
-        self.norm = OffsetRMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
+    def attention_scale(self) -> float:
+        """query_pre_attn_scalar^-1/2."""
+        return float(self.spec.query_pre_attn_scalar) ** -0.5
+
+    def layer_is_local(self, index: int) -> bool:
+        """Whether layer `index` is a "sliding_attention" layer."""
+        return self.spec.layer_types[index] == LOCAL
 
     @property
     def causal(self) -> bool:
@@ -325,16 +203,6 @@ class Gemma3Encoder(TransformerEncoder):
             padding_token_id=config.pad_token_id,
         )
 
-    @classmethod
-    def key_table(cls, num_layers: int) -> KeyTable:
-        table = {
-            **TokenEmbeddings.checkpoint_keys("embed_tokens", ("embeddings",)),
-            **OffsetRMSNorm.checkpoint_keys("norm", ("norm",)),
-        }
-        for index in range(num_layers):
-            table.update(Gemma3Layer.checkpoint_keys(f"layers.{index}", ("layers", index)))
-        return table
-
     def embed(
         self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None
     ) -> jax.Array:
@@ -358,7 +226,3 @@ class Gemma3Encoder(TransformerEncoder):
             local_mask=local_mask,
             local_rotary=scaled_rotary_angles(positions, spec.head_dim, spec.local_rope),
         )
-
-    def last_hidden_state(self, hidden: jax.Array) -> jax.Array:
-        """The final RMS norm of the last layer's output, in the compute dtype."""
-        return self.norm(hidden).astype(self.dtype)

@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.models.spec import EncoderSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     # transformers' ACT2FN names: "gelu" is the exact erf form, the others the tanh approximation
@@ -122,6 +123,18 @@ class TokenEmbeddings(Embedding):
         super().__init__(num_embeddings, features, init_std=init_std, rngs=rngs)
         self.max_length = max_length
         self.padding_idx = padding_idx
+
+    @classmethod
+    def of_spec(cls, spec: EncoderSpec, *, padding_idx: int | None, rngs: nnx.Rngs) -> TokenEmbeddings:
+        """The table of `spec`: vocab_size rows of hidden_size, max_positions long, init_std."""
+        return cls(
+            spec.vocab_size,
+            spec.hidden_size,
+            max_length=spec.max_positions,
+            padding_idx=padding_idx,
+            init_std=spec.init_std,
+            rngs=rngs,
+        )
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         """ids [B, T] int -> [B, T, features] float32."""

@@ -288,14 +288,7 @@ class ModernBertEncoder(TransformerEncoder):
 
     def __init__(self, spec: ModernBertSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=spec.padding_token_id,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
+        self.embeddings = TokenEmbeddings.of_spec(spec, padding_idx=spec.padding_token_id, rngs=rngs)
         norm = partial(LayerNorm, spec.hidden_size, eps=spec.layer_norm_eps, use_bias=spec.norm_bias)
         self.embedding_norm = norm()
         self.layers = nnx.List(

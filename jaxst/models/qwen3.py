@@ -6,42 +6,31 @@ The last hidden state is the final RMS norm's output, which Qwen3-Embedding pool
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
-import jax.numpy as jnp
-from flax import nnx
 from transformers import PreTrainedConfig
 
-from jaxst.io.hf import KeyTable, ParamPath
-from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, rotary_angles
+from jaxst.models.attention import AttentionInputs, rotary_angles
 from jaxst.models.config import (
     UnsupportedConfigError,
     default_rope_theta,
     require,
     require_activation,
+    require_grouped_heads,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.layers import GatedMLP, RMSNorm, TokenEmbeddings
-from jaxst.models.spec import EncoderSpec
+from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Qwen3Spec(EncoderSpec):
-    """EncoderSpec plus Qwen3's grouped-query attention and positions.
+class Qwen3Spec(DecoderSpec):
+    """DecoderSpec (grouped-query heads, padding token) plus Qwen3's rotary positions.
 
     Attributes:
-        num_kv_heads: K key / value heads, each shared by N / K query heads.
-        head_dim: D, the width of each attention head (N * D need not equal H).
         rope_theta: the base of the rotary frequencies (`attention.rotary_angles`).
-        padding_token_id: the config's pad_token_id, whose embedding row gets no gradient, or None.
     """
 
-    num_kv_heads: int
-    head_dim: int
     rope_theta: float
-    padding_token_id: int | None
 
 
 def validate_qwen3_config(config: PreTrainedConfig) -> None:
@@ -61,101 +50,23 @@ def validate_qwen3_config(config: PreTrainedConfig) -> None:
     require(config, "is_causal", [True], True)
     require_activation(config, "hidden_act")
     require_probabilities(config, "attention_dropout")
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    if kv_heads <= 0 or heads % kv_heads:
-        raise UnsupportedConfigError(
-            f"qwen3 config: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}"
-        )
+    require_grouped_heads(config)
 
 
-class Qwen3Layer(nnx.Module):
-    """One pre-norm decoder layer, residual sums in float32:
-
-    a = h + attention(RMSNorm(h));  out = a + SwiGLU(RMSNorm(a))
-    """
-
-    def __init__(self, spec: Qwen3Spec, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        """Sizes, activation, RMS norm epsilon, attention dropout rate and init scale from `spec`."""
-        width, eps = spec.hidden_size, spec.layer_norm_eps
-        self.attention_norm = RMSNorm(width, eps=eps)
-        self.attention = GroupedQueryAttention(
-            width,
-            num_heads=spec.num_heads,
-            num_kv_heads=spec.num_kv_heads,
-            head_dim=spec.head_dim,
-            norm_eps=eps,
-            dropout_rate=spec.attention_dropout,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.mlp_norm = RMSNorm(width, eps=eps)
-        self.mlp = GatedMLP(
-            width,
-            spec.intermediate_size,
-            activation=spec.activation,
-            dtype=dtype,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.dtype = dtype
-
-    @staticmethod
-    def checkpoint_keys(name: str, path: ParamPath) -> KeyTable:
-        """transformers' `Qwen3DecoderLayer` `name` -> parameters below `path`."""
-        return {
-            **RMSNorm.checkpoint_keys(f"{name}.input_layernorm", (*path, "attention_norm")),
-            **GroupedQueryAttention.checkpoint_keys(f"{name}.self_attn", (*path, "attention")),
-            **RMSNorm.checkpoint_keys(f"{name}.post_attention_layernorm", (*path, "mlp_norm")),
-            **GatedMLP.checkpoint_keys(f"{name}.mlp", (*path, "mlp")),
-        }
-
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The attention-probability dropout site, when the config's attention_dropout is non-zero."""
-        return self.attention.dropout_shapes(batch, length)
-
-    def __call__(
-        self,
-        hidden: jax.Array,
-        inputs: AttentionInputs,
-        dropout_bits: dict[str, jax.Array] | None = None,
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the mask and the rotary angles; dropout_bits: the
-        "attention" site's uint32 bits (see `dropout_shapes`), None in eval mode -> [B, T, H]."""
-        attention_bits = (dropout_bits or {}).get("attention")
-        attended = self.attention(self.attention_norm(hidden).astype(self.dtype), inputs, attention_bits)
-        hidden = hidden.astype(jnp.float32) + attended.astype(jnp.float32)
-        expanded = self.mlp(self.mlp_norm(hidden).astype(self.dtype))
-        return (hidden + expanded.astype(jnp.float32)).astype(self.dtype)
-
-
-class Qwen3Encoder(TransformerEncoder):
+class Qwen3Encoder(PreNormDecoder):
     """Qwen3: token embeddings, causal pre-norm layers with rotary positions, a final RMS norm.
 
-    A checkpoint is a `Qwen3Model` (keys "embed_tokens.weight", "layers.0. ...", "norm.weight") or a
-    model with heads whose keys carry the prefix "model." (`Qwen3ForCausalLM`, whose untied
-    `lm_head.weight` is kept aside).
+    A checkpoint is a `Qwen3Model` or a `Qwen3ForCausalLM` (see `PreNormDecoder`). Each layer is
+    a = h + attention(RMSNorm(h));  out = a + SwiGLU(RMSNorm(a)).
     """
 
-    uses_token_type_ids = False
-    checkpoint_prefix = "model."
-    unused_keys = frozenset(("lm_head.weight",))
     causal = True
-
-    def __init__(self, spec: Qwen3Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=spec.padding_token_id,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
-        self.layers = nnx.List(
-            [Qwen3Layer(spec, dtype=self.dtype, rngs=rngs) for _ in range(spec.num_layers)]
-        )
-        self.norm = RMSNorm(spec.hidden_size, eps=spec.layer_norm_eps)
+    layer_names = {  # transformers' `Qwen3DecoderLayer` submodule names
+        "attention_norm": "input_layernorm",
+        "attention": "self_attn",
+        "mlp_norm": "post_attention_layernorm",
+        "mlp": "mlp",
+    }
 
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> Qwen3Spec:
@@ -172,27 +83,8 @@ class Qwen3Encoder(TransformerEncoder):
             padding_token_id=config.pad_token_id,
         )
 
-    @classmethod
-    def key_table(cls, num_layers: int) -> KeyTable:
-        table = {
-            **TokenEmbeddings.checkpoint_keys("embed_tokens", ("embeddings",)),
-            **RMSNorm.checkpoint_keys("norm", ("norm",)),
-        }
-        for index in range(num_layers):
-            table.update(Qwen3Layer.checkpoint_keys(f"layers.{index}", ("layers", index)))
-        return table
-
-    def embed(
-        self, input_ids: jax.Array, token_type_ids: jax.Array | None, position_ids: jax.Array | None
-    ) -> jax.Array:
-        return self.embeddings(input_ids)
-
     def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
         """The causal mask and the rotary angles of the positions."""
         return AttentionInputs(
             mask, rotary=rotary_angles(positions, self.spec.head_dim, self.spec.rope_theta)
         )
-
-    def last_hidden_state(self, hidden: jax.Array) -> jax.Array:
-        """The final RMS norm of the last layer's output, in the compute dtype."""
-        return self.norm(hidden).astype(self.dtype)

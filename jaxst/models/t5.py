@@ -25,7 +25,7 @@ from flax import nnx
 from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable, ParamPath
-from jaxst.models.attention import AttentionInputs, attention, relative_position_buckets
+from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, relative_position_buckets
 from jaxst.models.config import (
     UnsupportedConfigError,
     require_encoder_only,
@@ -89,67 +89,8 @@ def validate_t5_config(config: PreTrainedConfig) -> None:
         )
 
 
-class T5Attention(nnx.Module):
-    """Multi-head self-attention without biases and without logit scaling (T5):
-
-    out = softmax(q k^T + relative bias, masked) v W_o, q = x W_q, k = x W_k, v = x W_v [N heads of D].
-    """
-
-    CHECKPOINT_NAMES = {"query": "q", "key": "k", "value": "v", "output": "o"}
-
-    def __init__(
-        self,
-        width: int,
-        *,
-        num_heads: int,
-        head_dim: int,
-        dropout_rate: float,
-        dtype: jnp.dtype,
-        init_std: float,
-        rngs: nnx.Rngs,
-    ):
-        dense = partial(Dense, dtype=dtype, init_std=init_std, rngs=rngs, use_bias=False)
-        self.query = dense(width, num_heads * head_dim)
-        self.key = dense(width, num_heads * head_dim)
-        self.value = dense(width, num_heads * head_dim)
-        self.output = dense(num_heads * head_dim, width)
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.dropout_rate = dropout_rate
-
-    @classmethod
-    def checkpoint_keys(cls, name: str, path: ParamPath) -> KeyTable:
-        """transformers' `T5Attention` `name` (q, k, v, o) -> parameters below `path`."""
-        table: KeyTable = {}
-        for ours, theirs in cls.CHECKPOINT_NAMES.items():
-            table.update(Dense.checkpoint_keys(f"{name}.{theirs}", (*path, ours), use_bias=False))
-        return table
-
-    def dropout_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
-        """The attention-probability dropout site, when its rate is non-zero."""
-        return {"attention": (batch, self.num_heads, length, length)} if self.dropout_rate > 0.0 else {}
-
-    def __call__(
-        self, hidden: jax.Array, inputs: AttentionInputs, dropout_bits: jax.Array | None = None
-    ) -> jax.Array:
-        """hidden [B, T, H] compute dtype; inputs: the mask and the relative bias; dropout_bits uint32
-        [B, N, T, T] or None -> [B, T, H] compute dtype."""
-        batch, length, _ = hidden.shape
-
-        def heads(x: jax.Array) -> jax.Array:
-            return x.reshape(batch, length, self.num_heads, self.head_dim)
-
-        context = attention(
-            heads(self.query(hidden)),
-            heads(self.key(hidden)),
-            heads(self.value(hidden)),
-            inputs.mask,
-            inputs.bias,
-            dropout_rate=self.dropout_rate,
-            dropout_bits=dropout_bits,
-            scale=1.0,
-        )
-        return self.output(context.reshape(batch, length, self.num_heads * self.head_dim))
+# transformers' `T5Attention` submodule names of `GroupedQueryAttention`'s (T5's has no head norms)
+ATTENTION_NAMES = {"query": "q", "key": "k", "value": "v", "output": "o"}
 
 
 class T5FeedForward(nnx.Module):
@@ -206,10 +147,14 @@ class T5Layer(nnx.Module):
     def __init__(self, spec: T5Spec, *, dtype: jnp.dtype, rngs: nnx.Rngs):
         width, eps = spec.hidden_size, spec.layer_norm_eps
         self.attention_norm = RMSNorm(width, eps=eps)
-        self.attention = T5Attention(
+        # multi-head attention without head norms, rotary angles or logit scaling
+        self.attention = GroupedQueryAttention(
             width,
             num_heads=spec.num_heads,
+            num_kv_heads=spec.num_heads,
             head_dim=spec.head_dim,
+            head_norm=None,
+            scale=1.0,
             dropout_rate=spec.attention_dropout,
             dtype=dtype,
             init_std=spec.init_std,
@@ -238,7 +183,9 @@ class T5Layer(nnx.Module):
         encoder's, see `T5Encoder.key_table`)."""
         return {
             **RMSNorm.checkpoint_keys(f"{name}.layer.0.layer_norm", (*path, "attention_norm")),
-            **T5Attention.checkpoint_keys(f"{name}.layer.0.SelfAttention", (*path, "attention")),
+            **GroupedQueryAttention.checkpoint_keys(
+                f"{name}.layer.0.SelfAttention", (*path, "attention"), ATTENTION_NAMES
+            ),
             **RMSNorm.checkpoint_keys(f"{name}.layer.1.layer_norm", (*path, "feed_forward_norm")),
             **T5FeedForward.checkpoint_keys(
                 f"{name}.layer.1.DenseReluDense", (*path, "feed_forward"), gated=gated
@@ -301,14 +248,7 @@ class T5Encoder(TransformerEncoder):
 
     def __init__(self, spec: T5Spec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)
-        self.embeddings = TokenEmbeddings(
-            spec.vocab_size,
-            spec.hidden_size,
-            max_length=spec.max_positions,
-            padding_idx=None,
-            init_std=spec.init_std,
-            rngs=rngs,
-        )
+        self.embeddings = TokenEmbeddings.of_spec(spec, padding_idx=None, rngs=rngs)
         self.relative_attention_bias = Embedding(
             spec.num_buckets, spec.num_heads, init_std=spec.init_std, rngs=rngs
         )
