@@ -16,7 +16,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from jaxst.models import UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
-from tests.models.tiny_models import perturb_, torch_hidden_states
+from tests.models.tiny_models import batch_of_lengths, perturb_, torch_hidden_states
 
 TOLERANCE = 1e-5
 PAD = 0
@@ -76,15 +76,7 @@ def gemma3(request, models):
     return models[request.param]
 
 
-def batch_of(lengths, length, left_padded=(), seed=0):
-    """int32 input_ids and attention_mask [len(lengths), length]: random tokens, padded on the right, or
-    on the left for the rows in `left_padded`."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1, CONFIG["vocab_size"], (len(lengths), length)).astype(np.int32)
-    mask = (np.arange(length)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
-    for row in left_padded:
-        mask[row] = mask[row, ::-1]
-    return {"input_ids": np.where(mask == 1, ids, PAD).astype(np.int32), "attention_mask": mask}
+batch_of = partial(batch_of_lengths, vocab_size=CONFIG["vocab_size"], pad_token_id=PAD)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -4,6 +4,7 @@ train-mode dropout, masked-language-model checkpoints, and the config options ja
 
 import dataclasses
 import json
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from jaxst.models import UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
-from tests.models.tiny_models import jit_encode, perturb_, torch_hidden_states
+from tests.models.tiny_models import batch_of_lengths, jit_encode, perturb_, torch_hidden_states
 
 TOLERANCE = 1e-5
 PAD = 0
@@ -79,15 +80,7 @@ def modernbert(request):
     return request.getfixturevalue(request.param)
 
 
-def batch_of(lengths, length, left_padded=(), seed=0):
-    """int32 input_ids and attention_mask [len(lengths), length]: random tokens, padded on the right, or
-    on the left for the rows in `left_padded`."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(3, CONFIG["vocab_size"], (len(lengths), length)).astype(np.int32)
-    mask = (np.arange(length)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
-    for row in left_padded:
-        mask[row] = mask[row, ::-1]
-    return {"input_ids": np.where(mask == 1, ids, PAD).astype(np.int32), "attention_mask": mask}
+batch_of = partial(batch_of_lengths, vocab_size=CONFIG["vocab_size"], pad_token_id=PAD, low=3)
 
 
 def encode(encoder, batch, **kwargs):

@@ -2,6 +2,7 @@
 rows, checkpoints with the language-model head, and the config options jaxst refuses."""
 
 import json
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ from safetensors.numpy import load_file
 
 from jaxst.models import UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
 from jaxst.models.attention import attention, text_attention_mask
-from tests.models.tiny_models import jit_encode, perturb_, torch_hidden_states
+from tests.models.tiny_models import batch_of_lengths, jit_encode, perturb_, torch_hidden_states
 
 TOLERANCE = 1e-5
 PAD = 0
@@ -55,15 +56,7 @@ def qwen3(tmp_path_factory):
     return model, load_encoder(folder), folder
 
 
-def batch_of(lengths, length, left_padded=(), seed=0):
-    """int32 input_ids and attention_mask [len(lengths), length]: random tokens, padded on the right, or
-    on the left for the rows in `left_padded`."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1, CONFIG["vocab_size"], (len(lengths), length)).astype(np.int32)
-    mask = (np.arange(length)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
-    for row in left_padded:
-        mask[row] = mask[row, ::-1]
-    return {"input_ids": np.where(mask == 1, ids, PAD).astype(np.int32), "attention_mask": mask}
+batch_of = partial(batch_of_lengths, vocab_size=CONFIG["vocab_size"], pad_token_id=PAD)
 
 
 def encode(encoder, batch, **kwargs):

@@ -17,7 +17,7 @@ from transformers.models.t5.modeling_t5 import T5Attention as TorchT5Attention
 from jaxst.io.hf import WeightLoadingError
 from jaxst.models import UnsupportedConfigError, load_checkpoint, load_encoder, save_encoder
 from jaxst.models.attention import relative_position_buckets
-from tests.models.tiny_models import jit_encode, perturb_, torch_hidden_states
+from tests.models.tiny_models import batch_of_lengths, jit_encode, perturb_, torch_hidden_states
 
 TOLERANCE = 1e-5
 VOCAB = 120
@@ -57,15 +57,8 @@ def tiny(request, tmp_path_factory):
     return request.param, model, load_encoder(folder), folder
 
 
-def batch_of(lengths, length=LENGTH, left_padded=(), seed=0):
-    """int32 input_ids and attention_mask: random tokens, padded (id 0) on the right, or on the left for
-    the rows in `left_padded`."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1, VOCAB, (len(lengths), length)).astype(np.int32)
-    mask = (np.arange(length)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
-    for row in left_padded:
-        mask[row] = mask[row, ::-1]
-    return {"input_ids": np.where(mask == 1, ids, 0).astype(np.int32), "attention_mask": mask}
+def batch_of(lengths, length=LENGTH, **kwargs):
+    return batch_of_lengths(lengths, length, vocab_size=VOCAB, **kwargs)
 
 
 def max_abs(a, b) -> float:

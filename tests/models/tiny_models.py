@@ -148,6 +148,19 @@ def padded_batch(pad_token_id: int, length: int = 40, seed: int = 0) -> dict[str
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
 
+def batch_of_lengths(
+    lengths, length: int, *, vocab_size: int, pad_token_id: int = 0, low: int = 1, left_padded=(), seed=0
+) -> dict[str, np.ndarray]:
+    """int32 input_ids and attention_mask [len(lengths), length]: random tokens in [low, vocab_size), padded
+    with pad_token_id on the right, or on the left for the rows in `left_padded`."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(low, vocab_size, (len(lengths), length)).astype(np.int32)
+    mask = (np.arange(length)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
+    for row in left_padded:
+        mask[row] = mask[row, ::-1]
+    return {"input_ids": np.where(mask == 1, ids, pad_token_id).astype(np.int32), "attention_mask": mask}
+
+
 def jit_encode(encoder, **call_kwargs):
     """`encoder(*arrays, **call_kwargs)` jitted with the parameters passed as an argument: closing over
     them would make XLA embed (and constant-fold) every weight at compile time."""
