@@ -7,6 +7,11 @@ of the same shapes there (speed does not depend on the weights' values), and a B
 
     python benchmarks/bench_model.py skeleton bench_assets      # here: model files + data, ~4 MB
     python benchmarks/bench_model.py randomize bench_assets     # there: random weights (torch), both shapes
+
+`qwen3 OUT` writes a Qwen3-Embedding-0.6B-shaped sentence-transformers folder with random weights to
+OUT/qwen3-0.6b (28 layers, hidden 1024, 16 query / 8 key-value heads of 128, last-token pooling, Normalize)
+behind the tests' small byte-level BPE tokenizer (400 tokens, left padding: texts get about twice
+Qwen3's own token counts), for the CPU benchmarks of a decoder embedder.
     JAXST_SHARED_DATA=bench_assets/data python benchmarks/train.py --model bench_assets/model
 
 `benchmarks/gpu.sh` runs those steps and the encode and training benchmarks.
@@ -90,15 +95,53 @@ def randomize(out: Path) -> None:
         transformers.AutoModel.from_config(config).save_pretrained(out / name)
 
 
+# Qwen3-Embedding-0.6B's config.json, but its tokenizer-specific ids (set from the tokenizer used).
+QWEN3_0_6B = dict(
+    vocab_size=151669,
+    hidden_size=1024,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=3072,
+    max_position_embeddings=32768,
+    rms_norm_eps=1e-6,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    tie_word_embeddings=True,
+)
+
+
+def qwen3(out: Path) -> None:
+    """out/qwen3-0.6b: Transformer (random Qwen3 of 0.6B's shapes) + Pooling(lasttoken) + Normalize."""
+    import torch
+    import transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    from tests.st.tiny_qwen3 import save_decoder_tokenizer
+
+    encoder = out / "qwen3-0.6b-encoder"
+    tokenizer = save_decoder_tokenizer(encoder)
+    torch.manual_seed(0)
+    config = transformers.Qwen3Config(
+        **QWEN3_0_6B, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    transformers.Qwen3Model(config).save_pretrained(encoder)
+    transformer = Transformer(str(encoder))
+    modules = [transformer, Pooling(config.hidden_size, pooling_mode="lasttoken"), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(out / "qwen3-0.6b"))
+    shutil.rmtree(encoder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["skeleton", "randomize"])
+    parser.add_argument("action", choices=["skeleton", "randomize", "qwen3"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    skeleton(args.out) if args.action == "skeleton" else randomize(args.out)
+    {"skeleton": skeleton, "randomize": randomize, "qwen3": qwen3}[args.action](args.out)
 
 
 if __name__ == "__main__":
