@@ -7,6 +7,7 @@ BERT-style families, `pre_norm.PreNormDecoder` for the Qwen3 and Gemma 3 decoder
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -20,6 +21,16 @@ from jaxst.models.layers import draw_dropout_bits, dropout
 from jaxst.models.spec import EncoderSpec
 
 COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+# Gradient checkpointing (remat): the `jax.checkpoint` policies a layer may run under, by name. A policy
+# says which of the layer's intermediate values the forward pass keeps for the backward pass; the backward
+# pass recomputes the others from the layer's input. The default keeps the outputs of the matmuls with
+# weights (x W: no batch dimension in the dot) and recomputes attention, norms, activations and dropout.
+REMAT_POLICIES = {
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+}
+DEFAULT_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
 
 
 class TransformerEncoder(nnx.Module):
@@ -34,6 +45,9 @@ class TransformerEncoder(nnx.Module):
     Attributes:
         spec: the EncoderSpec (static: part of the graphdef).
         dtype: compute dtype, float32 or bfloat16 (static); parameters are float32.
+        remat_policy: None, or gradient checkpointing: each layer runs under `jax.checkpoint` with the
+            policy of this name in `REMAT_POLICIES` (static; see `remat_graphdef`). The outputs and
+            gradients are the same; the backward pass recomputes what the policy does not keep.
     """
 
     uses_token_type_ids: ClassVar[bool]
@@ -53,6 +67,7 @@ class TransformerEncoder(nnx.Module):
             raise ValueError(f"compute dtype must be float32 or bfloat16, got {dtype}")
         self.spec = spec
         self.dtype = dtype
+        self.remat_policy: str | None = None
 
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
@@ -156,11 +171,23 @@ class TransformerEncoder(nnx.Module):
             text_attention_mask(attention_mask, positions, causal=self.causal), positions
         )
         hidden_states = [hidden]
+        run_layer = self._layer_runner()
         for layer, bits in zip(self.layers, layer_bits, strict=True):
-            hidden = layer(hidden, inputs, bits)
+            hidden = run_layer(layer, hidden, inputs, bits)
             hidden_states.append(hidden)
         hidden = hidden_states[-1] = self.last_hidden_state(hidden)
         return (hidden, tuple(hidden_states)) if output_hidden_states else hidden
+
+    def _layer_runner(self) -> Callable[..., jax.Array]:
+        """`(layer, hidden, inputs, bits) -> layer(hidden, inputs, bits)`, under `nnx.remat` with the
+        `remat_policy` when there is one."""
+
+        def run(layer: nnx.Module, hidden: jax.Array, inputs: AttentionInputs, bits: Any) -> jax.Array:
+            return layer(hidden, inputs, bits)
+
+        if self.remat_policy is None:
+            return run
+        return nnx.remat(run, policy=REMAT_POLICIES[self.remat_policy])
 
     def _dropout_bits(
         self, dropout_rng: jax.Array | None, batch: int, length: int
@@ -205,3 +232,16 @@ class TransformerEncoder(nnx.Module):
                 f"sequence length {input_ids.shape[1]} exceeds the {self.embeddings.max_length} positions "
                 f"of this {self.spec.model_type} model"
             )
+
+
+def remat_graphdef(graphdef: nnx.GraphDef, params: Any, policy: str | None) -> nnx.GraphDef:
+    """The graphdef of the same encoder with `remat_policy` set to `policy` (None: no remat).
+
+    Raises:
+        ValueError: naming an unknown policy and the known ones.
+    """
+    if policy is not None and policy not in REMAT_POLICIES:
+        raise ValueError(f"Unknown remat policy {policy!r}; known: {', '.join(REMAT_POLICIES)}.")
+    encoder = nnx.merge(graphdef, params)
+    encoder.remat_policy = policy
+    return nnx.split(encoder)[0]
