@@ -49,6 +49,12 @@ class Loss:
             `compute` gets `guide_embeddings=`, one [b, D_guide] float32 array per column, without gradient.
         uses_model_copy: the loss embeds its column with a second copy of the encoder, which `fit` does not
             provide: `fit` refuses it, and the pure function is for a train step of the user's own.
+        separable: the loss of a batch is the mean over its examples of terms that each depend on one
+            example alone (its texts and label), loss(batch) = mean_i l(example_i), so that the mean of
+            the losses of m equal-sized micro-batches is the whole batch's loss, and so is its gradient:
+            the step may then accumulate gradients over micro-batches (`gradient_accumulation_steps`).
+            False (the default) for a loss that compares a batch's examples with each other (in-batch
+            negatives, all pairs, batch statistics) or sums instead of averaging.
     """
 
     min_texts: int = 1
@@ -59,6 +65,7 @@ class Loss:
     mini_batch_size: int | None = None
     guide: Any = None
     uses_model_copy: bool = False
+    separable: bool = False
 
     def __init__(self, model: Any, **hyperparameters: Any):
         self.model = model
@@ -132,8 +139,11 @@ class WrapperLoss(Loss):
     `needs_hidden_states`, `uses_model_copy`) are the wrapper's too: wrappers may nest, and each of these
     attributes is found anywhere down the chain (`find_in_chain`). A wrapper overrides what it changes
     (AdaptiveLayerLoss needs hidden states itself) and decides `needs_rng` for itself, since it hands the
-    wrapped loss its key.
+    wrapped loss its key. It is `separable` when the wrapped loss is and its own arithmetic keeps the
+    batch separable (`keeps_separable`: e.g. a weighted sum of the wrapped loss at several dimensions).
     """
+
+    keeps_separable: ClassVar[bool] = False
 
     min_texts = FromWrappedChain()
     max_texts = FromWrappedChain()
@@ -146,6 +156,11 @@ class WrapperLoss(Loss):
     def __init__(self, model: Any, loss: Loss, **hyperparameters: Any):
         super().__init__(model, **hyperparameters)
         self.loss = loss
+
+    @property
+    def separable(self) -> bool:
+        """Whether the wrapper keeps the batch separable and the wrapped loss is separable."""
+        return self.keeps_separable and self.loss.separable
 
     def init_params(self, rng: jax.Array, embedding_dim: int) -> Any:
         """The wrapped loss's parameters."""

@@ -116,6 +116,7 @@ class SoftmaxLoss(Loss):
     min_texts = 2
     max_texts = 2
     needs_labels = True
+    separable = True
 
     def __init__(
         self,

@@ -149,6 +149,7 @@ class ContrastiveLoss(LabeledPairLoss):
     ):
         resolve_function(type(self).__name__, "distance_metric", distance_metric, SIAMESE_DISTANCES)
         super().__init__(model, distance_metric=distance_metric, margin=margin, size_average=size_average)
+        self.separable = size_average  # a mean over the pairs; a sum is not
 
 
 class OnlineContrastiveLoss(LabeledPairLoss):

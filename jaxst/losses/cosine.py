@@ -155,6 +155,9 @@ class CosineSimilarityLoss(LabeledPairLoss):
         cos_score_transformation: Callable[[jax.Array], jax.Array] | None = None,
     ):
         super().__init__(model, loss_fct=loss_fct, cos_score_transformation=cos_score_transformation)
+        self.separable = (
+            loss_fct is mean_squared_error
+        )  # the mean over the pairs; a custom loss_fct may not be
 
 
 class CoSENTLoss(LabeledPairLoss):

@@ -198,6 +198,7 @@ class MSELoss(Loss):
     min_texts = 1
     max_texts = None
     needs_labels = True
+    separable = True
 
     def __init__(self, model: Any, *, projection_dim: int | None = None):
         super().__init__(model, projection_dim=projection_dim)
@@ -225,6 +226,7 @@ class MarginMSELoss(Loss):
     min_texts = 3
     max_texts = None
     needs_labels = True
+    separable = True
 
     def __init__(self, model: Any, *, similarity_fct: str | PairwiseSimilarity = "dot"):
         resolve_similarity("MarginMSELoss", similarity_fct, pairwise=True)
@@ -248,6 +250,7 @@ class DistillKLDivLoss(Loss):
     min_texts = 3
     max_texts = None
     needs_labels = True
+    separable = True
 
     def __init__(
         self,

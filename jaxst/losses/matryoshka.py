@@ -132,6 +132,8 @@ class MatryoshkaLoss(WrapperLoss):
     AdaptiveLayerLoss(MatryoshkaLoss(...)), as sentence-transformers' Matryoshka2dLoss does.
     """
 
+    keeps_separable = True  # a weighted sum of the wrapped loss at truncated dimensions
+
     def __init__(
         self,
         model: Any,

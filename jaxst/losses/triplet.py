@@ -72,6 +72,7 @@ class TripletLoss(Loss):
     min_texts = 3
     max_texts = 3
     needs_labels = False
+    separable = True
 
     def __init__(
         self,

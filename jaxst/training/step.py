@@ -9,6 +9,9 @@ guide embeddings).
 What a loss asks of the step (a key, the hidden states, GradCache, guide embeddings) and what `compute`
 then gets is declared, with the defaults, on `jaxst.losses.base.Loss`; `batch_loss` reads those attributes.
 
+With `gradient_accumulation_steps` > 1 a step averages the gradients of micro-batches of its batch before
+its one update (`jaxst.training.accumulation`).
+
 The step's metrics: "loss" (the pmean of the per-device losses), "grad_norm" (the global norm of the
 averaged gradients) and "params_finite" (whether every element of the updated parameters, loss
 parameters included, is finite, the same on every device), all computed on the devices, so that the
@@ -28,6 +31,7 @@ from jax import lax
 
 from jaxst.batch_layouts import Forward, PackedBatch, TrainingBatch, as_batch
 from jaxst.losses.base import Loss, chain_name
+from jaxst.training.accumulation import accumulated_value_and_grad, check_accumulation, micro_batches
 from jaxst.training.gradcache import cached_embed
 
 AXIS_NAME = "data"
@@ -131,6 +135,7 @@ def make_train_step(
     *,
     objective_index: int = 0,
     use_dropout: bool = True,
+    gradient_accumulation_steps: int = 1,
 ) -> Callable[[TrainState, TrainingBatch], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds the per-device step for one training objective.
 
@@ -146,7 +151,14 @@ def make_train_step(
         tx: the optax transformation (clipping, AdamW, schedule).
         objective_index: which entry of params["losses"] belongs to this loss.
         use_dropout: pass a dropout key to `forward` (training mode) or not (deterministic).
+        gradient_accumulation_steps: m > 1 splits each device's padded batch into m micro-batches
+            (`micro_batches`) whose gradients are averaged before the one update; micro-batch j's dropout
+            key is fold_in(the step's key, j). The loss must be `separable`.
+
+    Raises:
+        ValueError: see `check_accumulation`.
     """
+    check_accumulation(loss, gradient_accumulation_steps)
 
     def step(state: TrainState, batch: TrainingBatch) -> tuple[TrainState, dict[str, jax.Array]]:
         dropout_rng = None
@@ -156,7 +168,7 @@ def make_train_step(
             )
         loss_rng = jax.random.fold_in(jax.random.fold_in(state.rng, LOSS_RNG_STREAM), state.step)
 
-        def loss_fn(params: Any) -> jax.Array:
+        def loss_fn(params: Any, batch: TrainingBatch, dropout_rng: jax.Array | None) -> jax.Array:
             return batch_loss(
                 forward,
                 loss,
@@ -170,7 +182,16 @@ def make_train_step(
         # Differentiate a per-device copy of the parameters: under shard_map the replicated parameters
         # would otherwise get gradients already summed over devices (the transpose of replication).
         local_params = lax.pcast(state.params, AXIS_NAME, to="varying")
-        value, grads = jax.value_and_grad(loss_fn)(local_params)
+        if gradient_accumulation_steps == 1:
+            value, grads = jax.value_and_grad(loss_fn)(local_params, batch, dropout_rng)
+        else:
+            value, grads = accumulated_value_and_grad(
+                loss_fn,
+                local_params,
+                micro_batches(batch, gradient_accumulation_steps),
+                dropout_rng,
+                AXIS_NAME,
+            )
         grads = lax.pmean(grads, AXIS_NAME)
         value = lax.pmean(value, AXIS_NAME)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
