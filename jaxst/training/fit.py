@@ -33,13 +33,14 @@ from tqdm.auto import tqdm
 from jaxst.losses.base import Loss
 from jaxst.training.batching import batch_arrays
 from jaxst.training.checkpoint import Checkpointer
-from jaxst.training.data import DataLoader
+from jaxst.training.data import DataLoader, ExampleBatch
 from jaxst.training.fit_options import FitOptions
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.objectives import Objective, check_objectives
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
+from jaxst.training.remat import with_gradient_checkpointing
 from jaxst.training.step import init_train_state, make_train_step
 
 METRICS_FILE = "metrics.jsonl"
@@ -100,7 +101,10 @@ class TrainingRun:
     def __init__(self, model: Any, objectives: list[Objective], options: FitOptions):
         self.model, self.objectives, self.options = model, objectives, options
         self.parallel = make_parallel(options.data_parallel, [o.loader.batch_size for o in objectives])
-        self.steps_per_epoch = options.steps_per_epoch or min(o.full_batches for o in objectives)
+        accumulation = options.gradient_accumulation_steps
+        self.steps_per_epoch = options.steps_per_epoch or max(
+            1, min(o.full_batches for o in objectives) // accumulation
+        )
         self.total_steps = self.steps_per_epoch * options.epochs * len(objectives)
         lr, optimizer_params = options.lr_and_optimizer_params()
         dim = model.get_sentence_embedding_dimension()
@@ -127,11 +131,21 @@ class TrainingRun:
             warmup_steps=options.warmup_steps,
             total_steps=self.total_steps,
         )
-        forward = forward_in_dtype(model, "bfloat16" if options.use_amp else None)
+        forward = forward_in_dtype(
+            with_gradient_checkpointing(model, options.gradient_checkpointing),
+            "bfloat16" if options.use_amp else None,
+        )
         for o in objectives:
             o.guide = None if o.loss.guide is None else GuideEmbedder(o.loss.guide, model)
             o.step = self.parallel.compile(
-                make_train_step(forward, o.loss, tx, objective_index=o.index, use_dropout=options.use_dropout)
+                make_train_step(
+                    forward,
+                    o.loss,
+                    tx,
+                    objective_index=o.index,
+                    use_dropout=options.use_dropout,
+                    gradient_accumulation_steps=accumulation,
+                )
             )
         self.host_state = init_train_state(params, tx, options.seed)
         self.epoch, self.round = 0, 0
@@ -225,8 +239,8 @@ class TrainingRun:
                 for objective in self.objectives:
                     arrays = batch_arrays(
                         self.model,
-                        objective.next_batch(),
-                        packed=objective.packed,
+                        self.next_examples(objective),
+                        packed=objective.packed and self.options.gradient_accumulation_steps == 1,
                         num_devices=self.parallel.num_local_devices,
                         agree_max=self.parallel.agree_max,
                     )
@@ -262,6 +276,16 @@ class TrainingRun:
             "training_loss": float(np.mean(self.losses)) if self.losses else None,
             "best_score": self.best_score,
         }
+
+    def next_examples(self, objective: Objective) -> ExampleBatch:
+        """The examples of `objective`'s next step: its next full batch, or with gradient accumulation the
+        next m batches laid end to end (m micro-batches of one padded layout, split inside the step)."""
+        batches = [objective.next_batch() for _ in range(self.options.gradient_accumulation_steps)]
+        if len(batches) == 1:
+            return batches[0]
+        texts = [sum((list(b.texts[j]) for b in batches), []) for j in range(len(batches[0].texts))]
+        labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
+        return ExampleBatch(texts, labels)
 
     def record_pending(self, bar: tqdm) -> None:
         """Reads the metrics of the last dispatched step (waiting for it), checks that its loss and the
@@ -339,6 +363,8 @@ def fit(
     seed: int = 42,
     data_parallel: str = "auto",
     use_dropout: bool = True,
+    gradient_checkpointing: bool | str = False,
+    gradient_accumulation_steps: int = 1,
 ) -> dict[str, Any]:
     """Trains `model` in place, with sentence-transformers' fit arguments and defaults.
 
@@ -355,6 +381,17 @@ def fit(
             pmap uses the most devices that divide the batch sizes, shard_map requires a multiple of
             the global device count.
         use_dropout: train with the encoder's dropout (torch train mode); False is deterministic.
+        gradient_checkpointing: recompute each encoder layer in the backward pass (remat), for less
+            activation memory at the cost of a second forward pass through the layers; True keeps the
+            matmul outputs with weights ("dots_with_no_batch_dims_saveable"), a name of
+            `jaxst.models.encoder.REMAT_POLICIES` picks another policy. Gradients do not change.
+        gradient_accumulation_steps: m optimizer updates' worth of micro-batches: each update takes m
+            batches of the dataloader (padded to one shape, never packed) and averages their gradients
+            inside the compiled step, so the update equals one step on the m times larger batch. Steps,
+            the schedule, warmup_steps, evaluation_steps and checkpoints count updates (an epoch has
+            full batches // m of them, as transformers' Trainer counts). Only for separable losses
+            (`Loss.separable`: CosineSimilarityLoss, ContrastiveLoss, SoftmaxLoss, MSELoss, ...); an
+            in-batch-negative loss is refused: its cached (GradCache) variant gives a large batch exactly.
 
     Saving: with an evaluator and save_best_model, the best model is saved to output_path when an
     evaluation improves (sentence-transformers' behaviour); otherwise the final model is saved there.
@@ -400,5 +437,7 @@ def fit(
         seed=seed,
         data_parallel=data_parallel,
         use_dropout=use_dropout,
+        gradient_checkpointing=gradient_checkpointing,
+        gradient_accumulation_steps=gradient_accumulation_steps,
     )
     return TrainingRun(model, check_objectives(train_objectives), options).run()

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jaxst.training.accumulation import check_accumulation_steps
+from jaxst.training.remat import remat_policy
+
 
 @dataclass(frozen=True, kw_only=True)
 class FitOptions:
@@ -15,7 +18,8 @@ class FitOptions:
 
     Raises:
         ValueError: when made with an output_path or checkpoint_path that is an existing file or lies under
-            one (fit would fail only when it first writes there, after training).
+            one (fit would fail only when it first writes there, after training), an unknown
+            gradient_checkpointing policy, or a gradient_accumulation_steps that is not a positive integer.
     """
 
     evaluator: Callable | None
@@ -39,10 +43,14 @@ class FitOptions:
     seed: int
     data_parallel: str
     use_dropout: bool
+    gradient_checkpointing: bool | str = False
+    gradient_accumulation_steps: int = 1
 
     def __post_init__(self) -> None:
         check_folder_option("output_path", self.output_path)
         check_folder_option("checkpoint_path", self.checkpoint_path)
+        remat_policy(self.gradient_checkpointing)
+        check_accumulation_steps(self.gradient_accumulation_steps)
 
     def lr_and_optimizer_params(self) -> tuple[float, dict[str, Any]]:
         """(lr, the other optimizer_params): lr 2e-5 unless optimizer_params names one, as torch's AdamW
