@@ -283,7 +283,7 @@ class TrainingRun:
         batches = [objective.next_batch() for _ in range(self.options.gradient_accumulation_steps)]
         if len(batches) == 1:
             return batches[0]
-        texts = [sum((list(b.texts[j]) for b in batches), []) for j in range(len(batches[0].texts))]
+        texts = [[text for b in batches for text in b.texts[j]] for j in range(len(batches[0].texts))]
         labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
         return ExampleBatch(texts, labels)
 
@@ -385,8 +385,8 @@ def fit(
             activation memory at the cost of a second forward pass through the layers; True keeps the
             matmul outputs with weights ("dots_with_no_batch_dims_saveable"), a name of
             `jaxst.models.encoder.REMAT_POLICIES` picks another policy. Gradients do not change.
-        gradient_accumulation_steps: m optimizer updates' worth of micro-batches: each update takes m
-            batches of the dataloader (padded to one shape, never packed) and averages their gradients
+        gradient_accumulation_steps: m micro-batches per optimizer update: each update takes m batches
+            of the dataloader (padded to one shape, never packed) and averages their gradients
             inside the compiled step, so the update equals one step on the m times larger batch. Steps,
             the schedule, warmup_steps, evaluation_steps and checkpoints count updates (an epoch has
             full batches // m of them, as transformers' Trainer counts). Only for separable losses
