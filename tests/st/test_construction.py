@@ -8,6 +8,9 @@ SentencesDataset, as the seed tutorial writes it).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +74,7 @@ def test_saved_construction_loads_in_sentence_transformers(models_pair, tmp_path
     ours.save_pretrained(str(tmp_path / "saved"))
     loaded = TorchSentenceTransformer(str(tmp_path / "saved"), device="cpu")
     np.testing.assert_allclose(loaded.encode(TEXTS), ours.encode(TEXTS), atol=1e-5, rtol=1e-5)
-    assert repr(loaded) == repr(ours)
+    assert repr(loaded) == repr(ours) == repr(SentenceTransformer(str(tmp_path / "saved")))
 
 
 def test_modules_are_indexed_counted_and_iterated_as_sentence_transformers(models_pair):
@@ -96,6 +99,21 @@ def test_pooling_takes_sentence_transformers_former_arguments():
     assert repr(models.Pooling(HIDDEN)) == repr(torch_modules.Pooling(HIDDEN))
     with pytest.raises(ValueError, match="Unknown Pooling argument\\(s\\) \\['pooling_mode_bogus'\\]"):
         models.Pooling(HIDDEN, pooling_mode_bogus=True)
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    ["from jaxst import models", "import jaxst.modules"],
+)
+def test_models_offers_the_module_classes_whatever_is_imported_first(first_import):
+    """jaxst.modules builds on jaxst.models, which names the module classes lazily: no import cycle."""
+    code = (
+        f"{first_import}\n"
+        "from jaxst import models, modules\n"
+        "for name in ('Transformer', 'Pooling', 'Dense', 'Normalize'):\n"
+        "    assert getattr(models, name) is getattr(modules, name), name\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_bad_constructions_are_named(encoder_folder):
