@@ -22,7 +22,7 @@ from sentence_transformers.sentence_transformer import modules as torch_modules
 
 from jaxst import InputExample, SentencesDataset, SentenceTransformer, losses, models
 from tests.shared_data import stsb
-from tests.st.tiny_st import HIDDEN, MAX_TOKENS, TEXTS, save_tiny_encoder
+from tests.st.tiny_st import HIDDEN, MAX_TOKENS, MINILM, TEXTS, save_tiny_encoder
 
 DENSE_OUT = 16
 
@@ -87,6 +87,26 @@ def test_modules_are_indexed_counted_and_iterated_as_sentence_transformers(model
     assert ours.device in jax.devices()
     their_keys = set(theirs.tokenize(["Hello there"])) - {"modality"}  # a string, not an array
     assert set(ours.tokenize(["Hello there"])) == their_keys
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {"max_seq_length": 20},
+        {"tokenizer_args": {"model_max_length": 24}},
+        {"processor_kwargs": {"model_max_length": 24}, "do_lower_case": True},
+        {"tokenizer_name_or_path": str(MINILM)},
+        {"cache_dir": "unused", "model_args": {"local_files_only": True}, "config_kwargs": {"token": None}},
+    ],
+    ids=["defaults", "max_seq_length", "tokenizer_args", "processor_kwargs", "tokenizer_path", "hub_options"],
+)
+def test_transformer_arguments_act_as_in_sentence_transformers(encoder_folder, arguments):
+    ours = models.Transformer(str(encoder_folder), **arguments)
+    theirs = torch_modules.Transformer(str(encoder_folder), **arguments)
+    assert ours.max_seq_length == theirs.max_seq_length
+    texts = TEXTS[-3:]
+    assert ours.tokenizer(texts)["input_ids"] == theirs.tokenizer(texts)["input_ids"]
 
 
 def test_pooling_takes_sentence_transformers_former_arguments():
