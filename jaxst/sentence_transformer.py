@@ -128,7 +128,8 @@ class SentenceTransformer:
                 entries[0].kind != "Transformer" or any(e.kind == "Transformer" for e in entries[1:])
             ):
                 raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
-            transformer = Transformer.load(folder if entries is None else folder / entries[0].path, dtype)
+            transformer_folder = folder if entries is None else folder / entries[0].path
+            transformer = Transformer.load(transformer_folder, dtype)
             if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
                 self.pipeline, module_params = (("1", Pooling(int(transformer.encoder.hidden_size))),), {}
             else:
@@ -158,8 +159,8 @@ class SentenceTransformer:
     # ------------------------------------------------------------------------------------------- modules
 
     def _modules(self) -> list[Any]:
-        """The modules in pipeline order; the Transformer's encoder holds the current parameters."""
-        nnx.update(self._transformer_module.encoder, self._params["encoder"])
+        """The modules in pipeline order; the Transformer's encoder holds the current graph and parameters."""
+        self._transformer_module.encoder = nnx.merge(self.graphdef, self._params["encoder"])
         return [self._transformer_module, *(module for _, module in self.pipeline)]
 
     def __getitem__(self, index: int) -> Any:
