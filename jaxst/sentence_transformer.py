@@ -48,8 +48,11 @@ class SentenceTransformer:
     """A sentence-transformers model in JAX: Transformer encoder, then Pooling / Dense / Normalize.
 
     Loading reads a local sentence-transformers folder through `modules.json` (a plain Hugging Face
-    folder loads as Transformer + mean Pooling, as sentence-transformers does); `save` writes the same
-    format back, loadable by PyTorch sentence-transformers.
+    folder loads as Transformer + mean Pooling, as sentence-transformers does), found by name offline
+    (`jaxst.io.model_names`); `SentenceTransformer(modules=[...])` assembles the same pipeline from
+    `jaxst.models.Transformer`, `Pooling`, `Dense` and `Normalize`. `save` writes the folder format back,
+    loadable by PyTorch sentence-transformers. As there, `model[i]`, `len(model)`, iteration and
+    `repr(model)` list the modules (module 0, the Transformer, holds the current encoder parameters).
 
     Inference: `encode` (with `encode_query`, `encode_document`), `similarity`, `similarity_pairwise`,
     with sentence-transformers' semantics. Texts are sorted by token count and padded to

@@ -32,16 +32,16 @@ RENAMED_ARGUMENTS = {
 }
 
 
-def check_loading_kwargs(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """`kwargs` when it holds only LOCAL_LOADING_KEYS (trust_remote_code not True).
+def check_loading_kwargs(name: str, kwargs: dict[str, Any] | None, any_key: bool = False) -> dict[str, Any]:
+    """A copy of `kwargs` when it holds only LOCAL_LOADING_KEYS (any key with `any_key`), trust_remote_code
+    not True.
 
     Raises:
-        TypeError: `kwargs` is not a dict.
-        ValueError: naming the keys jaxst cannot honour (it reads the folder's config.json and weights as
-            saved, and runs its own code).
+        ValueError: `kwargs` is not a dict; naming the keys jaxst cannot honour (it reads the folder's
+            config.json and weights as saved, and runs its own code).
     """
     kwargs = dict(check_type(name, kwargs or {}, dict))
-    if unsupported := sorted(set(kwargs) - LOCAL_LOADING_KEYS):
+    if not any_key and (unsupported := sorted(set(kwargs) - LOCAL_LOADING_KEYS)):
         raise ValueError(
             f"Transformer {name} {unsupported} are not supported: jaxst reads the folder's config.json and "
             f"weights as saved (it accepts only {sorted(LOCAL_LOADING_KEYS)}); edit config.json instead."
@@ -105,7 +105,7 @@ class Transformer:
                 current[RENAMED_ARGUMENTS[old]] = value
         model_options = check_loading_kwargs("model_kwargs", current["model_kwargs"])
         check_loading_kwargs("config_kwargs", current["config_kwargs"])
-        tokenizer_kwargs = dict(check_type("processor_kwargs", current["processor_kwargs"] or {}, dict))
+        tokenizer_kwargs = check_loading_kwargs("processor_kwargs", current["processor_kwargs"], any_key=True)
         check_type("do_lower_case", do_lower_case, bool)
         cache_dir = cache_dir or model_options.get("cache_dir")
         tokenizer_cache = tokenizer_kwargs.pop("cache_dir", None) or cache_dir

@@ -148,6 +148,8 @@ def test_bad_constructions_are_named(encoder_folder):
         SentenceTransformer(dtype=jnp.bfloat16, modules=[transformer])
     with pytest.raises(ValueError, match="model_kwargs \\['attn_implementation'\\] are not supported"):
         models.Transformer(str(encoder_folder), model_args={"attn_implementation": "sdpa"})
+    with pytest.raises(ValueError, match="processor_kwargs: trust_remote_code=True is not supported"):
+        models.Transformer(str(encoder_folder), tokenizer_args={"trust_remote_code": True})
     with pytest.raises(ValueError, match="max_seq_length 4096 exceeds the model's 50 positions"):
         models.Transformer(str(encoder_folder), max_seq_length=4096)
 
