@@ -1,7 +1,7 @@
 """jaxst: sentence embeddings in pure JAX, with sentence-transformers parity.
 
 The names sentence-transformers tutorials import: SentenceTransformer, InputExample, SentencesDataset,
-DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, util.
+DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, models, util.
 
 Each name is imported on first use (`jaxst.lazy_exports`): `import jaxst` alone loads neither JAX nor
 transformers.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from jaxst.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from jaxst import evaluation, losses, util
+    from jaxst import evaluation, losses, models, util
     from jaxst.logging_handler import LoggingHandler
     from jaxst.sentence_transformer import SentenceTransformer
     from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
@@ -32,6 +32,7 @@ __all__ = [
     "SentencesDataset",
     "evaluation",
     "losses",
+    "models",
     "util",
 ]
 
@@ -46,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(
         "SentencesDataset": "jaxst.training.data",
         "evaluation": "jaxst.evaluation",
         "losses": "jaxst.losses",
+        "models": "jaxst.models",
         "util": "jaxst.util",
     },
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from jaxst.batch_layouts import PackedBatch, as_packed
 from jaxst.compilation_cache import enable_compilation_cache
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
+from jaxst.io.model_names import resolve_model_folder
 from jaxst.io.st_format import (
     SIMILARITY_FN_NAMES,
     ModelConfig,
@@ -30,7 +31,7 @@ from jaxst.io.st_format import (
     write_model_config,
     write_modules_json,
 )
-from jaxst.models import load_checkpoint, save_encoder
+from jaxst.models import save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
@@ -47,8 +48,11 @@ class SentenceTransformer:
     """A sentence-transformers model in JAX: Transformer encoder, then Pooling / Dense / Normalize.
 
     Loading reads a local sentence-transformers folder through `modules.json` (a plain Hugging Face
-    folder loads as Transformer + mean Pooling, as sentence-transformers does); `save` writes the same
-    format back, loadable by PyTorch sentence-transformers.
+    folder loads as Transformer + mean Pooling, as sentence-transformers does), found by name offline
+    (`jaxst.io.model_names`); `SentenceTransformer(modules=[...])` assembles the same pipeline from
+    `jaxst.models.Transformer`, `Pooling`, `Dense` and `Normalize`. `save` writes the folder format back,
+    loadable by PyTorch sentence-transformers. As there, `model[i]`, `len(model)`, iteration and
+    `repr(model)` list the modules (module 0, the Transformer, holds the current encoder parameters).
 
     Inference: `encode` (with `encode_query`, `encode_document`), `similarity`, `similarity_pairwise`,
     with sentence-transformers' semantics. Texts are sorted by token count and padded to
@@ -71,54 +75,74 @@ class SentenceTransformer:
     `encode` runs the same `forward`, so training and inference agree.
 
     Args:
-        model_name_or_path: a local folder (jaxst never downloads).
-        dtype: compute dtype of the encoder, jnp.float32 or jnp.bfloat16 (parameters stay float32).
+        model_name_or_path: a local folder, or a model name found offline: in the Hugging Face hub cache on
+            disk, or shipped by an installed package (`jaxst.io.model_names`; jaxst never downloads).
+        dtype: compute dtype of the encoder, jnp.float32 or jnp.bfloat16 (parameters stay float32). A model
+            built from `modules` computes in its Transformer module's dtype, which `dtype` must equal.
         device: where the parameters live and encode computes, as sentence-transformers names devices
             ("cpu", "gpu", "cuda", "cuda:1", "tpu", ...; see `resolve_device`) or a `jax.Device`. None
             leaves them on JAX's default device. `model.device` says which device it is.
+        modules: instead of a name, the modules to assemble, as sentence-transformers takes them:
+            `[models.Transformer(...), models.Pooling(...), models.Dense(...), models.Normalize()]`; a new
+            Dense draws its params (`Dense.init_params`, seeded by `seed`).
+        cache_folder: a Hugging Face hub cache folder searched first for a model name.
         prompts: prompts by name, overriding the saved ones, e.g. {"query": "query: "}.
         default_prompt_name: the prompt used when encode gets neither `prompt` nor `prompt_name`.
         similarity_fn_name: "cosine", "dot", "euclidean" or "manhattan" (default: saved, else cosine).
         truncate_dim: keep only the first `truncate_dim` embedding dimensions (default: saved, else all).
+        seed: the seed of new Dense params of a model built from `modules`.
     """
 
     def __init__(
         self,
-        model_name_or_path: str | Path,
+        model_name_or_path: str | Path | None = None,
         dtype: Any = jnp.float32,
         device: Any = None,
         *,
+        modules: Sequence[Any] | None = None,
+        cache_folder: str | Path | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
+        seed: int = 0,
     ):
-        folder = Path(model_name_or_path)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a local model folder (jaxst does not download models).")
+        if (model_name_or_path is None) == (modules is None):
+            raise ValueError(
+                "SentenceTransformer needs a model name or path, or modules=[...], and not both."
+            )
         enable_compilation_cache()
         self._device = None if device is None else resolve_device(device)
-        saved = read_model_config(folder)
-        entries = read_modules_json(folder)
-        if entries is not None and (
-            entries[0].kind != "Transformer" or any(e.kind == "Transformer" for e in entries[1:])
-        ):
-            raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
-        transformer_folder = folder if entries is None else folder / entries[0].path
-
-        encoder, self._checkpoint_extras = load_checkpoint(transformer_folder, dtype=dtype)
-        self.graphdef, encoder_params = nnx.split(encoder)
-        self.hidden_size = int(encoder.hidden_size)
-        self.dtype = encoder.dtype
-        self.transformer = Transformer.load(
-            transformer_folder, int(encoder.embeddings.max_length), type(encoder).uses_token_type_ids
-        )
-        # The modules after the Transformer, by pipeline index; fixed once loaded (encode compiles them).
+        # The modules after the Transformer, by pipeline index; fixed once built (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]
-        if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
-            self.pipeline, module_params = (("1", Pooling(self.hidden_size)),), {}
+        if modules is not None:
+            saved = ModelConfig()
+            transformer, self.pipeline, module_params = assemble_pipeline(modules, seed)
+            if jnp.dtype(dtype) != transformer.encoder.dtype:
+                raise ValueError(
+                    f"dtype {jnp.dtype(dtype)} differs from the Transformer module's "
+                    f"{transformer.encoder.dtype}: set it there, models.Transformer(..., dtype=...)."
+                )
         else:
-            self.pipeline, module_params = load_pipeline(folder, entries[1:])
+            folder = resolve_model_folder(model_name_or_path, cache_folder)
+            saved = read_model_config(folder)
+            entries = read_modules_json(folder)
+            if entries is not None and (
+                entries[0].kind != "Transformer" or any(e.kind == "Transformer" for e in entries[1:])
+            ):
+                raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
+            transformer_folder = folder if entries is None else folder / entries[0].path
+            transformer = Transformer.load(transformer_folder, dtype)
+            if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
+                self.pipeline, module_params = (("1", Pooling(int(transformer.encoder.hidden_size))),), {}
+            else:
+                self.pipeline, module_params = load_pipeline(folder, entries[1:])
+        self._transformer_module = transformer
+        self._checkpoint_extras = transformer.checkpoint_extras
+        self.graphdef, encoder_params = nnx.split(transformer.encoder)
+        self.hidden_size = int(transformer.encoder.hidden_size)
+        self.dtype = transformer.encoder.dtype
+        self.transformer = transformer.tokenizer_side
         self._params = self._place({"encoder": encoder_params, "modules": module_params})
 
         self.prompts = {"query": "", "document": "", **saved.prompts, **(prompts or {})}
@@ -134,6 +158,28 @@ class SentenceTransformer:
 
         self.compile_count = 0
         self._inference_step = jax.jit(self._inference, static_argnames="output_value")
+
+    # ------------------------------------------------------------------------------------------- modules
+
+    def _modules(self) -> list[Any]:
+        """The modules in pipeline order; the Transformer's encoder holds the current graph and parameters."""
+        self._transformer_module.encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        return [self._transformer_module, *(module for _, module in self.pipeline)]
+
+    def __getitem__(self, index: int) -> Any:
+        """Module `index` of the pipeline (0: the Transformer), as sentence-transformers indexes it."""
+        return self._modules()[index]
+
+    def __len__(self) -> int:
+        return 1 + len(self.pipeline)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._modules())
+
+    def __repr__(self) -> str:
+        """The modules as sentence-transformers prints them: `(index): Kind({config})`, one per line."""
+        lines = [f"  ({index}): {module!r}" for index, module in enumerate(self._modules())]
+        return "SentenceTransformer(\n" + "\n".join(lines) + "\n)"
 
     # ----------------------------------------------------------------------------------------- training API
 
@@ -244,6 +290,10 @@ class SentenceTransformer:
     def max_seq_length(self, value: int) -> None:
         """ValueError naming the value and the limit unless it is an int from 2 to the encoder's positions."""
         self.transformer.max_seq_length = value
+
+    def get_max_seq_length(self) -> int:
+        """Texts are truncated to this many tokens (`max_seq_length`)."""
+        return self.max_seq_length
 
     @property
     def truncate_dim(self) -> int | None:
@@ -529,6 +579,8 @@ class SentenceTransformer:
         """
         replace_folder(path, self._write, model_entries)
 
+    save_pretrained = save
+
     def _write(self, folder: Path) -> None:
         """Writes the model's files into the empty folder `folder`."""
         write_model_config(
@@ -545,6 +597,39 @@ class SentenceTransformer:
             module.save(module_folder, self._params["modules"].get(name))
             listing.append((ModuleEntry(str(index), module_folder.name, kind), module.type_ref))
         write_modules_json(folder, listing)
+
+
+def assemble_pipeline(
+    modules: Sequence[Any], seed: int
+) -> tuple[Transformer, tuple[tuple[str, PipelineModule], ...], dict[str, Any]]:
+    """The Transformer module, the modules after it by pipeline index, and new params for each Dense.
+
+    Dense params are drawn by `Dense.init_params` from `jax.random.key(seed)`, folded with the index.
+
+    Raises:
+        TypeError: naming the index, for a first module that is not a `jaxst.models.Transformer` or a later
+            one that is not a Pooling, Dense or Normalize.
+    """
+    if isinstance(modules, str) or not isinstance(modules, Sequence) or not modules:
+        raise TypeError(
+            "modules must be a non-empty list: [models.Transformer(...), models.Pooling(...), ...]."
+        )
+    transformer, *rest = modules
+    if not isinstance(transformer, Transformer):
+        raise TypeError(
+            f"modules[0] must be a jaxst.models.Transformer (the encoder), got {type(transformer).__name__}."
+        )
+    pipeline, params = [], {}
+    for index, module in enumerate(rest, start=1):
+        if not isinstance(module, Pooling | Dense | Normalize):
+            raise TypeError(
+                f"modules[{index}] is a {type(module).__name__}; after the Transformer jaxst takes "
+                "models.Pooling, models.Dense and models.Normalize."
+            )
+        if isinstance(module, Dense):
+            params[str(index)] = module.init_params(jax.random.fold_in(jax.random.key(seed), index))
+        pipeline.append((str(index), module))
+    return transformer, tuple(pipeline), params
 
 
 def load_pipeline(

@@ -84,6 +84,10 @@ def activation_class_name(path: str) -> str:
 class Dense:
     """sentence-transformers' Dense module; its parameters live in the model's params pytree.
 
+    `activation_function` is a torch class path ("torch.nn.modules.activation.Tanh"), or, as
+    sentence-transformers takes it, a torch activation module (`torch.nn.Tanh()`) or None (Identity).
+    A model built with `SentenceTransformer(modules=[...])` draws a new Dense's params with `init_params`.
+
     Params: {"linear": {"weight": [out, in], "bias": [out]}} plus {"residual": {"weight": [out, in]}}
     when use_residual and in_features != out_features.
     """
@@ -99,6 +103,14 @@ class Dense:
     type_ref = "sentence_transformers.base.modules.dense.Dense"
 
     def __post_init__(self) -> None:
+        activation = self.activation_function
+        if activation is None:  # sentence-transformers' None: no activation
+            object.__setattr__(self, "activation_function", "torch.nn.modules.linear.Identity")
+        elif not isinstance(activation, str) and type(activation).__module__.startswith("torch."):
+            # a torch activation module, as sentence-transformers takes it: nn.Tanh()
+            object.__setattr__(
+                self, "activation_function", f"{type(activation).__module__}.{type(activation).__name__}"
+            )
         check_positive_int("in_features", self.in_features)
         check_positive_int("out_features", self.out_features)
         check_type("bias", self.bias, bool)
@@ -115,6 +127,26 @@ class Dense:
     @property
     def output_dimension(self) -> int:
         return self.out_features
+
+    def get_embedding_dimension(self) -> int:
+        """out_features, as sentence-transformers' Dense names it."""
+        return self.out_features
+
+    def init_params(self, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
+        """New float32 params, drawn as torch draws nn.Linear's: weight, bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+
+        Args:
+            key: a jax.random key.
+        """
+        bound = 1.0 / np.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        keys = jax.random.split(key, 3)
+        params = {"linear": {"weight": jax.random.uniform(keys[0], shape, jnp.float32, -bound, bound)}}
+        if self.bias:
+            params["linear"]["bias"] = jax.random.uniform(keys[1], shape[:1], jnp.float32, -bound, bound)
+        if self.has_residual_projection:
+            params["residual"] = {"weight": jax.random.uniform(keys[2], shape, jnp.float32, -bound, bound)}
+        return params
 
     @property
     def has_residual_projection(self) -> bool:
@@ -170,6 +202,10 @@ class Dense:
             layer, name = key.split(".")
             params.setdefault(layer, {})[name] = jnp.asarray(state[key], jnp.float32)
         return params
+
+    def __repr__(self) -> str:
+        """As sentence-transformers prints the module: `Kind({config})`."""
+        return f"{type(self).__name__}({self.get_config_dict()})"
 
     def get_config_dict(self) -> dict[str, Any]:
         """The config sentence-transformers writes (use_residual only when True)."""

@@ -47,6 +47,10 @@ class Normalize:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
 
+    def __repr__(self) -> str:
+        """As sentence-transformers prints the module: `Kind({config})`."""
+        return f"{type(self).__name__}({self.get_config_dict()})"
+
     def get_config_dict(self) -> dict[str, Any]:
         return {"module_input_name": self.module_input_name, "module_output_name": self.module_output_name}
 

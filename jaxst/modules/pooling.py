@@ -41,21 +41,55 @@ LEGACY_MODE_KEYS = {
 MASK_DENOMINATOR_MIN = 1e-9
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Pooling:
     """sentence-transformers' Pooling module: a pure function of the features, with no parameters.
 
-    Attributes:
-        embedding_dimension: H, the token embedding size.
-        pooling_mode: the modes, concatenated in this order.
+    Built with sentence-transformers' arguments: `Pooling(384)`, `Pooling(384, pooling_mode="cls")`,
+    `Pooling(word_embedding_dimension=384, pooling_mode_mean_tokens=True)` (its former names).
+
+    Args:
+        embedding_dimension: H, the token embedding size (`word_embedding_dimension`, its former name).
+        pooling_mode: a mode or several, concatenated in this order (default "mean"; see the module doc).
         include_prompt: False to leave the prompt tokens out of the pooled tokens.
+        legacy_modes: the former booleans `pooling_mode_cls_token`, `pooling_mode_max_tokens`, ...
+            (LEGACY_MODE_KEYS): the true ones select their modes in the legacy order (mean when none is);
+            `pooling_mode`, when given, wins over them.
+
+    Raises:
+        ValueError: an unknown mode or argument, or a value of the wrong type (naming it).
     """
 
     embedding_dimension: int
-    pooling_mode: tuple[str, ...] = ("mean",)
-    include_prompt: bool = True
+    pooling_mode: tuple[str, ...]
+    include_prompt: bool
 
     type_ref = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
+
+    def __init__(
+        self,
+        embedding_dimension: int | None = None,
+        pooling_mode: str | tuple[str, ...] | list[str] | None = None,
+        include_prompt: bool = True,
+        *,
+        word_embedding_dimension: int | None = None,
+        **legacy_modes: bool,
+    ) -> None:
+        if unknown := sorted(set(legacy_modes) - set(LEGACY_MODE_KEYS)):
+            raise ValueError(
+                f"Unknown Pooling argument(s) {unknown}; jaxst knows embedding_dimension, pooling_mode, "
+                f"include_prompt, word_embedding_dimension and {sorted(LEGACY_MODE_KEYS)}."
+            )
+        legacy = {key: check_type(key, value, bool) for key, value in legacy_modes.items()}
+        if pooling_mode is None:
+            chosen = tuple(mode for key, mode in LEGACY_MODE_KEYS.items() if legacy.get(key))
+            pooling_mode = chosen or ("mean",)
+        if embedding_dimension is None:
+            embedding_dimension = word_embedding_dimension
+        object.__setattr__(self, "embedding_dimension", embedding_dimension)
+        object.__setattr__(self, "pooling_mode", pooling_mode)
+        object.__setattr__(self, "include_prompt", include_prompt)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         check_positive_int("embedding_dimension", self.embedding_dimension)
@@ -74,26 +108,23 @@ class Pooling:
         """M * H: the size of the concatenated sentence embedding."""
         return len(self.pooling_mode) * self.embedding_dimension
 
+    def get_embedding_dimension(self) -> int:
+        """M * H, as sentence-transformers' Pooling names it."""
+        return self.output_dimension
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Pooling:
         """Builds from either config format: `pooling_mode` (a name or a list) or the legacy booleans.
 
-        Legacy `pooling_mode_*` booleans select their modes in the legacy concatenation order (mean when
-        none is true); a `pooling_mode` key, when present, wins over them. `word_embedding_dimension` is
-        the legacy name of `embedding_dimension`.
+        `word_embedding_dimension` is the legacy name of `embedding_dimension` (which wins when both are).
 
         Raises:
             ValueError: for an unknown key or mode, or a value of the wrong type (naming its key).
         """
-        config = dict(config)
-        legacy_dimension = config.pop("word_embedding_dimension", None)
-        config.setdefault("embedding_dimension", legacy_dimension)
-        legacy = {key: check_type(key, config.pop(key), bool) for key in LEGACY_MODE_KEYS if key in config}
-        if legacy and "pooling_mode" not in config:
-            config["pooling_mode"] = tuple(mode for key, mode in LEGACY_MODE_KEYS.items() if legacy.get(key))
-            config["pooling_mode"] = config["pooling_mode"] or ("mean",)
-        known = {"embedding_dimension", "pooling_mode", "include_prompt"}
-        if unknown := sorted(set(config) - known):
+        known = {"embedding_dimension", "word_embedding_dimension", "pooling_mode", "include_prompt"}
+        if unknown := sorted(set(config) - known - set(LEGACY_MODE_KEYS)):
             raise ValueError(f"Unknown Pooling config key(s) {unknown}; jaxst knows {sorted(known)}.")
         return cls(**config)
 
@@ -111,9 +142,13 @@ class Pooling:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
 
+    def __repr__(self) -> str:
+        """As sentence-transformers prints the module: `Kind({config})`."""
+        return f"{type(self).__name__}({self.get_config_dict()})"
+
     def get_config_dict(self) -> dict[str, Any]:
-        """The config sentence-transformers 6 writes: a single mode as a name, several as a list."""
-        modes = self.pooling_mode[0] if len(self.pooling_mode) == 1 else list(self.pooling_mode)
+        """The config sentence-transformers 6 keeps: one mode as a name, several as a tuple (a JSON list)."""
+        modes = self.pooling_mode[0] if len(self.pooling_mode) == 1 else self.pooling_mode
         return {
             "embedding_dimension": self.embedding_dimension,
             "pooling_mode": modes,

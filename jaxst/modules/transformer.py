@@ -1,6 +1,7 @@
 """The host side of sentence-transformers' Transformer module: its config and the tokenizer.
 
-The encoder itself is a Flax module from `jaxst.models`; this module owns what happens before it:
+The encoder itself is a Flax module from `jaxst.models` (the two together make the Transformer module,
+`jaxst.modules.hf_transformer`); `TransformerTokenizer` owns what happens before the encoder:
 reading `sentence_bert_config.json` (or its legacy names), loading the model's fast tokenizer, the
 maximum sequence length and lower-casing, and tokenizing texts into compact unpadded arrays.
 
@@ -23,7 +24,7 @@ only, and last-token pooling finds the last real token on either side.
 The tokenizer must come with its vocabulary: `tokenizer.json`, or the files its class reads
 (`vocab.txt` for BERT; `vocab.json` and `merges.txt` for RoBERTa, `sentencepiece.bpe.model` for XLM-R).
 transformers builds a tokenizer without them, one that turns every word into the unknown token, so
-`Transformer.load` refuses such a folder. File paths in the tokenizer kwargs (`tokenizer_file`,
+`TransformerTokenizer.load` refuses such a folder. File paths in the tokenizer kwargs (`tokenizer_file`,
 `vocab_file`, ...) are read relative to the module folder and must resolve inside it.
 """
 
@@ -210,7 +211,7 @@ class Tokenized:
         return features
 
 
-class Transformer:
+class TransformerTokenizer:
     """Tokenizer and sequence-length settings of a sentence-transformers Transformer module.
 
     Attributes:
@@ -218,8 +219,6 @@ class Transformer:
         max_positions: the encoder's usable positions, the largest `max_seq_length`.
         do_lower_case: whether a Lowercase normalizer was added to the tokenizer (saved with it).
     """
-
-    type_ref = "sentence_transformers.base.modules.transformer.Transformer"
 
     def __init__(
         self,
@@ -244,8 +243,8 @@ class Transformer:
                 )
 
     @classmethod
-    def load(cls, folder: str | Path, max_positions: int, takes_token_type_ids: bool) -> Transformer:
-        """Loads the config and tokenizer of the Transformer module saved in `folder`.
+    def load(cls, folder: str | Path, max_positions: int, takes_token_type_ids: bool) -> TransformerTokenizer:
+        """Loads the config (`sentence_bert_config.json` or a legacy name) and tokenizer saved in `folder`.
 
         Args:
             folder: the module folder (the model root for sentence-transformers folders).
@@ -254,23 +253,54 @@ class Transformer:
             takes_token_type_ids: whether the encoder has token type embeddings.
 
         Raises:
-            ValueError: naming the file and key, for a bad config (see `read_transformer_config`), a
-                max_seq_length or model_max_length that is not an integer from 2 to `max_positions`, a
-                tokenizer file path outside the folder, or a tokenizer that does not load.
+            ValueError: naming the file and key, for a bad config (see `read_transformer_config`), and as
+                `build`.
             FileNotFoundError: when the tokenizer's vocabulary files are missing.
         """
         folder = Path(folder)
         config_path = find_transformer_config(folder)
         config = {} if config_path is None else read_transformer_config(config_path)
-        tokenizer_kwargs = tokenizer_kwargs_from(config, folder, config_path)
-        max_seq_length = config.get("max_seq_length")
+        return cls.build(
+            folder,
+            max_positions,
+            takes_token_type_ids,
+            max_seq_length=config.get("max_seq_length"),
+            do_lower_case=config.get("do_lower_case", False),
+            tokenizer_kwargs=tokenizer_kwargs_from(config, folder, config_path),
+            source=config_path,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        folder: Path,
+        max_positions: int,
+        takes_token_type_ids: bool,
+        *,
+        max_seq_length: int | None = None,
+        do_lower_case: bool = False,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        source: Path | None = None,
+    ) -> TransformerTokenizer:
+        """Loads the tokenizer of `folder` with explicit settings, as sentence-transformers' Transformer.
+
+        `max_seq_length`, when given, becomes the tokenizer's `model_max_length` (one in
+        `tokenizer_kwargs` wins); otherwise the tokenizer's own is capped at `max_positions`.
+
+        Raises:
+            ValueError: naming `source` (the settings' file, else the folder), for a max_seq_length or
+                model_max_length that is not an integer from 2 to `max_positions`, or a tokenizer that
+                does not load.
+            FileNotFoundError: when the tokenizer's vocabulary files are missing.
+        """
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
         try:
             if max_seq_length is not None:
                 check_max_seq_length(max_seq_length, max_positions)
             if "model_max_length" in tokenizer_kwargs:
                 check_max_seq_length(tokenizer_kwargs["model_max_length"], max_positions, "model_max_length")
         except ValueError as error:
-            raise ValueError(f"{config_path}: {error}") from error
+            raise ValueError(f"{source or folder}: {error}") from error
         if max_seq_length is not None:
             tokenizer_kwargs.setdefault("model_max_length", max_seq_length)
         try:
@@ -286,7 +316,7 @@ class Transformer:
                     f"got {type(own).__name__} {own!r:.80}."
                 )
             tokenizer.model_max_length = min(own, max_positions)
-        return cls(tokenizer, max_positions, config.get("do_lower_case", False), takes_token_type_ids)
+        return cls(tokenizer, max_positions, do_lower_case, takes_token_type_ids)
 
     @property
     def max_seq_length(self) -> int:

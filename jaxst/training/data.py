@@ -6,6 +6,10 @@ the texts per column and the labels as one numpy array. Shuffling is a pure func
 (seed, epoch), and the loader's position (epoch, batch index) can be saved and restored with
 `state_dict` / `load_state_dict`, so that training resumes exactly mid-epoch.
 
+fit also takes a `torch.utils.data.DataLoader` over InputExamples, as sentence-transformers tutorials build
+it (`as_data_loader`): its dataset, batch_size, shuffle and drop_last carry over into a jaxst DataLoader
+(shuffled in jaxst's order, not torch's).
+
 Inputs a loader accepts:
 - a sequence of `InputExample` (or a `SentencesDataset`), checked whole when the loader is built;
 - a Hugging Face `datasets.Dataset`, or anything with `column_names` and `dataset[i] -> {column: value}`,
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -53,7 +58,8 @@ class InputExample:
 
 
 class SentencesDataset:
-    """A list of `InputExample`s (kept for sentence-transformers' tutorials; `model` is not used)."""
+    """A list of `InputExample`s, as sentence-transformers' tutorials build it: `SentencesDataset(examples,
+    model)`; `model` is not used (texts are tokenized per batch). A jaxst or torch DataLoader takes it."""
 
     def __init__(self, examples: Sequence[InputExample], model: Any) -> None:
         self.examples = examples
@@ -374,3 +380,47 @@ class NoDuplicatesDataLoader(DataLoader):
                 self.batch_size,
             )
         return plan
+
+
+def as_data_loader(loader: Any) -> DataLoader:
+    """`loader` as a jaxst DataLoader: itself, or one made from a `torch.utils.data.DataLoader`.
+
+    A torch loader carries over its dataset, batch_size, drop_last and shuffle (a RandomSampler without
+    replacement over the whole dataset; a SequentialSampler is no shuffling). Its collate_fn must be
+    torch's default: jaxst batches texts and labels itself, as sentence-transformers' fit replaces it.
+
+    Raises:
+        TypeError: for anything else, saying what fit takes.
+        ValueError: for a torch loader whose batch sampler, sampler or collate_fn jaxst cannot honour
+            (naming it), and as DataLoader for its dataset.
+    """
+    if isinstance(loader, DataLoader):
+        return loader
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(loader, torch.utils.data.DataLoader):
+        kind = f"{type(loader).__module__}.{type(loader).__qualname__}"
+        raise TypeError(
+            "fit takes a jaxst DataLoader (jaxst.DataLoader, jaxst.NoDuplicatesDataLoader) or a "
+            f"torch.utils.data.DataLoader over InputExamples, got {kind}."
+        )
+    data = torch.utils.data
+    accepted = "jaxst takes a torch DataLoader made with dataset, batch_size, shuffle and drop_last only"
+    if loader.batch_size is None or type(loader.batch_sampler) is not data.BatchSampler:
+        raise ValueError(f"The torch DataLoader has a custom batch_sampler; {accepted}.")
+    sampler = loader.sampler
+    shuffled = type(sampler) is data.RandomSampler
+    if not shuffled and type(sampler) is not data.SequentialSampler:
+        raise ValueError(
+            f"The torch DataLoader's sampler {type(sampler).__name__} cannot be honoured; {accepted}."
+        )
+    if shuffled and (sampler.replacement or sampler._num_samples is not None):
+        raise ValueError(f"The torch DataLoader samples with replacement or num_samples; {accepted}.")
+    if loader.collate_fn is not data.default_collate:
+        collate_name = getattr(loader.collate_fn, "__name__", loader.collate_fn)
+        raise ValueError(
+            f"The torch DataLoader's collate_fn {collate_name!r} cannot be honoured (jaxst batches "
+            f"InputExamples itself); {accepted}."
+        )
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, shuffle=shuffled, drop_last=loader.drop_last
+    )

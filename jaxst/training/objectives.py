@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaxst.losses.base import Loss, chain_name, loss_chain
-from jaxst.training.data import DataLoader, ExampleBatch
+from jaxst.training.data import DataLoader, ExampleBatch, as_data_loader
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.step import takes_packed_batches
 
@@ -78,11 +78,10 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
     for index, pair in enumerate(train_objectives):
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             raise ValueError(f"Training objective {index} must be a (dataloader, loss) pair, got {pair!r}.")
-        loader, loss = pair
-        if not isinstance(loader, DataLoader):
-            raise TypeError(
-                f"Training objective {index}: expected a jaxst DataLoader, got {type(loader).__name__}."
-            )
+        try:
+            loader, loss = as_data_loader(pair[0]), pair[1]
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"Training objective {index}: {error}") from None
         if not isinstance(loss, Loss):
             raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
         if loss.uses_model_copy:

@@ -15,6 +15,7 @@ from jaxst.similarity import (
 from jaxst.util.hard_negatives import mine_hard_negatives
 from jaxst.util.mining import community_detection, paraphrase_mining, paraphrase_mining_embeddings
 from jaxst.util.search import semantic_search
+from jaxst.util.similarity_names import normalize_embeddings, pytorch_cos_sim
 
 __all__ = [
     "community_detection",
@@ -24,12 +25,14 @@ __all__ = [
     "manhattan_sim",
     "mine_hard_negatives",
     "normalize",
+    "normalize_embeddings",
     "pairwise_cos_sim",
     "pairwise_dot_score",
     "pairwise_euclidean_sim",
     "pairwise_manhattan_sim",
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
+    "pytorch_cos_sim",
     "quantize_embeddings",
     "semantic_search",
 ]

@@ -20,6 +20,7 @@ from jaxst.training.data import (
     InputExample,
     NoDuplicatesDataLoader,
     SentencesDataset,
+    as_data_loader,
     collate,
 )
 from tests.shared_data import read_tsv, stsb
@@ -294,3 +295,58 @@ def test_no_duplicates_resumes_and_refuses_unfillable_batches(triplets):
     same_text = [InputExample(texts=["the same", f"other {i}"]) for i in range(4)]
     with pytest.raises(ValueError, match="cannot fill one batch of 2"):
         list(NoDuplicatesDataLoader(same_text, batch_size=2, drop_last=True, seed=0))
+
+
+@pytest.mark.parametrize(("shuffle", "drop_last"), [(False, False), (True, True)])
+def test_a_torch_data_loader_carries_its_settings_over(sts_examples, shuffle, drop_last):
+    dataset = SentencesDataset(sts_examples, model=None)
+    torch_loader = torch.utils.data.DataLoader(dataset, batch_size=16, shuffle=shuffle, drop_last=drop_last)
+    loader = as_data_loader(torch_loader)
+    assert (loader.dataset, loader.batch_size, loader.shuffle, loader.drop_last) == (
+        dataset,
+        16,
+        shuffle,
+        drop_last,
+    )
+    assert len(loader) == len(torch_loader)
+    jaxst_loader = DataLoader(sts_examples, batch_size=16)
+    assert as_data_loader(jaxst_loader) is jaxst_loader
+
+
+@pytest.mark.parametrize(
+    ("make_loader", "message"),
+    [
+        (lambda d: torch.utils.data.DataLoader(d, batch_size=4, collate_fn=list), "collate_fn 'list'"),
+        (
+            lambda d: torch.utils.data.DataLoader(
+                d, batch_size=4, sampler=torch.utils.data.SubsetRandomSampler([0])
+            ),
+            "sampler SubsetRandomSampler cannot be honoured",
+        ),
+        (
+            lambda d: torch.utils.data.DataLoader(
+                d, batch_sampler=torch.utils.data.BatchSampler(range(len(d)), 4, drop_last=False)
+            ),
+            "custom batch_sampler",
+        ),
+        (
+            lambda d: torch.utils.data.DataLoader(
+                d, batch_size=4, sampler=torch.utils.data.RandomSampler(d, replacement=True)
+            ),
+            "with replacement",
+        ),
+    ],
+)
+def test_a_torch_data_loader_jaxst_cannot_honour_says_what_it_takes(sts_examples, make_loader, message):
+    with pytest.raises(ValueError, match=message) as error:
+        as_data_loader(make_loader(sts_examples))
+    assert "jaxst takes a torch DataLoader made with dataset, batch_size, shuffle and drop_last only" in str(
+        error.value
+    )
+
+
+def test_anything_else_is_refused_naming_what_fit_takes(sts_examples):
+    with pytest.raises(
+        TypeError, match="or a torch.utils.data.DataLoader over InputExamples, got builtins.list"
+    ):
+        as_data_loader(sts_examples)

@@ -338,7 +338,7 @@ class NeedsThree(CosineMSE):
             ValueError,
             "CosineMSE needs a label",
         ),
-        (lambda m, ex: ([ex], CosineMSE(m)), TypeError, "expected a jaxst DataLoader"),
+        (lambda m, ex: ([ex], CosineMSE(m)), TypeError, "objective 0: fit takes a jaxst DataLoader"),
     ],
 )
 def test_bad_objectives_are_named(tiny_folder, pairs, make_objective, error, message):
