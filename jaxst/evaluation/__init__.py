@@ -6,6 +6,7 @@ from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
 from jaxst.evaluation.mse import MSEEvaluator
 from jaxst.evaluation.sequential import SequentialEvaluator
+from jaxst.evaluation.translation import TranslationEvaluator
 from jaxst.evaluation.triplet import TripletEvaluator
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "MSEEvaluator",
     "SentenceEvaluator",
     "SequentialEvaluator",
+    "TranslationEvaluator",
     "TripletEvaluator",
 ]
