@@ -5,6 +5,7 @@ from jaxst.evaluation.binary_classification import BinaryClassificationEvaluator
 from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
 from jaxst.evaluation.mse import MSEEvaluator
+from jaxst.evaluation.paraphrase_mining import ParaphraseMiningEvaluator
 from jaxst.evaluation.sequential import SequentialEvaluator
 from jaxst.evaluation.translation import TranslationEvaluator
 from jaxst.evaluation.triplet import TripletEvaluator
@@ -15,6 +16,7 @@ __all__ = [
     "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator",
     "MSEEvaluator",
+    "ParaphraseMiningEvaluator",
     "SentenceEvaluator",
     "SequentialEvaluator",
     "TranslationEvaluator",
