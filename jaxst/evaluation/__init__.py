@@ -6,6 +6,7 @@ from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
 from jaxst.evaluation.mse import MSEEvaluator
 from jaxst.evaluation.paraphrase_mining import ParaphraseMiningEvaluator
+from jaxst.evaluation.reranking import RerankingEvaluator
 from jaxst.evaluation.sequential import SequentialEvaluator
 from jaxst.evaluation.translation import TranslationEvaluator
 from jaxst.evaluation.triplet import TripletEvaluator
@@ -17,6 +18,7 @@ __all__ = [
     "InformationRetrievalEvaluator",
     "MSEEvaluator",
     "ParaphraseMiningEvaluator",
+    "RerankingEvaluator",
     "SentenceEvaluator",
     "SequentialEvaluator",
     "TranslationEvaluator",
