@@ -5,6 +5,7 @@ from jaxst.evaluation.binary_classification import BinaryClassificationEvaluator
 from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
 from jaxst.evaluation.mse import MSEEvaluator
+from jaxst.evaluation.nano_beir import NanoBEIREvaluator
 from jaxst.evaluation.paraphrase_mining import ParaphraseMiningEvaluator
 from jaxst.evaluation.reranking import RerankingEvaluator
 from jaxst.evaluation.sequential import SequentialEvaluator
@@ -17,6 +18,7 @@ __all__ = [
     "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator",
     "MSEEvaluator",
+    "NanoBEIREvaluator",
     "ParaphraseMiningEvaluator",
     "RerankingEvaluator",
     "SentenceEvaluator",
