@@ -4,6 +4,7 @@ from jaxst.evaluation.base import BaseEvaluator, SentenceEvaluator
 from jaxst.evaluation.binary_classification import BinaryClassificationEvaluator
 from jaxst.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
+from jaxst.evaluation.label_accuracy import LabelAccuracyEvaluator
 from jaxst.evaluation.mse import MSEEvaluator
 from jaxst.evaluation.nano_beir import NanoBEIREvaluator
 from jaxst.evaluation.paraphrase_mining import ParaphraseMiningEvaluator
@@ -17,6 +18,7 @@ __all__ = [
     "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator",
+    "LabelAccuracyEvaluator",
     "MSEEvaluator",
     "NanoBEIREvaluator",
     "ParaphraseMiningEvaluator",
