@@ -20,11 +20,12 @@ def duplicate_pairs(
     duplicates_dict: Mapping[Hashable, Mapping[Hashable, bool]] | None,
     add_transitive_closure: bool,
 ) -> set[frozenset]:
-    """The gold duplicate pairs {id1, id2} (id1 != id2) whose ids are both known.
+    """The gold duplicate pairs {id1, id2} whose ids are both known.
 
     Pairs come from duplicates_dict (`[id1][id2]` true) and from duplicates_list (only pairs of known ids,
     as sentence-transformers adds them). With add_transitive_closure, every two ids connected by a chain
-    of those pairs (through any id, known or not) form a pair.
+    of those pairs (through any id, known or not) form a pair. An id paired with itself ({id1}) counts, as
+    in sentence-transformers, though mining never finds it.
     """
     known = set(known_ids)
     edges = [
@@ -35,12 +36,12 @@ def duplicate_pairs(
     ]
     edges += [(id1, id2) for id1, id2 in duplicates_list or () if id1 in known and id2 in known]
     if add_transitive_closure:
-        edges = [
+        edges += [
             pair
             for component in _connected_components(edges)
             for pair in itertools.combinations(component, 2)
         ]
-    return {frozenset(pair) for pair in edges if pair[0] != pair[1] and pair[0] in known and pair[1] in known}
+    return {frozenset(pair) for pair in edges if pair[0] in known and pair[1] in known}
 
 
 def _connected_components(edges: list[tuple[Hashable, Hashable]]) -> list[list[Hashable]]:

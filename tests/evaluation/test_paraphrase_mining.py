@@ -74,11 +74,18 @@ def test_same_metrics_and_csv_as_sentence_transformers(mining_set, tmp_path, opt
 
 
 def test_duplicates_dict_and_transitive_closure_as_sentence_transformers(mining_set, tmp_path):
-    """Chains of gold pairs (one through an id outside the sentences) and a dict of duplicates."""
+    """Chains of gold pairs (one through an id outside the sentences) and a dict of duplicates, with an id
+    paired with itself (a gold pair that mining cannot find)."""
     sentences, duplicates, vectors = mining_set
     ids = list(sentences)
     duplicates_dict = defaultdict(lambda: defaultdict(bool))
-    for id1, id2 in [(ids[1], ids[2]), (ids[3], "unknown"), ("unknown", ids[4]), (ids[2], ids[7])]:
+    for id1, id2 in [
+        (ids[1], ids[2]),
+        (ids[3], "unknown"),
+        ("unknown", ids[4]),
+        (ids[2], ids[7]),
+        (ids[5], ids[5]),
+    ]:
         duplicates_dict[id1][id2] = duplicates_dict[id2][id1] = True
     model = FixedEmbeddingModel(vectors, dim=DIM)
     for closure in (False, True):
