@@ -10,6 +10,8 @@ from enum import Enum
 
 import jax
 import numpy as np
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
 from jaxst.evaluation.base import BaseEvaluator, append_csv_row, csv_file_name, progress_text
 from jaxst.evaluation.information_retrieval import InformationRetrievalEvaluator
@@ -31,6 +33,25 @@ DATASET_NAME_TO_HUMAN_READABLE = {
     "scifact": "SciFact",
     "touche2020": "Touche2020",
 }
+
+
+def nanobeir_folder(dataset_id: str) -> str:
+    """The local folder of a NanoBEIR dataset: `dataset_id` itself when it is a folder, else the snapshot of
+    the Hugging Face dataset repository `dataset_id` already in the hub cache (read only, never a download).
+
+    Raises:
+        ValueError: neither exists, saying where it looked.
+    """
+    if os.path.isdir(dataset_id):
+        return dataset_id
+    try:
+        return snapshot_download(dataset_id, repo_type="dataset", local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError):
+        raise ValueError(
+            f"dataset_id {dataset_id!r} is neither a folder nor a dataset in the Hugging Face hub cache "
+            f"({constants.HF_HUB_CACHE}). jaxst downloads nothing: pass the folder holding "
+            "corpus/, queries/ and qrels/ with Nano{Name}-*.parquet files."
+        ) from None
 
 
 def read_nanobeir_split(folder: str, subset: str, split: str, required_columns: Sequence[str]) -> list[dict]:
@@ -66,7 +87,8 @@ class NanoBEIREvaluator(BaseEvaluator):
     `Nano{Name}` (e.g. NanoMSMARCO), `corpus/Nano{Name}-*.parquet` and `queries/Nano{Name}-*.parquet`
     (columns `_id`, `text`; empty texts are left out) and `qrels/Nano{Name}-*.parquet` (`query-id`,
     `corpus-id`, one id or a list). A snapshot of sentence-transformers/NanoBEIR-en (or a translated
-    NanoBEIR) copied to disk has it; jaxst downloads nothing.
+    NanoBEIR) has it: a copy on disk, or the one the Hugging Face hub cache holds when sentence-transformers
+    loaded it before (see `nanobeir_folder`); jaxst downloads nothing.
 
     Metrics: every sub-evaluator's, prefixed `Nano{Name}[_{truncate_dim}]_`, then each metric m
     aggregated over the datasets by `aggregate_fn`, prefixed `NanoBEIR_{aggregate_key}[_{truncate_dim}]_`.
@@ -77,7 +99,7 @@ class NanoBEIREvaluator(BaseEvaluator):
     Args:
         dataset_names: short names (case-insensitive: "msmarco", "nfcorpus", ...; see
             DATASET_NAME_TO_HUMAN_READABLE); None: all thirteen.
-        dataset_id: the local NanoBEIR folder.
+        dataset_id: the local NanoBEIR folder, or the id of a NanoBEIR dataset in the hub cache.
         mrr_at_k, ndcg_at_k, accuracy_at_k, precision_recall_at_k, map_at_k: cut-offs, as
             InformationRetrievalEvaluator's.
         show_progress_bar, batch_size, write_csv, truncate_dim, score_functions, main_score_function,
@@ -114,13 +136,8 @@ class NanoBEIREvaluator(BaseEvaluator):
             list(DATASET_NAME_TO_HUMAN_READABLE) if dataset_names is None else list(dataset_names)
         )
         self._check_dataset_names()
-        if not os.path.isdir(dataset_id):
-            raise ValueError(
-                f"dataset_id {dataset_id!r} is not a folder. jaxst reads NanoBEIR from a local copy and "
-                "downloads nothing: pass the folder holding corpus/, queries/ and qrels/ with "
-                "Nano{Name}-*.parquet files."
-            )
         self.dataset_id = dataset_id
+        self.folder = nanobeir_folder(dataset_id)
         self.aggregate_fn = aggregate_fn
         self.aggregate_key = aggregate_key
         self.write_csv = write_csv
@@ -172,9 +189,9 @@ class NanoBEIREvaluator(BaseEvaluator):
 
     def _load_dataset(self, dataset_name: str, **ir_options) -> InformationRetrievalEvaluator:
         split = f"Nano{DATASET_NAME_TO_HUMAN_READABLE[dataset_name.lower()]}"
-        corpus = read_nanobeir_split(self.dataset_id, "corpus", split, ["_id", "text"])
-        queries = read_nanobeir_split(self.dataset_id, "queries", split, ["_id", "text"])
-        qrels = read_nanobeir_split(self.dataset_id, "qrels", split, ["query-id", "corpus-id"])
+        corpus = read_nanobeir_split(self.folder, "corpus", split, ["_id", "text"])
+        queries = read_nanobeir_split(self.folder, "queries", split, ["_id", "text"])
+        qrels = read_nanobeir_split(self.folder, "qrels", split, ["query-id", "corpus-id"])
         relevant_docs: dict = {}
         for row in qrels:
             corpus_ids = row["corpus-id"]

@@ -1,5 +1,8 @@
 """NanoBEIREvaluator over a local NanoBEIR folder against sentence-transformers' loading the same folder."""
 
+import shutil
+
+import huggingface_hub
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,14 +138,31 @@ def test_options_and_lists_of_qrels_as_sentence_transformers(nanobeir_with_lists
     assert "passage: " + read_tsv("pairs/mrpc.tsv.gz", "test")[0]["sentence2"] in model.encoded_texts
 
 
+def test_a_dataset_id_found_in_the_hub_cache(nanobeir, tmp_path, monkeypatch):
+    """sentence-transformers/NanoBEIR-en as the hub cache holds it after sentence-transformers loaded it:
+    the snapshot that refs/main names. Nothing is downloaded."""
+    folder, vectors = nanobeir
+    repo = tmp_path / "hub" / "datasets--sentence-transformers--NanoBEIR-en"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    evaluator = NanoBEIREvaluator(["msmarco"])
+    assert evaluator.folder == str(repo / "snapshots" / commit)
+    local = NanoBEIREvaluator(["msmarco"], folder)
+    model = FixedEmbeddingModel(vectors, dim=DIM)
+    assert evaluator(model) == local(model)
+
+
 def test_bad_arguments_are_errors(nanobeir, tmp_path):
     folder, _ = nanobeir
     with pytest.raises(ValueError, match=r"Dataset\(s\) \['msmarc'\] are not valid NanoBEIR datasets"):
         NanoBEIREvaluator(["msmarc"], folder)
     with pytest.raises(ValueError, match="dataset_names cannot be empty"):
         NanoBEIREvaluator([], folder)
-    with pytest.raises(ValueError, match="is not a folder. jaxst reads NanoBEIR from a local copy"):
-        NanoBEIREvaluator(["msmarco"])
+    with pytest.raises(ValueError, match="is neither a folder nor a dataset in the Hugging Face hub cache"):
+        NanoBEIREvaluator(["msmarco"], "no-such-owner/no-such-dataset")
     with pytest.raises(ValueError, match="no corpus file of NanoSciFact"):
         NanoBEIREvaluator(["scifact"], folder)
     with pytest.raises(ValueError, match=r"missing query prompts: \['nfcorpus'\]"):
