@@ -189,15 +189,14 @@ class EmbeddingEvaluator(BaseEvaluator, abc.ABC):
 
     def embed_inputs(self, model, sentences: Sequence[str], **kwargs) -> np.ndarray:
         """[N, D] float32 embeddings of `sentences` with this evaluator's batch_size, show_progress_bar and
-        truncate_dim; `kwargs` (role, prompt, normalize_embeddings, ...) go to `encode_texts`."""
-        return encode_texts(
-            model,
-            sentences,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress_bar,
-            truncate_dim=self.truncate_dim,
-            **kwargs,
-        )
+        truncate_dim; `kwargs` (role, prompt, normalize_embeddings, ...) go to `encode_texts` and take
+        precedence."""
+        options = {
+            "batch_size": self.batch_size,
+            "show_progress_bar": self.show_progress_bar,
+            "truncate_dim": self.truncate_dim,
+        }
+        return encode_texts(model, sentences, **(options | kwargs))
 
 
 # The name sentence-transformers used before BaseEvaluator.

@@ -123,15 +123,28 @@ class InformationRetrievalEvaluator(EmbeddingEvaluator):
                 f"the corpus, e.g. {examples}; they count as relevant but can never be retrieved."
             )
 
-    def csv_columns(self) -> list[str]:
-        columns = []
-        for score_name in self.score_function_names:
-            columns += [f"{score_name}-Accuracy@{k}" for k in self.k_values["accuracy@k"]]
+    def csv_metric_keys(self) -> list[tuple[str, str]]:
+        """(CSV column, metric key) of every CSV value, in column order: for each score function f,
+        `f-Accuracy@k`, then `f-Precision@k` and `f-Recall@k` by k, then MRR, NDCG and MAP."""
+        pairs = []
+        for fn_name in self.score_function_names:
+            pairs += [
+                (f"{fn_name}-Accuracy@{k}", f"{fn_name}_accuracy@{k}") for k in self.k_values["accuracy@k"]
+            ]
             for k in self.k_values["precision@k"]:
-                columns += [f"{score_name}-Precision@{k}", f"{score_name}-Recall@{k}"]
+                pairs += [
+                    (f"{fn_name}-Precision@{k}", f"{fn_name}_precision@{k}"),
+                    (f"{fn_name}-Recall@{k}", f"{fn_name}_recall@{k}"),
+                ]
             for metric, csv_name in METRIC_CSV_NAMES.items():
-                columns += [f"{score_name}-{csv_name}@{k}" for k in self.k_values[metric]]
-        return columns
+                pairs += [
+                    (f"{fn_name}-{csv_name}@{k}", f"{fn_name}_{metric.replace('@k', f'@{k}')}")
+                    for k in self.k_values[metric]
+                ]
+        return pairs
+
+    def csv_columns(self) -> list[str]:
+        return [column for column, _ in self.csv_metric_keys()]
 
     def compute(self, model, output_path: str | None) -> tuple[dict[str, float], list]:
         if self._score_functions_from_model:
@@ -147,14 +160,7 @@ class InformationRetrievalEvaluator(EmbeddingEvaluator):
             for metric, per_k in values.items()
             for k, value in per_k.items()
         }
-        csv_values = []
-        for fn_name in self.score_function_names:
-            csv_values += [scores[fn_name]["accuracy@k"][k] for k in self.k_values["accuracy@k"]]
-            for k in self.k_values["precision@k"]:
-                csv_values += [scores[fn_name]["precision@k"][k], scores[fn_name]["recall@k"][k]]
-            for metric in METRIC_CSV_NAMES:
-                csv_values += [scores[fn_name][metric][k] for k in self.k_values[metric]]
-        return metrics, csv_values
+        return metrics, [metrics[key] for _, key in self.csv_metric_keys()]
 
     def choose_primary_metric(self, metrics: dict[str, float]) -> str:
         """Kept once chosen, until the model's similarity function changes the score functions."""

@@ -33,8 +33,8 @@ class TripletEvaluator(PairwiseSimilarityEvaluator):
         write_csv: append the accuracies to the CSV file under output_path.
         truncate_dim: keep the first `truncate_dim` embedding dimensions.
         similarity_fn_names: similarity functions to evaluate (default: the model's own).
-
-    sentence-transformers' deprecated `main_distance_function` argument is not accepted.
+        main_distance_function: deprecated name of main_similarity_function (a warning), used when
+            that is None.
     """
 
     log_title = "TripletEvaluator: Evaluating the model"
@@ -58,8 +58,15 @@ class TripletEvaluator(PairwiseSimilarityEvaluator):
         write_csv: bool = True,
         truncate_dim: int | None = None,
         similarity_fn_names: Sequence[str] | None = None,
+        main_distance_function: str | Enum | None = "deprecated",
     ) -> None:
         check_same_length(anchors=anchors, positives=positives, negatives=negatives)
+        if main_distance_function != "deprecated" and main_similarity_function is None:
+            logger.warning(
+                "The 'main_distance_function' parameter is deprecated. Please use 'main_similarity_function' "
+                "instead. 'main_distance_function' will be removed in a future release."
+            )
+            main_similarity_function = main_distance_function
         super().__init__(
             similarity_fn_names,
             main_similarity_function,

@@ -50,6 +50,28 @@ def init_softmax_classifier(
     return init_linear(rng, n * embedding_dimension, num_labels)
 
 
+def softmax_logits(
+    classifier: LinearParams,
+    embeddings_a: jax.Array,
+    embeddings_b: jax.Array,
+    *,
+    concatenation_sent_rep: bool = True,
+    concatenation_sent_difference: bool = True,
+    concatenation_sent_multiplication: bool = False,
+) -> jax.Array:
+    """[B, C] float32 logits `[a, b, |a - b|, a * b] @ kernel + bias` (the selected parts, in this order).
+
+    embeddings_a, embeddings_b: [B, D]; classifier {"kernel": [n * D, C], "bias": [C]}.
+    """
+    a, b = embeddings_a.astype(jnp.float32), embeddings_b.astype(jnp.float32)
+    parts = [a, b] if concatenation_sent_rep else []
+    if concatenation_sent_difference:
+        parts.append(torch_abs(a - b))
+    if concatenation_sent_multiplication:
+        parts.append(a * b)
+    return apply_linear(classifier, jnp.concatenate(parts, axis=1))
+
+
 def softmax_loss(
     classifier: LinearParams,
     embeddings_a: jax.Array,
@@ -74,7 +96,7 @@ def softmax_loss(
         Scalar float32: mean_i CE(softmax(features_i @ kernel + bias), y_i).
         As torch's CrossEntropyLoss, except that integer labels must lie in [0, C): `ignore_index` (-100) is
         not supported, nor is a custom `loss_fct`. sentence-transformers' call without labels, which
-        returns the logits, is not part of this loss (`apply_linear(classifier, features)` gives them).
+        returns the logits, is not part of this loss (`softmax_logits` gives them).
     """
     arrays = {"embeddings_a": embeddings_a, "embeddings_b": embeddings_b}
     check_rank(LOSS_NAME, arrays, 2)
@@ -94,13 +116,14 @@ def softmax_loss(
             f"(probabilities) for embeddings of shape {tuple(embeddings_a.shape)}, got {tuple(labels.shape)}."
         )
 
-    a, b = embeddings_a.astype(jnp.float32), embeddings_b.astype(jnp.float32)
-    parts = [a, b] if concatenation_sent_rep else []
-    if concatenation_sent_difference:
-        parts.append(torch_abs(a - b))
-    if concatenation_sent_multiplication:
-        parts.append(a * b)
-    logits = apply_linear(classifier, jnp.concatenate(parts, axis=1))
+    logits = softmax_logits(
+        classifier,
+        embeddings_a,
+        embeddings_b,
+        concatenation_sent_rep=concatenation_sent_rep,
+        concatenation_sent_difference=concatenation_sent_difference,
+        concatenation_sent_multiplication=concatenation_sent_multiplication,
+    )
     if labels.ndim == 1:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
     return optax.softmax_cross_entropy(logits, labels.astype(jnp.float32)).mean()
@@ -141,7 +164,7 @@ class SoftmaxLoss(Loss):
         )
 
     @property
-    def _concatenation(self) -> dict[str, bool]:
+    def concatenation(self) -> dict[str, bool]:
         return {k: v for k, v in self.hyperparameters.items() if k.startswith("concatenation_")}
 
     def init_params(self, rng: jax.Array, embedding_dim: int) -> LinearParams:
@@ -152,7 +175,7 @@ class SoftmaxLoss(Loss):
                 f"but the model embeds in {embedding_dim} dimensions."
             )
         return init_softmax_classifier(
-            rng, expected, self.hyperparameters["num_labels"], **self._concatenation
+            rng, expected, self.hyperparameters["num_labels"], **self.concatenation
         )
 
     def check_label(self, label: Any) -> None:
@@ -182,4 +205,4 @@ class SoftmaxLoss(Loss):
                 "SoftmaxLoss.compute needs the classifier parameters from init_params, got None."
             )
         embeddings_a, embeddings_b = embeddings
-        return softmax_loss(params, embeddings_a, embeddings_b, labels, **self._concatenation)
+        return softmax_loss(params, embeddings_a, embeddings_b, labels, **self.concatenation)

@@ -36,7 +36,8 @@ class _NoModelCard:
 
 
 class FixedEmbeddingModel:
-    """`encode` (numpy or torch, with sentence-transformers' truncation, normalization and quantization),
+    """`encode` (numpy, a torch tensor, or a list of torch tensors as sentence-transformers returns without
+    convert_to_numpy; with sentence-transformers' truncation, normalization and quantization),
     `encode_query` / `encode_document`, `similarity_fn_name`, `similarity`."""
 
     device = torch.device("cpu")
@@ -88,7 +89,9 @@ class FixedEmbeddingModel:
             embeddings = quantize_embeddings(embeddings, precision=precision)
         if isinstance(sentences, str):
             embeddings = embeddings[0]
-        return torch.from_numpy(embeddings) if convert_to_tensor else embeddings
+        if convert_to_tensor:
+            return torch.from_numpy(embeddings)
+        return embeddings if convert_to_numpy else list(torch.from_numpy(embeddings))
 
     encode_query = encode
     encode_document = encode

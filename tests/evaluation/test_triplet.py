@@ -71,3 +71,13 @@ def test_bad_arguments_are_errors(triplets):
         TripletEvaluator(anchors, positives, negatives, margin={"cos": 0.1})
     with pytest.raises(ValueError, match="Unknown similarity function 'l2'"):
         TripletEvaluator(anchors, positives, negatives, similarity_fn_names=["l2"])
+
+
+def test_deprecated_main_distance_function_as_sentence_transformers(triplets, caplog):
+    anchors, positives, negatives, vectors = triplets
+    model = FixedEmbeddingModel(vectors, dim=DIM)
+    ours = TripletEvaluator(anchors, positives, negatives, main_distance_function="manhattan")
+    theirs = STEvaluator(anchors, positives, negatives, main_distance_function="manhattan")
+    assert "'main_distance_function' parameter is deprecated" in caplog.text
+    assert_same_metrics(ours(model), theirs(model))
+    assert ours.primary_metric == theirs.primary_metric == "manhattan_accuracy"
