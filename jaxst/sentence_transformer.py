@@ -30,6 +30,9 @@ from jaxst.io.st_format import (
     write_model_config,
     write_modules_json,
 )
+from jaxst.lora import LoraConfig
+from jaxst.lora import layers as lora_layers
+from jaxst.lora.adapter_files import attach_saved_adapter, write_adapter
 from jaxst.models import load_checkpoint, save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
@@ -107,6 +110,8 @@ class SentenceTransformer:
         transformer_folder = folder if entries is None else folder / entries[0].path
 
         encoder, self._checkpoint_extras = load_checkpoint(transformer_folder, dtype=dtype)
+        self._base_model_name_or_path = str(transformer_folder.resolve())
+        self.lora_config: LoraConfig | None = attach_saved_adapter(encoder, transformer_folder)
         self.graphdef, encoder_params = nnx.split(encoder)
         self.hidden_size = int(encoder.hidden_size)
         self.dtype = encoder.dtype
@@ -504,6 +509,58 @@ class SentenceTransformer:
         if self.compile_count != compiled:
             release_free_memory()
 
+    # ------------------------------------------------------------------------------------------------- LoRA
+
+    def add_adapter(self, config: LoraConfig, adapter_name: str = "default", *, seed: int = 0) -> None:
+        """Attaches a fresh LoRA adapter to the encoder's linear layers that `config` targets (PEFT's
+        semantics, see `jaxst.LoraConfig`); from then on `fit` trains only the adapter (and the pipeline's
+        Dense modules) and `save` writes it beside the base model in PEFT's format.
+
+        Args:
+            config: the adapter's options; target_modules None takes PEFT's default for the model type.
+            adapter_name: "default", PEFT's name for a model's one adapter (jaxst holds one).
+            seed: seeds the random initialisation of the LoRA factors.
+
+        Raises:
+            ValueError: the model has an adapter already, another adapter_name, or target_modules that
+                match no linear layer or that PEFT has no default for.
+        """
+        if adapter_name != "default":
+            raise ValueError(
+                f"adapter_name must be 'default' (jaxst holds one adapter), got {adapter_name!r}."
+            )
+        if self.lora_config is not None:
+            raise ValueError("This model has an adapter already; merge_adapter() folds it into the weights.")
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        config = lora_layers.resolve_targets(config, encoder.spec.model_type)
+        lora_layers.attach(encoder, config, jax.random.PRNGKey(seed))
+        self._set_encoder(encoder)
+        self.lora_config = config
+
+    def active_adapters(self) -> list[str]:
+        """["default"] while the model has a LoRA adapter, else []."""
+        return [] if self.lora_config is None else ["default"]
+
+    def merge_adapter(self) -> None:
+        """Folds the adapter into the base weights, W + scaling * A B per adapted layer, and removes it
+        (PEFT's merge_and_unload): the model then computes the same embeddings as a plain model.
+
+        Raises:
+            ValueError: the model has no adapter.
+        """
+        if self.lora_config is None:
+            raise ValueError("This model has no adapter to merge (add_adapter attaches one).")
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        lora_layers.merge(encoder)
+        self._set_encoder(encoder)
+        self.lora_config = None
+
+    def _set_encoder(self, encoder: nnx.Module) -> None:
+        """Takes `encoder`'s graph and parameters; encode compiles anew for the new graph."""
+        self.graphdef, encoder_params = nnx.split(encoder)
+        self._params = self._place({**self._params, "encoder": encoder_params})
+        self._inference_step = jax.jit(self._inference, static_argnames="output_value")
+
     # ------------------------------------------------------------------------------------------------- train
 
     def fit(self, train_objectives: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -535,7 +592,10 @@ class SentenceTransformer:
             folder,
             ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
         )
-        save_encoder(nnx.merge(self.graphdef, self._params["encoder"]), folder, self._checkpoint_extras)
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        save_encoder(encoder, folder, self._checkpoint_extras)
+        if self.lora_config is not None:
+            write_adapter(folder, encoder, self.lora_config, self._base_model_name_or_path)
         self.transformer.save(folder)
         listing = [(ModuleEntry("0", "", "Transformer"), Transformer.type_ref)]
         for index, (name, module) in enumerate(self.pipeline, start=1):
