@@ -78,7 +78,7 @@ def test_an_unknown_option_is_a_type_error_naming_it():
 def test_a_fresh_adapter_starts_as_a_no_op_with_kaiming_uniform_a(folder):
     """init_lora_weights=True: B = 0 and A ~ U(-1/sqrt(in), 1/sqrt(in)), so the embeddings are the base's."""
     model = SentenceTransformer(folder)
-    expected = model.encode(TEXTS)
+    expected = model.encode(TEXTS[:8])
     model.add_adapter(LoraConfig(r=8))
     layers = dict(adapted_layers(nnx.merge(model.graphdef, model.params["encoder"])))
     assert sorted(name.rsplit(".", 1)[-1] for name in layers) == ["query", "query", "value", "value"]
@@ -87,7 +87,7 @@ def test_a_fresh_adapter_starts_as_a_no_op_with_kaiming_uniform_a(folder):
         assert not np.asarray(layer.lora_b[...]).any()
         bound = 1 / math.sqrt(a.shape[0])
         assert np.abs(a).max() <= bound and np.abs(a).max() > 0.8 * bound and abs(a.mean()) < 0.2 * bound
-    np.testing.assert_array_equal(model.encode(TEXTS), expected)
+    np.testing.assert_array_equal(model.encode(TEXTS[:8]), expected)
     with pytest.raises(ValueError, match="adapter already"):
         model.add_adapter(LoraConfig())
 

@@ -86,7 +86,7 @@ def test_adapter_gradients_equal_torch(adapted):
         output = ours.forward(join_trainable(adapter, frozen), ours.tokenize(texts))
         return jnp.mean(output["sentence_embedding"] * weights)
 
-    grads = jax.grad(objective)(trained)
+    grads = jax.jit(jax.grad(objective))(trained)
     adapter = {n: p for n, p in theirs[0].auto_model.named_parameters() if "lora_" in n}
     for parameter in adapter.values():  # peft loads an adapter for inference, without gradients
         parameter.requires_grad_(True)
@@ -110,7 +110,7 @@ def test_the_saved_folder_loads_back_with_its_adapter(adapted):
     _, ours, folder, _ = adapted
     reloaded = SentenceTransformer(folder)
     assert reloaded.lora_config == ours.lora_config and reloaded.active_adapters() == ["default"]
-    np.testing.assert_array_equal(reloaded.encode(TEXTS), ours.encode(TEXTS))
+    np.testing.assert_array_equal(reloaded.encode(TEXTS[:8]), ours.encode(TEXTS[:8]))
 
 
 def test_merging_folds_the_adapter_into_the_weights(adapted, tmp_path):
@@ -122,7 +122,7 @@ def test_merging_folds_the_adapter_into_the_weights(adapted, tmp_path):
     assert merged.active_adapters() == [] and not any(
         "lora" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(merged.params)
     )
-    np.testing.assert_allclose(merged.encode(TEXTS), ours.encode(TEXTS), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(merged.encode(TEXTS[:8]), ours.encode(TEXTS[:8]), atol=ATOL, rtol=0)
     merged.save(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
 
