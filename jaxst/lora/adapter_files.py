@@ -50,6 +50,9 @@ def write_adapter(
 def read_adapter_weights(folder: Path, encoder: TransformerEncoder) -> None:
     """Loads `folder`'s adapter_model.safetensors into `encoder`'s `LoraDense` layers (in place).
 
+    Factors of a layer the encoder does not compute (a key of the family's unused keys, such as BERT's
+    pooler.dense) are left out; on save they are not written back.
+
     Raises:
         WeightLoadingError: naming the file and the key, for an unreadable file, a missing or unexpected
             key, or a tensor whose shape differs from the layer's.
@@ -72,6 +75,12 @@ def read_adapter_weights(folder: Path, encoder: TransformerEncoder) -> None:
                     f"{list(factor.shape[::-1])}."
                 )
             factor[...] = jnp.asarray(value, jnp.float32)
+    # Layers the encoder never computes (BERT's pooler): PEFT adapts them under "all-linear" or a
+    # matching name, and their factors cannot change the embeddings.
+    unused = {key for key in type(encoder).key_mapping(encoder.spec).unused_keys if key.endswith(".weight")}
+    expected.update(
+        adapter_key for key in unused for adapter_key in adapter_keys(key.removesuffix(".weight"))
+    )
     if unexpected := sorted(set(tensors) - expected):
         raise WeightLoadingError(
             f"{path} holds tensors that match no adapted layer of the config's target_modules: "

@@ -90,7 +90,7 @@ def linear_layers(encoder: TransformerEncoder) -> dict[str, ParamPath]:
         if (
             key.endswith(".weight")
             and path[-1] == "kernel"
-            and isinstance(_module_at(encoder, path[:-1]), Dense)
+            and isinstance(module_at(encoder, path[:-1]), Dense)
         ):
             layers[key.removesuffix(".weight")] = path[:-1]
     return layers
@@ -99,7 +99,7 @@ def linear_layers(encoder: TransformerEncoder) -> dict[str, ParamPath]:
 def adapted_layers(encoder: TransformerEncoder) -> Iterator[tuple[str, LoraDense]]:
     """(transformers module name, layer) of each of `encoder`'s `LoraDense` layers, in key-table order."""
     for name, path in linear_layers(encoder).items():
-        module = _module_at(encoder, path)
+        module = module_at(encoder, path)
         if isinstance(module, LoraDense):
             yield name, module
 
@@ -152,7 +152,7 @@ def attach(encoder: TransformerEncoder, config: LoraConfig, rng: jax.Array) -> N
     for index, name in enumerate(chosen):
         path = layers[name]
         adapted = LoraDense(
-            _module_at(encoder, path),
+            module_at(encoder, path),
             rank=config.r,
             scaling=config.scaling,
             init=config.init_lora_weights,
@@ -168,7 +168,8 @@ def merge(encoder: TransformerEncoder) -> None:
         _set_module(encoder, paths[name], layer.merged())
 
 
-def _module_at(root: nnx.Module, path: ParamPath) -> Any:
+def module_at(root: nnx.Module, path: ParamPath) -> Any:
+    """The submodule (or parameter) of `root` at `path`, e.g. ("layers", 0, "query")."""
     module: Any = root
     for part in path:
         module = module[part] if isinstance(part, int) else getattr(module, part)
@@ -176,7 +177,7 @@ def _module_at(root: nnx.Module, path: ParamPath) -> Any:
 
 
 def _set_module(root: nnx.Module, path: ParamPath, module: nnx.Module) -> None:
-    parent, last = _module_at(root, path[:-1]), path[-1]
+    parent, last = module_at(root, path[:-1]), path[-1]
     if isinstance(last, int):
         parent[last] = module
     else:

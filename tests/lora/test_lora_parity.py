@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer as TorchSentenceTransforme
 
 from jaxst.lora import LoraConfig
 from jaxst.lora.config import DEFAULT_TARGET_MODULES
-from jaxst.lora.layers import adapted_layers
+from jaxst.lora.layers import adapted_layers, linear_layers, module_at
 from jaxst.lora.trainable import join_trainable, split_trainable
 from jaxst.sentence_transformer import SentenceTransformer
 from tests.st.tiny_qwen3 import save_tiny_qwen3
@@ -114,14 +114,26 @@ def test_the_saved_folder_loads_back_with_its_adapter(adapted):
 
 
 def test_merging_folds_the_adapter_into_the_weights(adapted, tmp_path):
-    """Merged, the model computes the adapted embeddings with plain layers, equal to peft's
-    merge_and_unload weights; saved, it is a plain folder without adapter files."""
+    """Merged, the model has plain layers whose weights equal peft's W + delta weight, and computes the
+    adapted embeddings; saved, it is a plain folder without adapter files."""
     _, ours, folder, theirs = adapted
     merged = SentenceTransformer(folder)
     merged.merge_adapter()
     assert merged.active_adapters() == [] and not any(
         "lora" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(merged.params)
     )
+    encoder = nnx.merge(merged.graphdef, merged.params["encoder"])
+    layers = linear_layers(encoder)
+    adapted_names = set()
+    for name, module in theirs[0].auto_model.named_modules():
+        if isinstance(module, peft.tuners.lora.Linear):
+            expected = (module.base_layer.weight + module.get_delta_weight("default")).detach().numpy()
+            kernel = module_at(encoder, layers[name]).kernel[...]
+            np.testing.assert_allclose(np.asarray(kernel).T, expected, atol=ATOL, rtol=0, err_msg=name)
+            adapted_names.add(name)
+    assert adapted_names == {
+        name for name, _ in adapted_layers(nnx.merge(ours.graphdef, ours.params["encoder"]))
+    }
     np.testing.assert_allclose(merged.encode(TEXTS[:8]), ours.encode(TEXTS[:8]), atol=ATOL, rtol=0)
     merged.save(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
@@ -130,3 +142,16 @@ def test_merging_folds_the_adapter_into_the_weights(adapted, tmp_path):
 def test_default_target_modules_are_peft_s():
     for model_type, targets in DEFAULT_TARGET_MODULES.items():
         assert list(targets) == TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type]
+
+
+def test_an_adapter_peft_wrote_loads_into_jaxst(tmp_path):
+    """peft's own adapter folder, written beside the base model, gives jaxst peft's embeddings; its factors
+    for BERT's pooler ("dense" matches pooler.dense), a layer jaxst does not compute, are left out."""
+    build_torch_model(save_tiny_encoder(tmp_path / "encoder"), tmp_path / "model")
+    theirs = TorchSentenceTransformer(str(tmp_path / "model"), device="cpu")
+    config = peft.LoraConfig(r=2, lora_alpha=6, target_modules=["key", "dense"], init_lora_weights=False)
+    peft.get_peft_model(theirs[0].auto_model, config).save_pretrained(str(tmp_path / "model"))
+    theirs.eval()
+    ours = SentenceTransformer(tmp_path / "model")
+    assert ours.lora_config.target_modules == ("key", "dense")
+    np.testing.assert_allclose(ours.encode(TEXTS[:8]), theirs.encode(TEXTS[:8]), atol=ATOL, rtol=0)
