@@ -2,6 +2,7 @@
 frozen base encoder comes out of fit bit for bit unchanged."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -14,7 +15,8 @@ from jaxst.lora.trainable import join_trainable, split_trainable
 from jaxst.losses import CosineSimilarityLoss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
-from jaxst.training.step import init_train_state
+from jaxst.training.parallel import PmapParallel
+from jaxst.training.step import init_train_state, make_train_step
 from tests.training.tiny_st import make_tiny_st_model
 
 
@@ -77,3 +79,30 @@ def test_fit_refuses_lora_dropout_in_training(tmp_path):
     loader = DataLoader([InputExample(texts=["a", "b"], label=1.0)] * 2, batch_size=2)
     with pytest.raises(ValueError, match="lora_dropout=0.1"):
         model.fit([(loader, CosineSimilarityLoss(model))], show_progress_bar=False)
+
+
+def test_a_bfloat16_base_stays_frozen_in_bfloat16_while_the_adapter_trains(adapted):
+    """The frozen base may be kept in bfloat16: a step reads it, leaves it untouched and trains the
+    float32 adapter."""
+    trained, frozen = split_trainable(adapted.params)
+    frozen = jax.tree.map(lambda x: x.astype(jnp.bfloat16), frozen)
+    tx = optax.adamw(1e-2)
+    parallel = PmapParallel(jax.local_devices()[:1])
+    step = parallel.compile(
+        make_train_step(adapted.forward, CosineSimilarityLoss(adapted), tx, use_dropout=False)
+    )
+    state = parallel.put_state(init_train_state({"model": trained, "losses": ({},)}, tx, 0, frozen=frozen))
+    pairs = load_stsb("train")[:8]
+    tokens = adapted.tokenize([a for a, _, _ in pairs] + [b for _, b, _ in pairs])
+    batch = {name: x.reshape(2, len(pairs), -1) for name, x in tokens.items()}
+    batch["labels"] = np.array([s / 5.0 for _, _, s in pairs], np.float32)
+    state, metrics = step(state, parallel.put_batch(batch))
+    after = parallel.get_state(state)
+    assert np.isfinite(parallel.get_metrics(metrics)["loss"])
+    assert {x.dtype for x in jax.tree.leaves(after.frozen)} == {np.dtype(jnp.bfloat16)}
+    for old, new in zip(jax.tree.leaves(frozen), jax.tree.leaves(after.frozen), strict=True):
+        np.testing.assert_array_equal(np.asarray(new), np.asarray(old))
+    assert any(
+        not np.array_equal(np.asarray(old), np.asarray(new))
+        for old, new in zip(jax.tree.leaves(trained), jax.tree.leaves(after.params["model"]), strict=True)
+    )
