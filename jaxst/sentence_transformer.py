@@ -70,6 +70,8 @@ class SentenceTransformer:
       L + 1 arrays [B, T, H], when asked). Pure: works under jax.jit, jax.grad, jax.pmap, shard_map.
       `dropout_rng` (a jax.random key) turns on train-mode dropout; None is eval mode.
     - `model.set_params(params)`: writes trained parameters back (same structure and shapes).
+    - `model.add_adapter(jaxst.LoraConfig(...))`: LoRA factors join the encoder's parameters and fit
+      trains them alone (`jaxst.lora`); `merge_adapter` folds them into the weights.
 
     `encode` runs the same `forward`, so training and inference agree.
 
