@@ -32,7 +32,8 @@ class LoraDense(Dense):
 
     kernel W [in, out] and bias b [out] are the base layer's (frozen in training, any float dtype);
     lora_a A [in, r] and lora_b B [r, out] are float32 `LoraParam`s; matmuls run in the compute dtype.
-    The dropout PEFT applies to the input of A is a training option of `fit`, not of this layer.
+    PEFT's dropout on the input of A (lora_dropout) is not implemented: `fit` refuses to train an
+    adapter with lora_dropout > 0 with dropout on.
     """
 
     def __init__(self, base: Dense, *, rank: int, scaling: float, init: bool | str, rng: jax.Array):

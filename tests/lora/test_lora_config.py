@@ -7,13 +7,16 @@ import math
 import numpy as np
 import peft
 import pytest
+import torch
 from flax import nnx
 
 from jaxst.io.hf import WeightLoadingError
 from jaxst.lora import LoraConfig
 from jaxst.lora.adapter_files import ADAPTER_WEIGHTS_FILE
-from jaxst.lora.layers import adapted_layers
+from jaxst.lora.layers import adapted_layers, linear_layers
+from jaxst.models import load_checkpoint
 from jaxst.sentence_transformer import SentenceTransformer
+from tests.models.tiny_models import ARCHITECTURES, save_tiny_model
 from tests.st.tiny_st import TEXTS
 from tests.training.tiny_st import make_tiny_st_model
 
@@ -111,3 +114,13 @@ def test_adapter_weights_that_do_not_fit_are_an_error_naming_the_key(folder, tmp
     with pytest.raises(WeightLoadingError, match="value.lora_A.weight"):
         SentenceTransformer(tmp_path / "saved")
     assert (tmp_path / "saved" / ADAPTER_WEIGHTS_FILE).is_file()
+
+
+def test_the_adaptable_layers_are_transformers_linear_layers_in_every_family(tmp_path):
+    """The names PEFT matches and writes keys under are the torch model's nn.Linear names, all of them
+    but the pooler's, which jaxst does not compute."""
+    for model_type in ARCHITECTURES:
+        torch_model = save_tiny_model(tmp_path / model_type, model_type)
+        linear = {name for name, module in torch_model.named_modules() if isinstance(module, torch.nn.Linear)}
+        encoder, _ = load_checkpoint(tmp_path / model_type)
+        assert set(linear_layers(encoder)) == linear - {"pooler.dense"}, model_type
