@@ -153,5 +153,5 @@ def test_an_adapter_peft_wrote_loads_into_jaxst(tmp_path):
     peft.get_peft_model(theirs[0].auto_model, config).save_pretrained(str(tmp_path / "model"))
     theirs.eval()
     ours = SentenceTransformer(tmp_path / "model")
-    assert ours.lora_config.target_modules == ("key", "dense")
+    assert set(ours.lora_config.target_modules) == {"key", "dense"}  # peft saves a set, in any order
     np.testing.assert_allclose(ours.encode(TEXTS[:8]), theirs.encode(TEXTS[:8]), atol=ATOL, rtol=0)
