@@ -15,6 +15,7 @@ from jaxst.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from jaxst import evaluation, losses, models, util
     from jaxst.logging_handler import LoggingHandler
+    from jaxst.lora import LoraConfig
     from jaxst.sentence_transformer import SentenceTransformer
     from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
 
@@ -27,6 +28,7 @@ __all__ = [
     "DataLoader",
     "InputExample",
     "LoggingHandler",
+    "LoraConfig",
     "NoDuplicatesDataLoader",
     "SentenceTransformer",
     "SentencesDataset",
@@ -42,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(
         "DataLoader": "jaxst.training.data",
         "InputExample": "jaxst.training.data",
         "LoggingHandler": "jaxst.logging_handler",
+        "LoraConfig": "jaxst.lora",
         "NoDuplicatesDataLoader": "jaxst.training.data",
         "SentenceTransformer": "jaxst.sentence_transformer",
         "SentencesDataset": "jaxst.training.data",

@@ -31,6 +31,9 @@ from jaxst.io.st_format import (
     write_model_config,
     write_modules_json,
 )
+from jaxst.lora import LoraConfig
+from jaxst.lora import layers as lora_layers
+from jaxst.lora.adapter_files import write_adapter
 from jaxst.models import save_encoder
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
@@ -71,6 +74,8 @@ class SentenceTransformer:
       L + 1 arrays [B, T, H], when asked). Pure: works under jax.jit, jax.grad, jax.pmap, shard_map.
       `dropout_rng` (a jax.random key) turns on train-mode dropout; None is eval mode.
     - `model.set_params(params)`: writes trained parameters back (same structure and shapes).
+    - `model.add_adapter(jaxst.LoraConfig(...))`: LoRA factors join the encoder's parameters and fit
+      trains them alone (`jaxst.lora`); `merge_adapter` folds them into the weights.
 
     `encode` runs the same `forward`, so training and inference agree.
 
@@ -139,6 +144,8 @@ class SentenceTransformer:
                 self.pipeline, module_params = load_pipeline(folder, entries[1:])
         self._transformer_module = transformer
         self._checkpoint_extras = transformer.checkpoint_extras
+        self._base_model_name_or_path = str(transformer.folder.resolve())
+        self.lora_config: LoraConfig | None = transformer.lora_config
         self.graphdef, encoder_params = nnx.split(transformer.encoder)
         self.hidden_size = int(transformer.encoder.hidden_size)
         self.dtype = transformer.encoder.dtype
@@ -554,6 +561,58 @@ class SentenceTransformer:
         if self.compile_count != compiled:
             release_free_memory()
 
+    # ------------------------------------------------------------------------------------------------- LoRA
+
+    def add_adapter(self, config: LoraConfig, adapter_name: str = "default", *, seed: int = 0) -> None:
+        """Attaches a fresh LoRA adapter to the encoder's linear layers that `config` targets (PEFT's
+        semantics, see `jaxst.LoraConfig`); from then on `fit` trains only the adapter (and the pipeline's
+        Dense modules) and `save` writes it beside the base model in PEFT's format.
+
+        Args:
+            config: the adapter's options; target_modules None takes PEFT's default for the model type.
+            adapter_name: "default", PEFT's name for a model's one adapter (jaxst holds one).
+            seed: seeds the random initialisation of the LoRA factors.
+
+        Raises:
+            ValueError: the model has an adapter already, another adapter_name, or target_modules that
+                match no linear layer or that PEFT has no default for.
+        """
+        if adapter_name != "default":
+            raise ValueError(
+                f"adapter_name must be 'default' (jaxst holds one adapter), got {adapter_name!r}."
+            )
+        if self.lora_config is not None:
+            raise ValueError("This model has an adapter already; merge_adapter() folds it into the weights.")
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        config = lora_layers.resolve_targets(config, encoder.spec.model_type)
+        lora_layers.attach(encoder, config, jax.random.PRNGKey(seed))
+        self._set_encoder(encoder)
+        self.lora_config = config
+
+    def active_adapters(self) -> list[str]:
+        """["default"] while the model has a LoRA adapter, else []."""
+        return [] if self.lora_config is None else ["default"]
+
+    def merge_adapter(self) -> None:
+        """Folds the adapter into the base weights, W + scaling * A B per adapted layer, and removes it
+        (PEFT's merge_and_unload): the model then computes the same embeddings as a plain model.
+
+        Raises:
+            ValueError: the model has no adapter.
+        """
+        if self.lora_config is None:
+            raise ValueError("This model has no adapter to merge (add_adapter attaches one).")
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        lora_layers.merge(encoder)
+        self._set_encoder(encoder)
+        self.lora_config = None
+
+    def _set_encoder(self, encoder: nnx.Module) -> None:
+        """Takes `encoder`'s graph and parameters; encode compiles anew for the new graph."""
+        self.graphdef, encoder_params = nnx.split(encoder)
+        self._params = self._place({**self._params, "encoder": encoder_params})
+        self._inference_step = jax.jit(self._inference, static_argnames="output_value")
+
     # ------------------------------------------------------------------------------------------------- train
 
     def fit(self, train_objectives: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -587,7 +646,10 @@ class SentenceTransformer:
             folder,
             ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
         )
-        save_encoder(nnx.merge(self.graphdef, self._params["encoder"]), folder, self._checkpoint_extras)
+        encoder = nnx.merge(self.graphdef, self._params["encoder"])
+        save_encoder(encoder, folder, self._checkpoint_extras)
+        if self.lora_config is not None:
+            write_adapter(folder, encoder, self.lora_config, self._base_model_name_or_path)
         self.transformer.save(folder)
         listing = [(ModuleEntry("0", "", "Transformer"), Transformer.type_ref)]
         for index, (name, module) in enumerate(self.pipeline, start=1):

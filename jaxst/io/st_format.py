@@ -33,6 +33,7 @@ MODEL_ROOT_FILES = (
     "config_sentence_transformers.json",
     "sentence_*_config.json",
     "config.json",
+    "adapter_config.json",
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",

@@ -18,6 +18,8 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 from jaxst.io.hf import CheckpointExtras
 from jaxst.io.model_names import resolve_model_folder
 from jaxst.io.st_format import check_type
+from jaxst.lora.adapter_files import attach_saved_adapter
+from jaxst.lora.config import LoraConfig
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.loading import load_checkpoint
 from jaxst.modules.transformer import SAVED_CONFIG, TransformerTokenizer
@@ -125,7 +127,7 @@ class Transformer:
             do_lower_case=do_lower_case,
             tokenizer_kwargs=tokenizer_kwargs,
         )
-        self._assemble(encoder, extras, tokenizer)
+        self._assemble(encoder, extras, tokenizer, folder)
 
     @classmethod
     def load(cls, folder: str | Path, dtype: Any = jnp.float32) -> Transformer:
@@ -136,15 +138,22 @@ class Transformer:
             folder, int(encoder.embeddings.max_length), type(encoder).uses_token_type_ids
         )
         module = cls.__new__(cls)
-        module._assemble(encoder, extras, tokenizer)
+        module._assemble(encoder, extras, tokenizer, Path(folder))
         return module
 
     def _assemble(
-        self, encoder: TransformerEncoder, extras: CheckpointExtras, tokenizer: TransformerTokenizer
+        self,
+        encoder: TransformerEncoder,
+        extras: CheckpointExtras,
+        tokenizer: TransformerTokenizer,
+        folder: Path,
     ) -> None:
+        """Holds the loaded parts; a LoRA adapter saved in `folder` (PEFT's files) joins the encoder."""
         self.encoder = encoder
         self.checkpoint_extras = extras
         self.tokenizer_side = tokenizer
+        self.folder = folder
+        self.lora_config: LoraConfig | None = attach_saved_adapter(encoder, folder)
 
     @property
     def auto_model(self) -> TransformerEncoder:

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxst.lora.trainable import split_trainable
 from jaxst.losses.base import Loss
 from jaxst.training.batching import batch_arrays
 from jaxst.training.checkpoint import Checkpointer
@@ -79,6 +80,17 @@ def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParalle
     return PmapParallel(devices[:count])
 
 
+def check_adapter_dropout(model: Any, use_dropout: bool) -> None:
+    """Raises ValueError when training with dropout would need the LoRA dropout, which fit does not
+    implement: an adapter with lora_dropout > 0 trains with use_dropout=False or lora_dropout=0."""
+    config = getattr(model, "lora_config", None)
+    if use_dropout and config is not None and config.lora_dropout > 0:
+        raise ValueError(
+            f"fit does not implement LoraConfig option lora_dropout={config.lora_dropout} (dropout on the "
+            "input of A); train with use_dropout=False or an adapter with lora_dropout=0.0."
+        )
+
+
 def open_resume_checkpoint(
     resume_from_checkpoint: bool | str, checkpoint_path: str | None
 ) -> tuple[Checkpointer, int | None]:
@@ -108,8 +120,10 @@ class TrainingRun:
         self.total_steps = self.steps_per_epoch * options.epochs * len(objectives)
         lr, optimizer_params = options.lr_and_optimizer_params()
         dim = model.get_sentence_embedding_dimension()
+        check_adapter_dropout(model, options.use_dropout)
+        trained, frozen = split_trainable(model.params)
         params = {
-            "model": model.params,
+            "model": trained,
             "losses": tuple(
                 o.loss.init_params(jax.random.PRNGKey(options.seed + 1 + o.index), dim) for o in objectives
             ),
@@ -147,7 +161,7 @@ class TrainingRun:
                     gradient_accumulation_steps=accumulation,
                 )
             )
-        self.host_state = init_train_state(params, tx, options.seed)
+        self.host_state = init_train_state(params, tx, options.seed, frozen=frozen)
         self.epoch, self.round = 0, 0
         self.checkpointer = (
             Checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
@@ -203,7 +217,7 @@ class TrainingRun:
         evaluator = self.options.evaluator
         if evaluator is None:
             return
-        self.model.set_params(state.params["model"])
+        self.model.set_params(state.model_params())
         output_path = self.options.output_path
         eval_dir = str(Path(output_path) / "eval") if output_path else None
         metrics = evaluator(self.model, output_path=eval_dir, epoch=epoch, steps=step)
@@ -267,7 +281,7 @@ class TrainingRun:
             self.epoch, self.round = self.epoch + 1, 0
         bar.close()
         final = self.parallel.get_state(device_state)
-        self.model.set_params(final.params["model"])
+        self.model.set_params(final.model_params())
         output_path = self.options.output_path
         if output_path and (self.options.evaluator is None or not self.options.save_best_model):
             self.model.save(output_path)

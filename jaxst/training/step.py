@@ -30,6 +30,7 @@ from flax import struct
 from jax import lax
 
 from jaxst.batch_layouts import Forward, PackedBatch, TrainingBatch, as_batch
+from jaxst.lora.trainable import join_trainable
 from jaxst.losses.base import Loss, chain_name
 from jaxst.training.accumulation import accumulated_value_and_grad, check_accumulation, micro_batches
 from jaxst.training.gradcache import cached_embed
@@ -44,26 +45,39 @@ class TrainState:
     """Everything that changes during training, as one pytree (checkpointed whole).
 
     Attributes:
-        params: {"model": encoder + module parameters, "losses": one pytree per objective (often {})}.
-        opt_state: the optax state of `params`.
+        params: the trained parameters, {"model": encoder + module parameters, "losses": one pytree per
+            objective (often {})}; with a LoRA adapter, "model" holds the adapter and the modules only
+            (`jaxst.lora.trainable.split_trainable`).
+        opt_state: the optax state of `params` (so with LoRA it exists for the adapter alone).
         step: int32 scalar, optimizer steps taken so far (all objectives together).
         rng: uint32 [2] PRNG key; the dropout key of a step is fold_in(fold_in(rng, step), device), its
             loss key (e.g. AdaptiveLayerLoss' layer draw) fold_in(fold_in(rng, LOSS_RNG_STREAM), step).
+        frozen: the model parameters the forward pass reads and no step updates (a LoRA adapter's base
+            encoder weights, any float dtype), or None when every model parameter trains.
     """
 
     params: Any
     opt_state: Any
     step: jax.Array
     rng: jax.Array
+    frozen: Any = None
+
+    def model_params(self) -> Any:
+        """All the model's parameters, trained and frozen, as `model.params`."""
+        return join_trainable(self.params["model"], self.frozen)
 
 
-def init_train_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
-    """A fresh state at step 0 for `params` ({"model": ..., "losses": ...})."""
+def init_train_state(
+    params: Any, tx: optax.GradientTransformation, seed: int, *, frozen: Any = None
+) -> TrainState:
+    """A fresh state at step 0 for the trained `params` ({"model": ..., "losses": ...}) and the `frozen`
+    model parameters (see `TrainState`); the optimizer state covers `params` only."""
     return TrainState(
         params=params,
         opt_state=tx.init(params),
         step=jnp.zeros((), jnp.int32),
         rng=jax.random.PRNGKey(seed),
+        frozen=frozen,
     )
 
 
@@ -169,6 +183,8 @@ def make_train_step(
         loss_rng = jax.random.fold_in(jax.random.fold_in(state.rng, LOSS_RNG_STREAM), state.step)
 
         def loss_fn(params: Any, batch: TrainingBatch, dropout_rng: jax.Array | None) -> jax.Array:
+            if state.frozen is not None:  # the frozen base joins the trained adapter, outside the gradient
+                params = {**params, "model": join_trainable(params["model"], state.frozen)}
             return batch_loss(
                 forward,
                 loss,
