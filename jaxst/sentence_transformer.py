@@ -80,6 +80,9 @@ class SentenceTransformer:
         default_prompt_name: the prompt used when encode gets neither `prompt` nor `prompt_name`.
         similarity_fn_name: "cosine", "dot", "euclidean" or "manhattan" (default: saved, else cosine).
         truncate_dim: keep only the first `truncate_dim` embedding dimensions (default: saved, else all).
+        model_kwargs: keyword arguments of the encoder's loading (`jaxst.models.load_checkpoint`), as
+            sentence-transformers passes its own to transformers: the attention options, e.g.
+            {"attention_implementation": "pallas", "attention_dropout": "skip"} (see `TransformerEncoder`).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class SentenceTransformer:
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
+        model_kwargs: dict[str, str] | None = None,
     ):
         folder = Path(model_name_or_path)
         if not folder.is_dir():
@@ -106,7 +110,9 @@ class SentenceTransformer:
             raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
         transformer_folder = folder if entries is None else folder / entries[0].path
 
-        encoder, self._checkpoint_extras = load_checkpoint(transformer_folder, dtype=dtype)
+        encoder, self._checkpoint_extras = load_checkpoint(
+            transformer_folder, dtype=dtype, **(model_kwargs or {})
+        )
         self.graphdef, encoder_params = nnx.split(encoder)
         self.hidden_size = int(encoder.hidden_size)
         self.dtype = encoder.dtype
