@@ -1,6 +1,8 @@
 """The fused attention kernels against the XLA path: each Pallas kernel in Pallas' interpret mode (value and
 gradient), the arguments cuDNN gets, the fall back to XLA, and what each attention_dropout choice does."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ from jaxst.models import load_checkpoint
 from jaxst.models.attention import TextMask, attention, text_attention_mask
 from jaxst.models.fused_attention import FusedKernel, choose_kernel, cudnn_arguments
 from jaxst.models.layers import draw_dropout_bits
+from tests.models.tiny_models import VOCAB_SIZE, jit_encode, save_tiny_model
 
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8  # grouped-query attention: two query heads per key / value head
 DROPOUT_RATE = 0.1
@@ -33,16 +36,15 @@ def qkv(length: int, seed: int = 0) -> tuple[jax.Array, ...]:
     return tuple(jax.random.normal(key, shape) for key, shape in zip(keys, shapes, strict=True))
 
 
-def output_and_grads(mask, segments, inputs, bias=None, **dropout):
+@partial(jax.jit, static_argnames="dropout_rate")
+def output_and_grads(mask, segments, inputs, bias=None, dropout_rate=0.0, dropout_bits=None):
     """attention's output on the text tokens (zeros at padding) and the gradient of a weighted sum of those
-    outputs with respect to q, k, v."""
+    outputs with respect to q, k, v, compiled as one program."""
     text_tokens = (segments != 0)[:, :, None, None]
     weights = jax.random.normal(jax.random.key(7), inputs[0].shape)
 
     def outputs(query, key, value):
-        out = attention(
-            query, key, value, mask, bias, **{"dropout_rate": 0.0, "dropout_bits": None, **dropout}
-        )
+        out = attention(query, key, value, mask, bias, dropout_rate=dropout_rate, dropout_bits=dropout_bits)
         return jnp.where(text_tokens, out, 0.0)
 
     out, pullback = jax.vjp(outputs, *inputs)
@@ -163,3 +165,29 @@ def test_kernel_choice_by_backend():
 def test_unknown_attention_option_is_named(options, named, tmp_path):
     with pytest.raises(ValueError, match=f"{named} must be one of .*got '"):
         load_checkpoint(tmp_path, **options)
+
+
+def test_encoder_runs_the_kernel_chosen_on_packed_rows(tmp_path):
+    """Gemma 3 (causal, grouped-query heads, its own logit scale) with "pallas" on CPU (the GPU kernel,
+    interpreted): its global layer on the kernel, its local layer's sliding window on XLA; the text
+    tokens' outputs equal the XLA path's."""
+    save_tiny_model(tmp_path, "gemma3_text")
+    length = KERNEL_LENGTHS["pallas_gpu"]
+    segments, positions = texts(length, causal=True)
+    input_ids = jax.random.randint(jax.random.key(1), segments.shape, 1, VOCAB_SIZE)
+    outputs = {}
+    for implementation in ("pallas", "xla"):
+        encoder, _ = load_checkpoint(tmp_path, attention_implementation=implementation)
+        encode = jit_encode(encoder, position_ids=positions)
+        kernels = str(jax.make_jaxpr(encode)(input_ids, segments)).count("pallas_call")
+        assert kernels == (1 if implementation == "pallas" else 0)  # the global layer's
+        outputs[implementation] = jnp.where((segments != 0)[..., None], encode(input_ids, segments), 0.0)
+    assert_close(outputs["pallas"], outputs["xla"])
+
+
+def test_encoder_with_a_named_kernel_refuses_exact_dropout(tmp_path):
+    save_tiny_model(tmp_path, "bert")  # attention_probs_dropout_prob 0.1
+    encoder, _ = load_checkpoint(tmp_path, attention_implementation="pallas")
+    ids = jnp.ones((1, KERNEL_LENGTHS["pallas_gpu"]), jnp.int32)
+    with pytest.raises(ValueError, match="attention_dropout='skip'"):
+        encoder(ids, jnp.ones_like(ids), dropout_rng=jax.random.key(0))
