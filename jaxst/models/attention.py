@@ -180,8 +180,9 @@ def attention(
     `jax.nn.dot_product_attention` uses, so the two agree when the rate is 0.
 
     The fused path (a `TextMask` with its kernel, see `fused_attention`): taken when the kernel expresses
-    the attention (`kernel_expresses`: the Pallas kernels add no bias, so T5 and MPNet stay on XLA; a
-    sliding window arrives as a dense mask; the length must suit the kernel's blocks), otherwise XLA.
+    the attention (`kernel_expresses`: no kernel adds a bias, so T5 and MPNet stay on XLA; a sliding
+    window arrives as a dense mask; the length must suit a Pallas kernel's blocks, cuDNN needs bfloat16),
+    otherwise XLA.
     No fused kernel drops attention probabilities. With dropout (bits and a non-zero rate, i.e. train
     mode): attention_dropout="skip" runs the kernel without it; "exact" takes the XLA path under
     attention_implementation="auto" and is an error under a named kernel. Padding queries' outputs are
@@ -213,7 +214,6 @@ def attention(
                 scale=scale,
                 kernel=kernel,
                 dense_mask=mask.dense() if kernel.name == "cudnn" else None,
-                bias=bias,
             )
             if kernel.name == "cudnn":
                 return _zero_unattending(out, mask.dense())

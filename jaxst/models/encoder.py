@@ -54,7 +54,7 @@ class TransformerEncoder(nnx.Module):
             (GPU flash attention, TPU splash attention) on GPU and TPU, which take the texts' segment ids
             instead of a [B, 1, T, T] mask, and XLA's attention on CPU (set with `use_attention`). The
             XLA path serves whatever a kernel cannot express (see `attention.attention`): T5's and
-            MPNet's relative bias and the sliding windows for Pallas, float32 for cuDNN.
+            MPNet's relative bias, the sliding windows (Pallas), float32 (cuDNN).
         attention_dropout: "exact" (default) or "skip" (static): no fused kernel drops attention
             probabilities. "exact" keeps sentence-transformers' dropout on them in train mode (the XLA
             path; with a named kernel, an error); "skip" trains without it on the fused kernel.

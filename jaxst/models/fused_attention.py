@@ -12,14 +12,14 @@ every token of a text when each text's tokens lie together in order of position,
 rows lay them (causality by token order then equals causality by position). Padding queries (segment 0)
 differ: they attend the row's padding here, its tokens in the text mask; their outputs are never used,
 and `attention.attention` sets them to zero. Key / value heads are repeated for grouped-query attention.
-Neither Pallas kernel adds a bias (T5's and MPNet's relative position bias) or drops attention
-probabilities; both need the length T to be a multiple of a block size (GPU: 16, TPU: 128).
+No kernel here adds a bias (T5's and MPNet's relative position bias) or drops attention probabilities;
+both Pallas kernels need the length T to be a multiple of a block size (GPU: 16, TPU: 128).
 
 cuDNN: `jax.nn.dot_product_attention`'s query_seq_lengths / key_value_seq_lengths describe only rows of
 one right-padded text, while jaxst's rows may be packed or left-padded (decoder tokenizers pad left),
 which is data, not shape. So jaxst passes cuDNN the text mask bool [B, 1, T, T] (`cudnn_arguments`),
-which cuDNN adds to the logits as a bias of that shape inside the kernel: every mask and bias is
-expressed, without [B, N, T, T] probabilities. cuDNN computes in bfloat16 / float16 only.
+which cuDNN adds to the logits as a bias of that shape inside the kernel: every mask is expressed,
+without [B, N, T, T] probabilities. cuDNN computes in bfloat16 / float16 only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ import jax.numpy as jnp
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "pallas", "cudnn")
 ATTENTION_DROPOUT_CHOICES = ("exact", "skip")
 # Block sizes tried, largest first, for the query and key tiles; the length must be a multiple of one.
+# The GPU kernel's backward pass uses tiles of at most 32 (JAX's defaults for it).
 _GPU_BLOCKS = (128, 64, 32, 16)
+_GPU_BACKWARD_BLOCK = 32
 _TPU_BLOCKS = (512, 256, 128)
 _PALLAS_BACKENDS = {"gpu": "pallas_gpu", "cuda": "pallas_gpu", "rocm": "pallas_gpu", "tpu": "pallas_tpu"}
 
@@ -93,9 +95,11 @@ def choose_kernel(attention_implementation: str, attention_dropout: str, backend
 def kernel_expresses(kernel: FusedKernel, length: int, dtype: jnp.dtype, *, has_bias: bool) -> bool:
     """Whether `kernel` computes attention over T = `length` tokens in `dtype` (with a bias when
     `has_bias`); if not, attention takes the XLA path."""
+    if has_bias:
+        return False
     if kernel.name == "cudnn":
         return jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    return not has_bias and _block_size(kernel, length) is not None
+    return _block_size(kernel, length) is not None
 
 
 def _block_size(kernel: FusedKernel, length: int) -> int | None:
@@ -104,10 +108,10 @@ def _block_size(kernel: FusedKernel, length: int) -> int | None:
     return next((size for size in sizes if length % size == 0), None)
 
 
-def cudnn_arguments(mask: jax.Array, bias: jax.Array | None) -> dict[str, jax.Array | None]:
-    """The mask and bias keywords of `jax.nn.dot_product_attention` for cuDNN: mask bool [B, 1, T, T] (the
-    text mask, see the module docstring) and bias float32 broadcastable to [B, N, T, T] or None."""
-    return {"mask": mask, "bias": bias}
+def cudnn_arguments(mask: jax.Array) -> dict[str, jax.Array]:
+    """The mask keywords of `jax.nn.dot_product_attention` for cuDNN: mask bool [B, 1, T, T], the text mask
+    (see the module docstring)."""
+    return {"mask": mask}
 
 
 def fused_attention(
@@ -120,15 +124,14 @@ def fused_attention(
     scale: float,
     kernel: FusedKernel,
     dense_mask: jax.Array | None = None,
-    bias: jax.Array | None = None,
 ) -> jax.Array:
     """softmax(q k^T * scale + mask) v by a fused kernel: query [B, T, N, D], key, value [B, T, K, D] with N
     a multiple of K; segment_ids int [B, T] (0 for padding); for cuDNN the dense text mask bool [B, 1, T, T]
-    and the bias -> out [B, T, N, D] in the query dtype (padding queries: see the module docstring).
+    -> out [B, T, N, D] in the query dtype (padding queries: see the module docstring).
     """
     if kernel.name == "cudnn":
         return jax.nn.dot_product_attention(
-            query, key, value, **cudnn_arguments(dense_mask, bias), scale=scale, implementation="cudnn"
+            query, key, value, **cudnn_arguments(dense_mask), scale=scale, implementation="cudnn"
         )
     groups = query.shape[2] // key.shape[2]
     key, value = jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
@@ -138,13 +141,14 @@ def fused_attention(
         return _splash_attention(query, key, value, segment_ids, causal, scale, block, kernel.interpret)
     from jax.experimental.pallas.ops.gpu import attention as gpu_attention
 
+    backward = min(block, _GPU_BACKWARD_BLOCK)
     blocks = gpu_attention.BlockSizes(
         block_q=block,
         block_k=block,
-        block_q_dkv=block,
-        block_kv_dkv=block,
-        block_q_dq=block,
-        block_kv_dq=block,
+        block_q_dkv=backward,
+        block_kv_dkv=backward,
+        block_q_dq=backward,
+        block_kv_dq=backward,
     )
     return gpu_attention.mha(
         query,

@@ -51,6 +51,9 @@ def output_and_grads(mask, segments, inputs, bias=None, dropout_rate=0.0, dropou
     return out, pullback(weights)
 
 
+forward = jax.jit(attention, static_argnames=("dropout_rate", "scale"))
+
+
 def assert_close(actual, expected):
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-5)
@@ -81,15 +84,14 @@ def test_pallas_kernel_equals_xla_on_padded_and_packed_rows(kernel, causal, requ
     assert_close(fused, expected)
 
 
-def test_cudnn_arguments_mean_the_text_mask_and_bias():
+def test_cudnn_arguments_mean_the_text_mask():
     """jax.nn.dot_product_attention with the keywords jaxst gives cuDNN (run by XLA here) computes what
-    the XLA path computes with the text mask and a bias."""
+    the XLA path computes with the text mask."""
     segments, positions = texts(16, causal=True)
     query, key, value = qkv(16)
     mask = text_attention_mask(segments, positions, causal=True)
-    bias = jax.random.normal(jax.random.key(3), (1, HEADS, 16, 16))
-    out = jax.nn.dot_product_attention(query, key, value, **cudnn_arguments(mask, bias), implementation="xla")
-    expected = attention(query, key, value, mask, bias, dropout_rate=0.0, dropout_bits=None)
+    out = jax.nn.dot_product_attention(query, key, value, **cudnn_arguments(mask), implementation="xla")
+    expected = attention(query, key, value, mask, None, dropout_rate=0.0, dropout_bits=None)
     text_tokens = (segments != 0)[:, :, None, None]
     assert_close(jnp.where(text_tokens, out, 0.0), jnp.where(text_tokens, expected, 0.0))
 
@@ -98,10 +100,10 @@ def test_xla_serves_what_a_kernel_cannot_express():
     """A bias (T5, MPNet) or a length off the kernel's blocks: the XLA path's output, bit for bit."""
     for length, bias in ((16, jax.random.normal(jax.random.key(3), (1, HEADS, 16, 16))), (12, None)):
         segments, positions = texts(length, causal=False)
-        inputs = qkv(length)
         mask = TextMask(segments, positions, False, FusedKernel("pallas_gpu", interpret=True))
-        fused = attention(*inputs, mask, bias, dropout_rate=0.0, dropout_bits=None)
-        xla = attention(*inputs, mask.dense(), bias, dropout_rate=0.0, dropout_bits=None)
+        fused, xla = (
+            forward(*qkv(length), m, bias, dropout_rate=0.0, dropout_bits=None) for m in (mask, mask.dense())
+        )
         np.testing.assert_array_equal(np.asarray(fused), np.asarray(xla))
 
 
@@ -114,25 +116,18 @@ def test_exact_dropout_is_the_xla_dropout_path_bit_for_bit():
     """attention_implementation="auto" with attention_dropout="exact" in train mode: the XLA path."""
     length = KERNEL_LENGTHS["pallas_gpu"]
     segments, positions = texts(length, causal=False)
-    inputs, bits = qkv(length), dropout_bits(length)
-    auto = FusedKernel("pallas_gpu", chosen=False, interpret=True)
-    dropout = {"dropout_rate": DROPOUT_RATE, "dropout_bits": bits}
-    fused = output_and_grads(TextMask(segments, positions, False, auto), segments, inputs, **dropout)
-    xla = output_and_grads(
-        text_attention_mask(segments, positions, causal=False), segments, inputs, **dropout
-    )
-    for a, e in zip(jax.tree.leaves(fused), jax.tree.leaves(xla), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+    auto = TextMask(segments, positions, False, FusedKernel("pallas_gpu", chosen=False, interpret=True))
+    dropout = {"dropout_rate": DROPOUT_RATE, "dropout_bits": dropout_bits(length)}
+    fused, xla = (forward(*qkv(length), m, None, **dropout) for m in (auto, auto.dense()))
+    np.testing.assert_array_equal(np.asarray(fused), np.asarray(xla))
 
 
 def test_skip_dropout_is_attention_without_dropout(gpu_kernel_bidirectional):
     length = KERNEL_LENGTHS["pallas_gpu"]
     segments, positions = texts(length, causal=False)
-    skip = FusedKernel("pallas_gpu", skip_dropout=True, interpret=True)
-    dropout = {"dropout_rate": DROPOUT_RATE, "dropout_bits": dropout_bits(length)}
-    fused = output_and_grads(TextMask(segments, positions, False, skip), segments, qkv(length), **dropout)
-    for a, e in zip(jax.tree.leaves(fused), jax.tree.leaves(gpu_kernel_bidirectional), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+    skip = TextMask(segments, positions, False, FusedKernel("pallas_gpu", skip_dropout=True, interpret=True))
+    fused = forward(*qkv(length), skip, None, dropout_rate=DROPOUT_RATE, dropout_bits=dropout_bits(length))
+    np.testing.assert_array_equal(np.asarray(fused), np.asarray(gpu_kernel_bidirectional[0]))
 
 
 def test_named_kernel_with_exact_dropout_is_an_error():
@@ -140,7 +135,7 @@ def test_named_kernel_with_exact_dropout_is_an_error():
     segments, positions = texts(length, causal=False)
     mask = TextMask(segments, positions, False, FusedKernel("pallas_gpu", interpret=True))
     with pytest.raises(ValueError, match="attention_dropout='skip'"):
-        attention(*qkv(length), mask, None, dropout_rate=DROPOUT_RATE, dropout_bits=dropout_bits(length))
+        forward(*qkv(length), mask, None, dropout_rate=DROPOUT_RATE, dropout_bits=dropout_bits(length))
 
 
 def test_kernel_choice_by_backend():
