@@ -17,7 +17,7 @@ from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable
 from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
-from jaxst.models.fused_attention import check_attention_options, choose_kernel
+from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout
 from jaxst.models.spec import EncoderSpec
 
@@ -84,9 +84,9 @@ class TransformerEncoder(nnx.Module):
         """Sets the static attention options (see the class docstring); jit compiles anew for new ones.
 
         Raises:
-            ValueError: naming an unknown option value and the known ones.
+            ValueError: naming an unknown option value and the known ones, or "cudnn" off a GPU.
         """
-        check_attention_options(attention_implementation, attention_dropout)
+        choose_kernel(attention_implementation, attention_dropout, jax.default_backend())
         self.attention_implementation = attention_implementation
         self.attention_dropout = attention_dropout
 
@@ -133,8 +133,8 @@ class TransformerEncoder(nnx.Module):
         raise NotImplementedError(f"{type(self).__name__} does not say how it embeds tokens")
 
     def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
-        """What every layer's attention gets: the mask bool [B, 1, T, T] and, in a family that has them,
-        a bias or rotary angles of the positions int [B, T]."""
+        """What every layer's attention gets: the mask bool [B, 1, T, T] (or its `TextMask`, for a fused
+        kernel) and, in a family that has them, a bias or rotary angles of the positions int [B, T]."""
         del positions
         return AttentionInputs(mask)
 

@@ -37,7 +37,6 @@ ATTENTION_DROPOUT_CHOICES = ("exact", "skip")
 _GPU_BLOCKS = (128, 64, 32, 16)
 _GPU_BACKWARD_BLOCK = 32
 _TPU_BLOCKS = (512, 256, 128)
-_PALLAS_BACKENDS = {"gpu": "pallas_gpu", "cuda": "pallas_gpu", "rocm": "pallas_gpu", "tpu": "pallas_tpu"}
 
 
 class FusedKernel(NamedTuple):
@@ -69,27 +68,29 @@ def check_attention_options(attention_implementation: str, attention_dropout: st
 def choose_kernel(attention_implementation: str, attention_dropout: str, backend: str) -> FusedKernel | None:
     """The fused kernel of the encoder's options on a JAX backend ("cpu", "gpu", "tpu"), or None for XLA.
 
-    "xla": None. "auto": Pallas on GPU and TPU, None on CPU. "pallas": the backend's Pallas kernel; on CPU
-    the GPU kernel in interpret mode (slow; for tests). "cudnn": cuDNN, on a CUDA GPU only.
+    "xla": None. "auto": Pallas on GPU and TPU, None elsewhere (CPU). "pallas": the backend's Pallas
+    kernel; elsewhere the GPU kernel in interpret mode (slow; for tests). "cudnn": cuDNN, on GPU only.
 
     Raises:
         ValueError: an unknown option value, or "cudnn" on a backend without cuDNN (naming it).
     """
     check_attention_options(attention_implementation, attention_dropout)
     skip_dropout = attention_dropout == "skip"
-    if attention_implementation == "xla" or (attention_implementation == "auto" and backend == "cpu"):
+    if attention_implementation == "xla":
         return None
     if attention_implementation == "cudnn":
-        if backend not in ("gpu", "cuda"):
+        if backend != "gpu":
             raise ValueError(
                 f"attention_implementation='cudnn' needs a CUDA GPU, but JAX's backend is {backend!r}: "
                 "choose 'auto', 'xla' or 'pallas'"
             )
         return FusedKernel("cudnn", skip_dropout=skip_dropout)
-    chosen = attention_implementation == "pallas"
-    if backend == "cpu":
-        return FusedKernel("pallas_gpu", chosen=chosen, skip_dropout=skip_dropout, interpret=True)
-    return FusedKernel(_PALLAS_BACKENDS.get(backend, "pallas_gpu"), chosen=chosen, skip_dropout=skip_dropout)
+    pallas = {"gpu": "pallas_gpu", "tpu": "pallas_tpu"}.get(backend)
+    if attention_implementation == "auto":
+        return None if pallas is None else FusedKernel(pallas, chosen=False, skip_dropout=skip_dropout)
+    if pallas is None:
+        return FusedKernel("pallas_gpu", skip_dropout=skip_dropout, interpret=True)
+    return FusedKernel(pallas, skip_dropout=skip_dropout)
 
 
 def kernel_expresses(kernel: FusedKernel, length: int, dtype: jnp.dtype, *, has_bias: bool) -> bool:

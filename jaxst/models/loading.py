@@ -12,13 +12,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxst.io import hf
 from jaxst.models.config import read_config
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.fused_attention import check_attention_options
+from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.registry import ENCODER_CLASSES, SUPPORTED_MODEL_TYPES
 from jaxst.models.spec import EncoderSpec
 
@@ -57,9 +58,9 @@ def load_checkpoint(
         UnsupportedConfigError: an unsupported model_type (the message lists the supported ones) or
             config option (named).
         WeightLoadingError: unreadable weights, or a missing, unexpected or wrong-shaped tensor (named).
-        ValueError: an unknown attention option value (named).
+        ValueError: an unknown attention option value (named), or "cudnn" off a GPU.
     """
-    check_attention_options(attention_implementation, attention_dropout)
+    choose_kernel(attention_implementation, attention_dropout, jax.default_backend())  # fails early
     folder = Path(path)
     config = read_config(folder, SUPPORTED_MODEL_TYPES)
     encoder_class = ENCODER_CLASSES[config.model_type]

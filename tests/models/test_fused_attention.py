@@ -151,14 +151,15 @@ def test_kernel_choice_by_backend():
 
 
 @pytest.mark.parametrize(
-    ("options", "named"),
+    ("options", "message"),
     [
-        ({"attention_implementation": "flash"}, "attention_implementation"),
-        ({"attention_dropout": "drop"}, "attention_dropout"),
+        ({"attention_implementation": "flash"}, "attention_implementation must be one of .*got 'flash'"),
+        ({"attention_dropout": "drop"}, "attention_dropout must be one of .*got 'drop'"),
+        ({"attention_implementation": "cudnn"}, "attention_implementation='cudnn' needs a CUDA GPU"),
     ],
 )
-def test_unknown_attention_option_is_named(options, named, tmp_path):
-    with pytest.raises(ValueError, match=f"{named} must be one of .*got '"):
+def test_attention_options_fail_at_loading_naming_the_option(options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
         load_checkpoint(tmp_path, **options)
 
 
