@@ -194,30 +194,8 @@ def attention(
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     dropping = dropout_bits is not None and dropout_rate != 0.0
     if isinstance(mask, TextMask):
-        kernel = mask.kernel
-        if dropping and not kernel.skip_dropout and kernel.chosen:
-            raise ValueError(
-                f"the {kernel.name} attention kernel has no attention dropout, and this model's rate is "
-                f"{dropout_rate}: pass attention_dropout='skip' to train without it, or "
-                "attention_implementation='xla' (or 'auto') to keep it exactly"
-            )
-        fused = (kernel.skip_dropout or not dropping) and kernel_expresses(
-            kernel, query.shape[1], query.dtype, has_bias=bias is not None
-        )
-        if fused:
-            out = fused_attention(
-                query,
-                key,
-                value,
-                mask.segment_ids,
-                causal=mask.causal,
-                scale=scale,
-                kernel=kernel,
-                dense_mask=mask.dense() if kernel.name == "cudnn" else None,
-            )
-            if kernel.name == "cudnn":
-                return _zero_unattending(out, mask.dense())
-            return jnp.where(mask.segment_ids[:, :, None, None] != 0, out, jnp.zeros((), out.dtype))
+        if _runs_fused(mask.kernel, query, bias, dropout_rate if dropping else 0.0):
+            return _fused(query, key, value, mask, scale)
         mask = mask.dense()
     if not dropping:
         out = jax.nn.dot_product_attention(
@@ -239,6 +217,32 @@ def _zero_unattending(out: jax.Array, mask: jax.Array) -> jax.Array:
     """out [B, T, N, D] with zeros for the queries that attend no key under mask [B, N or 1, T, T]."""
     attends = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)[..., None]  # [B, T or 1, N or 1, 1]
     return jnp.where(attends, out, jnp.zeros((), out.dtype))
+
+
+def _runs_fused(kernel: FusedKernel, query: jax.Array, bias: jax.Array | None, dropout_rate: float) -> bool:
+    """Whether `attention` runs the fused kernel (see its docstring); dropout_rate 0 in eval mode."""
+    if dropout_rate != 0.0 and not kernel.skip_dropout:
+        if kernel.chosen:
+            raise ValueError(
+                f"the {kernel.name} attention kernel has no attention dropout, and this model's rate is "
+                f"{dropout_rate}: pass attention_dropout='skip' to train without it, or "
+                "attention_implementation='xla' (or 'auto') to keep it exactly"
+            )
+        return False
+    return kernel_expresses(kernel, query.shape[1], query.dtype, has_bias=bias is not None)
+
+
+def _fused(query: jax.Array, key: jax.Array, value: jax.Array, mask: TextMask, scale: float) -> jax.Array:
+    """`fused_attention` with the mask's description; queries that attend nothing (cuDNN: as the XLA
+    path) or padding queries (Pallas) get zeros."""
+    kernel = mask.kernel
+    dense = mask.dense() if kernel.name == "cudnn" else None
+    out = fused_attention(
+        query, key, value, mask.segment_ids, causal=mask.causal, scale=scale, kernel=kernel, dense_mask=dense
+    )
+    if dense is not None:
+        return _zero_unattending(out, dense)
+    return jnp.where(mask.segment_ids[:, :, None, None] != 0, out, jnp.zeros((), out.dtype))
 
 
 class GroupedQueryAttention(nnx.Module):
