@@ -1,5 +1,5 @@
-"""Fused attention kernels for GPU and TPU, fed the mask's description (segment ids, causality) instead of
-a dense mask, so no [B, N, T, T] logits or probabilities are stored.
+"""Fused attention kernels for GPU and TPU, which store no [B, N, T, T] logits or probabilities; the
+Pallas kernels take the mask's description (segment ids, causality) instead of a dense mask.
 
 The kernels (all ship with JAX; chosen by `choose_kernel` from the encoder's options and the backend):
 - "pallas_gpu": Pallas' GPU flash attention (`jax.experimental.pallas.ops.gpu.attention.mha`), Triton.
