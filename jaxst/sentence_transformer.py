@@ -96,6 +96,9 @@ class SentenceTransformer:
         similarity_fn_name: "cosine", "dot", "euclidean" or "manhattan" (default: saved, else cosine).
         truncate_dim: keep only the first `truncate_dim` embedding dimensions (default: saved, else all).
         seed: the seed of new Dense params of a model built from `modules`.
+        model_kwargs: the encoder's options (`jaxst.modules.hf_transformer.ENCODER_OPTIONS`), as
+            sentence-transformers passes its own to transformers: the attention options, e.g.
+            {"attention_implementation": "pallas", "attention_dropout": "skip"} (see `TransformerEncoder`).
     """
 
     def __init__(
@@ -111,10 +114,16 @@ class SentenceTransformer:
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
         seed: int = 0,
+        model_kwargs: dict[str, str] | None = None,
     ):
         if (model_name_or_path is None) == (modules is None):
             raise ValueError(
                 "SentenceTransformer needs a model name or path, or modules=[...], and not both."
+            )
+        if modules is not None and model_kwargs:
+            raise ValueError(
+                "model_kwargs apply to loading a model by name or path; with modules=[...], give them to "
+                "models.Transformer(..., model_kwargs=...)."
             )
         enable_compilation_cache()
         self._device = None if device is None else resolve_device(device)
@@ -137,7 +146,7 @@ class SentenceTransformer:
             ):
                 raise ValueError(f"{folder}/modules.json must list one Transformer module, first.")
             transformer_folder = folder if entries is None else folder / entries[0].path
-            transformer = Transformer.load(transformer_folder, dtype)
+            transformer = Transformer.load(transformer_folder, dtype, model_kwargs)
             if entries is None:  # a plain Hugging Face folder: mean pooling, as sentence-transformers
                 self.pipeline, module_params = (("1", Pooling(int(transformer.encoder.hidden_size))),), {}
             else:

@@ -3,11 +3,13 @@
 
 One mask language: every family's attention mask comes from each token's text (segment id) and
 position (`text_attention_mask`), so padded and packed rows, bidirectional and causal models, are
-described alike, and every attention implementation receives the same description.
+described alike, and every attention implementation receives the same description: the XLA path a
+dense mask, the fused kernels of `fused_attention` the segment ids themselves (`TextMask`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -19,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
+from jaxst.models.fused_attention import FusedKernel, fused_attention, kernel_expresses
 from jaxst.models.layers import Dense, RMSNorm, dropout
 
 # The value jax.nn.dot_product_attention gives masked logits, so both attention paths agree exactly.
@@ -41,6 +44,33 @@ def text_attention_mask(segment_ids: jax.Array, positions: jax.Array, *, causal:
     if causal:
         mask &= positions[:, None, :] <= positions[:, :, None]
     return mask[:, None]
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["segment_ids", "positions"],
+    meta_fields=["causal", "kernel"],
+)
+@dataclasses.dataclass(frozen=True)
+class TextMask:
+    """The text mask described, not built: what a fused kernel takes in place of `text_attention_mask`.
+
+    segment_ids, positions int [B, T] and causal as for `text_attention_mask`; kernel: the fused kernel
+    `attention` runs (static). A dense mask combined with it by `&` (a sliding window) is the dense mask
+    `dense() & other`, which `attention` computes on its XLA path.
+    """
+
+    segment_ids: jax.Array
+    positions: jax.Array
+    causal: bool
+    kernel: FusedKernel
+
+    def dense(self) -> jax.Array:
+        """The mask bool [B, 1, T, T] (`text_attention_mask`)."""
+        return text_attention_mask(self.segment_ids, self.positions, causal=self.causal)
+
+    def __and__(self, other: jax.Array) -> jax.Array:
+        return self.dense() & other
 
 
 def window_mask(positions: jax.Array, *, before: int, after: int) -> jax.Array:
@@ -79,7 +109,7 @@ def relative_position_buckets(relative: np.ndarray, *, num_buckets: int, max_dis
 class AttentionInputs(NamedTuple):
     """What every layer's attention gets besides the hidden states, computed once per forward pass.
 
-    mask: bool [B, 1, T, T] (`text_attention_mask`).
+    mask: bool [B, 1, T, T] (`text_attention_mask`), or its description (`TextMask`) for a fused kernel.
     bias: float32 broadcastable to [B, N, T, T] added to the logits (MPNet's relative bias), or None.
     rotary: (cos, sin) float32 [B, T, D] of the rotary angles (`rotary_angles`), or None.
     local_mask, local_rotary: the same for the local (sliding-window) layers of a family that alternates
@@ -123,7 +153,7 @@ def attention(
     query: jax.Array,
     key: jax.Array,
     value: jax.Array,
-    mask: jax.Array,
+    mask: jax.Array | TextMask,
     bias: jax.Array | None,
     *,
     dropout_rate: float,
@@ -135,23 +165,42 @@ def attention(
     query [B, T, N, D] and key, value [B, T, K, D] in the compute dtype, N a multiple of K: with K < N
     (grouped-query attention) query head n uses key / value head n // (N / K), as transformers'
     repeat_kv. mask bool, broadcastable to [B, N, T, T], True where a query may attend a key
-    (`text_attention_mask`); bias float32 broadcastable to [B, N, T, T] (MPNet's relative position
-    bias) or None; dropout_bits uint32 [B, N, T, T] (see `dropout`) or None.
+    (`text_attention_mask`), or its description (`TextMask`) for a fused kernel; bias float32
+    broadcastable to [B, N, T, T] (MPNet's relative position bias) or None; dropout_bits uint32
+    [B, N, T, T] (see `dropout`) or None.
     logits = q k^T * scale (default 1 / sqrt(D); T5 uses 1, Gemma 3 its query_pre_attn_scalar^-1/2);
     probs = softmax(logits + bias, masked keys excluded), in float32; out = probs v, [B, T, N, D].
     A query with no key to attend (padding before a left-padded causal text, a row without tokens)
     gets a zero output, as torch's scaled_dot_product_attention gives it.
 
-    Without dropout this is `jax.nn.dot_product_attention`, its implementation left to JAX (JAX 0.10
-    picks its XLA path on every backend; cuDNN would need an explicit `implementation="cudnn"`).
+    The XLA path: without dropout this is `jax.nn.dot_product_attention` with its XLA implementation.
     That function cannot drop attention probabilities, so with dropout bits and a non-zero rate the
     same computation is written out with an explicit float32 softmax, then dropout on the probabilities
     exactly as torch's eager attention does in train mode. Masked logits get the value
-    `jax.nn.dot_product_attention` uses, so the two paths agree when the rate is 0.
+    `jax.nn.dot_product_attention` uses, so the two agree when the rate is 0.
+
+    The fused path (a `TextMask` with its kernel, see `fused_attention`): taken when the kernel expresses
+    the attention (`kernel_expresses`: no kernel adds a bias, so T5 and MPNet stay on XLA; a sliding
+    window arrives as a dense mask; the length must suit a Pallas kernel's blocks, cuDNN needs bfloat16),
+    otherwise XLA.
+    No fused kernel drops attention probabilities. With dropout (bits and a non-zero rate, i.e. train
+    mode): attention_dropout="skip" runs the kernel without it; "exact" takes the XLA path under
+    attention_implementation="auto" and is an error under a named kernel. Padding queries' outputs are
+    zero on the Pallas paths.
+
+    Raises:
+        ValueError: a named fused kernel with attention_dropout="exact" and dropout in train mode.
     """
     scale = query.shape[-1] ** -0.5 if scale is None else scale
-    if dropout_bits is None or dropout_rate == 0.0:
-        out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+    dropping = dropout_bits is not None and dropout_rate != 0.0
+    if isinstance(mask, TextMask):
+        if _runs_fused(mask.kernel, query, bias, dropout_rate if dropping else 0.0):
+            return _fused(query, key, value, mask, scale)
+        mask = mask.dense()
+    if not dropping:
+        out = jax.nn.dot_product_attention(
+            query, key, value, bias=bias, mask=mask, scale=scale, implementation="xla"
+        )
     else:
         groups = query.shape[2] // key.shape[2]
         key, value = jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
@@ -161,8 +210,39 @@ def attention(
         probs = jax.nn.softmax(jnp.where(mask, logits, _MASKED_LOGIT), axis=-1)
         probs = dropout(probs, dropout_rate, dropout_bits)
         out = jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
+    return _zero_unattending(out, mask)
+
+
+def _zero_unattending(out: jax.Array, mask: jax.Array) -> jax.Array:
+    """out [B, T, N, D] with zeros for the queries that attend no key under mask [B, N or 1, T, T]."""
     attends = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)[..., None]  # [B, T or 1, N or 1, 1]
     return jnp.where(attends, out, jnp.zeros((), out.dtype))
+
+
+def _runs_fused(kernel: FusedKernel, query: jax.Array, bias: jax.Array | None, dropout_rate: float) -> bool:
+    """Whether `attention` runs the fused kernel (see its docstring); dropout_rate 0 in eval mode."""
+    if dropout_rate != 0.0 and not kernel.skip_dropout:
+        if kernel.chosen:
+            raise ValueError(
+                f"the {kernel.name} attention kernel has no attention dropout, and this model's rate is "
+                f"{dropout_rate}: pass attention_dropout='skip' to train without it, or "
+                "attention_implementation='xla' (or 'auto') to keep it exactly"
+            )
+        return False
+    return kernel_expresses(kernel, query.shape[1], query.dtype, has_bias=bias is not None)
+
+
+def _fused(query: jax.Array, key: jax.Array, value: jax.Array, mask: TextMask, scale: float) -> jax.Array:
+    """`fused_attention` with the mask's description; queries that attend nothing (cuDNN: as the XLA
+    path) or padding queries (Pallas) get zeros."""
+    kernel = mask.kernel
+    dense = mask.dense() if kernel.name == "cudnn" else None
+    out = fused_attention(
+        query, key, value, mask.segment_ids, causal=mask.causal, scale=scale, kernel=kernel, dense_mask=dense
+    )
+    if dense is not None:
+        return _zero_unattending(out, dense)
+    return jnp.where(mask.segment_ids[:, :, None, None] != 0, out, jnp.zeros((), out.dtype))
 
 
 class GroupedQueryAttention(nnx.Module):

@@ -16,7 +16,8 @@ from flax import nnx
 from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable
-from jaxst.models.attention import AttentionInputs, text_attention_mask
+from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
+from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout
 from jaxst.models.spec import EncoderSpec
 
@@ -48,6 +49,15 @@ class TransformerEncoder(nnx.Module):
         remat_policy: None, or gradient checkpointing: each layer runs under `jax.checkpoint` with the
             policy of this name in `REMAT_POLICIES` (static; see `remat_graphdef`). The outputs and
             gradients are the same; the backward pass recomputes what the policy does not keep.
+        attention_implementation: "auto" (default), "xla", "pallas" or "cudnn" (static; see
+            `attention_graphdef` and `fused_attention.choose_kernel`): "auto" runs Pallas' fused kernels
+            (GPU flash attention, TPU splash attention) on GPU and TPU, which take the texts' segment ids
+            instead of a [B, 1, T, T] mask, and XLA's attention on CPU (set with `use_attention`). The
+            XLA path serves whatever a kernel cannot express (see `attention.attention`): T5's and
+            MPNet's relative bias, the sliding windows (Pallas), float32 (cuDNN).
+        attention_dropout: "exact" (default) or "skip" (static): no fused kernel drops attention
+            probabilities. "exact" keeps sentence-transformers' dropout on them in train mode (the XLA
+            path; with a named kernel, an error); "skip" trains without it on the fused kernel.
     """
 
     uses_token_type_ids: ClassVar[bool]
@@ -68,6 +78,17 @@ class TransformerEncoder(nnx.Module):
         self.spec = spec
         self.dtype = dtype
         self.remat_policy: str | None = None
+        self.use_attention()
+
+    def use_attention(self, attention_implementation: str = "auto", attention_dropout: str = "exact") -> None:
+        """Sets the static attention options (see the class docstring); jit compiles anew for new ones.
+
+        Raises:
+            ValueError: naming an unknown option value and the known ones, or "cudnn" off a GPU.
+        """
+        choose_kernel(attention_implementation, attention_dropout, jax.default_backend())
+        self.attention_implementation = attention_implementation
+        self.attention_dropout = attention_dropout
 
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
@@ -112,8 +133,8 @@ class TransformerEncoder(nnx.Module):
         raise NotImplementedError(f"{type(self).__name__} does not say how it embeds tokens")
 
     def attention_inputs(self, mask: jax.Array, positions: jax.Array) -> AttentionInputs:
-        """What every layer's attention gets: the mask bool [B, 1, T, T] and, in a family that has them,
-        a bias or rotary angles of the positions int [B, T]."""
+        """What every layer's attention gets: the mask bool [B, 1, T, T] (or its `TextMask`, for a fused
+        kernel) and, in a family that has them, a bias or rotary angles of the positions int [B, T]."""
         del positions
         return AttentionInputs(mask)
 
@@ -167,9 +188,13 @@ class TransformerEncoder(nnx.Module):
         positions = (
             jnp.broadcast_to(jnp.arange(length), (batch, length)) if position_ids is None else position_ids
         )
-        inputs = self.attention_inputs(
-            text_attention_mask(attention_mask, positions, causal=self.causal), positions
+        kernel = choose_kernel(self.attention_implementation, self.attention_dropout, jax.default_backend())
+        mask = (
+            text_attention_mask(attention_mask, positions, causal=self.causal)
+            if kernel is None
+            else TextMask(attention_mask, positions, self.causal, kernel)
         )
+        inputs = self.attention_inputs(mask, positions)
         hidden_states = [hidden]
         run_layer = self._layer_runner()
         for layer, bits in zip(self.layers, layer_bits, strict=True):

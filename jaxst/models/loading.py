@@ -12,12 +12,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxst.io import hf
 from jaxst.models.config import read_config
 from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.registry import ENCODER_CLASSES, SUPPORTED_MODEL_TYPES
 from jaxst.models.spec import EncoderSpec
 
@@ -28,7 +30,11 @@ _LOADED_EXTRAS: dict[int, hf.CheckpointExtras] = {}
 
 
 def load_checkpoint(
-    path: str | Path, dtype: Any = jnp.float32
+    path: str | Path,
+    dtype: Any = jnp.float32,
+    *,
+    attention_implementation: str = "auto",
+    attention_dropout: str = "exact",
 ) -> tuple[TransformerEncoder, hf.CheckpointExtras]:
     """Load an encoder from a local Hugging Face model folder (no network), with the checkpoint's extras.
 
@@ -40,6 +46,8 @@ def load_checkpoint(
     Args:
         path: the folder, e.g. a sentence-transformers model folder or a `save_pretrained` output.
         dtype: compute dtype, float32 or bfloat16; parameters stay float32.
+        attention_implementation, attention_dropout: the encoder's attention options ("auto" | "xla" |
+            "pallas" | "cudnn", "exact" | "skip"; see `TransformerEncoder`).
 
     Returns:
         (the encoder module, with `spec`, `config`, `hidden_size`, `num_hidden_layers` and `dtype`
@@ -50,7 +58,9 @@ def load_checkpoint(
         UnsupportedConfigError: an unsupported model_type (the message lists the supported ones) or
             config option (named).
         WeightLoadingError: unreadable weights, or a missing, unexpected or wrong-shaped tensor (named).
+        ValueError: an unknown attention option value (named), or "cudnn" off a GPU.
     """
+    choose_kernel(attention_implementation, attention_dropout, jax.default_backend())  # fails early
     folder = Path(path)
     config = read_config(folder, SUPPORTED_MODEL_TYPES)
     encoder_class = ENCODER_CLASSES[config.model_type]
@@ -66,7 +76,9 @@ def load_checkpoint(
     state = nnx.from_flat_state(
         {path: variable.replace(value=params[path]) for path, variable in flat_state.items()}
     )
-    return nnx.merge(graphdef, state), extras
+    encoder = nnx.merge(graphdef, state)
+    encoder.use_attention(attention_implementation, attention_dropout)
+    return encoder, extras
 
 
 def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncoder:

@@ -26,6 +26,8 @@ from jaxst.modules.transformer import SAVED_CONFIG, TransformerTokenizer
 
 # Loading options of the hub that have no effect on a local folder (cache_dir is used to find the name).
 LOCAL_LOADING_KEYS = frozenset({"cache_dir", "local_files_only", "token", "trust_remote_code"})
+# model_kwargs that jaxst's encoder takes (`jaxst.models.load_checkpoint`): which attention runs.
+ENCODER_OPTIONS = frozenset({"attention_implementation", "attention_dropout"})
 # sentence-transformers' former argument names -> its current ones.
 RENAMED_ARGUMENTS = {
     "model_args": "model_kwargs",
@@ -34,25 +36,33 @@ RENAMED_ARGUMENTS = {
 }
 
 
-def check_loading_kwargs(name: str, kwargs: dict[str, Any] | None, any_key: bool = False) -> dict[str, Any]:
-    """A copy of `kwargs` when it holds only LOCAL_LOADING_KEYS (any key with `any_key`), trust_remote_code
-    not True.
+def check_loading_kwargs(
+    name: str, kwargs: dict[str, Any] | None, any_key: bool = False, also: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A copy of `kwargs` when it holds only LOCAL_LOADING_KEYS and `also` (any key with `any_key`),
+    trust_remote_code not True.
 
     Raises:
         ValueError: `kwargs` is not a dict; naming the keys jaxst cannot honour (it reads the folder's
             config.json and weights as saved, and runs its own code).
     """
     kwargs = dict(check_type(name, kwargs or {}, dict))
-    if not any_key and (unsupported := sorted(set(kwargs) - LOCAL_LOADING_KEYS)):
+    if not any_key and (unsupported := sorted(set(kwargs) - LOCAL_LOADING_KEYS - also)):
         raise ValueError(
             f"Transformer {name} {unsupported} are not supported: jaxst reads the folder's config.json and "
-            f"weights as saved (it accepts only {sorted(LOCAL_LOADING_KEYS)}); edit config.json instead."
+            f"weights as saved (it accepts only {sorted(LOCAL_LOADING_KEYS | also)}); "
+            "edit config.json instead."
         )
     if kwargs.get("trust_remote_code"):
         raise ValueError(
             f"Transformer {name}: trust_remote_code=True is not supported; jaxst runs its own code."
         )
     return kwargs
+
+
+def encoder_options(model_options: dict[str, Any]) -> dict[str, Any]:
+    """The entries of checked model_kwargs that go to the encoder's loading (ENCODER_OPTIONS)."""
+    return {key: value for key, value in model_options.items() if key in ENCODER_OPTIONS}
 
 
 class Transformer:
@@ -64,8 +74,10 @@ class Transformer:
         max_seq_length: texts are truncated to this many tokens (default: the tokenizer's
             `model_max_length`, capped at the encoder's positions).
         do_lower_case: lower-case texts before tokenizing.
-        model_kwargs, config_kwargs: hub loading options only (`LOCAL_LOADING_KEYS`; `cache_dir` is searched
-            for the name); jaxst reads the folder's config.json and weights as saved.
+        model_kwargs: the encoder's options (`ENCODER_OPTIONS`: which attention runs, see
+            `jaxst.models.load_checkpoint`) and hub loading options (`LOCAL_LOADING_KEYS`; `cache_dir` is
+            searched for the name).
+        config_kwargs: hub loading options only; jaxst reads the folder's config.json and weights as saved.
         processor_kwargs: keyword arguments for the tokenizer (`AutoTokenizer.from_pretrained`).
         tokenizer_name_or_path: where the tokenizer is, when not with the model (a folder or a name).
         model_args, tokenizer_args, config_args, cache_dir: sentence-transformers' former names of
@@ -105,7 +117,7 @@ class Transformer:
         for old, value in former.items():
             if value is not None and current[RENAMED_ARGUMENTS[old]] is None:
                 current[RENAMED_ARGUMENTS[old]] = value
-        model_options = check_loading_kwargs("model_kwargs", current["model_kwargs"])
+        model_options = check_loading_kwargs("model_kwargs", current["model_kwargs"], also=ENCODER_OPTIONS)
         check_loading_kwargs("config_kwargs", current["config_kwargs"])
         tokenizer_kwargs = check_loading_kwargs("processor_kwargs", current["processor_kwargs"], any_key=True)
         check_type("do_lower_case", do_lower_case, bool)
@@ -115,7 +127,7 @@ class Transformer:
             tokenizer_kwargs.pop(key, None)
 
         folder = resolve_model_folder(model_name_or_path, cache_dir)
-        encoder, extras = load_checkpoint(folder, dtype=dtype)
+        encoder, extras = load_checkpoint(folder, dtype=dtype, **encoder_options(model_options))
         tokenizer_folder = folder
         if tokenizer_name_or_path is not None:
             tokenizer_folder = resolve_model_folder(tokenizer_name_or_path, tokenizer_cache)
@@ -130,10 +142,14 @@ class Transformer:
         self._assemble(encoder, extras, tokenizer, folder)
 
     @classmethod
-    def load(cls, folder: str | Path, dtype: Any = jnp.float32) -> Transformer:
+    def load(
+        cls, folder: str | Path, dtype: Any = jnp.float32, model_kwargs: dict[str, Any] | None = None
+    ) -> Transformer:
         """The Transformer module saved in `folder` (a sentence-transformers model root or module folder,
-        or a plain Hugging Face folder), with the settings of its `sentence_bert_config.json`."""
-        encoder, extras = load_checkpoint(folder, dtype=dtype)
+        or a plain Hugging Face folder), with the settings of its `sentence_bert_config.json`;
+        `model_kwargs` as for the constructor."""
+        model_options = check_loading_kwargs("model_kwargs", model_kwargs, also=ENCODER_OPTIONS)
+        encoder, extras = load_checkpoint(folder, dtype=dtype, **encoder_options(model_options))
         tokenizer = TransformerTokenizer.load(
             folder, int(encoder.embeddings.max_length), type(encoder).uses_token_type_ids
         )
