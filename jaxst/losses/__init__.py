@@ -2,8 +2,10 @@
 
 The functions (snake_case names) take [B, D] embeddings (and labels), compute in float32 and return a
 scalar; hyperparameters are keyword-only with sentence-transformers' defaults. The classes carry
-sentence-transformers' names and bind a model and the hyperparameters, for `fit`:
-`losses.MultipleNegativesRankingLoss(model, scale=20.0)`.
+sentence-transformers' names and constructor signatures (the same parameters in the same order, positional
+where theirs are) and bind a model and the hyperparameters, for `fit`:
+`losses.MultipleNegativesRankingLoss(model, scale=20.0)`, `losses.MatryoshkaLoss(model, loss, [768, 512])`.
+jaxst-only options (`axis_name`) are keyword-only, after sentence-transformers' parameters.
 """
 
 from jaxst.losses.adaptive_layer import AdaptiveLayerLoss, adaptive_layer_loss
@@ -19,7 +21,11 @@ from jaxst.losses.batch_triplet import (
     batch_hard_triplet_loss,
     batch_semi_hard_triplet_loss,
 )
-from jaxst.losses.cached import CachedGISTEmbedLoss, CachedMultipleNegativesRankingLoss
+from jaxst.losses.cached import (
+    CachedGISTEmbedLoss,
+    CachedMultipleNegativesRankingLoss,
+    CachedMultipleNegativesSymmetricRankingLoss,
+)
 from jaxst.losses.classification import SoftmaxLoss, softmax_loss
 from jaxst.losses.contrastive import (
     ContrastiveLoss,
@@ -49,6 +55,7 @@ from jaxst.losses.distillation import (
     mse_loss,
 )
 from jaxst.losses.gist import GISTEmbedLoss, gist_embed_loss
+from jaxst.losses.matryoshka import MatryoshkaLoss, matryoshka_loss
 from jaxst.losses.mega_batch import MegaBatchMarginLoss, mega_batch_margin_loss
 from jaxst.losses.orthogonal import GlobalOrthogonalRegularizationLoss, global_orthogonal_regularization_loss
 from jaxst.losses.ranking import (
@@ -69,6 +76,7 @@ __all__ = [
     "BatchSemiHardTripletLoss",
     "CachedGISTEmbedLoss",
     "CachedMultipleNegativesRankingLoss",
+    "CachedMultipleNegativesSymmetricRankingLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
     "ContrastiveTensionLossInBatchNegatives",
@@ -79,6 +87,7 @@ __all__ = [
     "Loss",
     "MSELoss",
     "MarginMSELoss",
+    "MatryoshkaLoss",
     "MegaBatchMarginLoss",
     "MultipleNegativesRankingLoss",
     "MultipleNegativesSymmetricRankingLoss",
@@ -101,6 +110,7 @@ __all__ = [
     "gist_embed_loss",
     "global_orthogonal_regularization_loss",
     "margin_mse_loss",
+    "matryoshka_loss",
     "mega_batch_margin_loss",
     "mse_loss",
     "multiple_negatives_ranking_loss",

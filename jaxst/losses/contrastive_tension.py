@@ -68,7 +68,7 @@ class ContrastiveTensionLossInBatchNegatives(Loss):
     max_texts = 1
     uses_model_copy = True
 
-    def __init__(self, model: Any, *, scale: float = 20.0, similarity_fct: Similarity = cos_sim):
+    def __init__(self, model: Any, scale: float = 20.0, similarity_fct: Similarity = cos_sim):
         super().__init__(model, scale=scale, similarity_fct=similarity_fct)
 
     def init_params(self, rng: jax.Array, embedding_dim: int) -> dict[str, jax.Array]:
