@@ -56,6 +56,7 @@ from jaxst.losses.distillation import (
 )
 from jaxst.losses.gist import GISTEmbedLoss, gist_embed_loss
 from jaxst.losses.matryoshka import MatryoshkaLoss, matryoshka_loss
+from jaxst.losses.matryoshka_2d import Matryoshka2dLoss
 from jaxst.losses.mega_batch import MegaBatchMarginLoss, mega_batch_margin_loss
 from jaxst.losses.orthogonal import GlobalOrthogonalRegularizationLoss, global_orthogonal_regularization_loss
 from jaxst.losses.ranking import (
@@ -87,6 +88,7 @@ __all__ = [
     "Loss",
     "MSELoss",
     "MarginMSELoss",
+    "Matryoshka2dLoss",
     "MatryoshkaLoss",
     "MegaBatchMarginLoss",
     "MultipleNegativesRankingLoss",
