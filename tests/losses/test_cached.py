@@ -1,4 +1,5 @@
-"""The cached losses' constructors: the plain loss's arguments passed through, with the GradCache options."""
+"""The cached losses: constructors (the plain loss's arguments with the GradCache options), and
+CachedMultipleNegativesSymmetricRankingLoss against sentence-transformers on an encoder and through fit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from jaxst.losses.cached import (
 )
 from jaxst.losses.gist import GISTEmbedLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss, MultipleNegativesSymmetricRankingLoss
+from jaxst.training.data import InputExample
+from tests.losses.encoder_parity import (
+    TOLERANCE,
+    assert_same_gradients,
+    jaxst_batch,
+    jaxst_value_and_grads,
+    torch_value_and_grads,
+)
+from tests.losses.fit_checks import fit_steps
+from tests.shared_data import read_tsv
 
 CACHED = [
     (
@@ -62,3 +73,29 @@ def test_configuration_is_the_plain_losss_with_the_mini_batch_options(cached, pl
     }
     with pytest.raises(TypeError, match="unexpected keyword argument 'mini_batch'"):
         cached(*args, mini_batch=8)
+
+
+def test_symmetric_loss_equals_sentence_transformers_on_an_encoder(models, rows):
+    """CachedMultipleNegativesSymmetricRankingLoss through the train step (6 rows in mini-batches of 4, the
+    last padded) against sentence-transformers' cached class: value and every encoder gradient."""
+    model, torch_model = models
+    texts, _ = rows
+    loss = CachedMultipleNegativesSymmetricRankingLoss(model, 10.0, mini_batch_size=4)
+    value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, None))()
+    with pytest.warns(DeprecationWarning, match="CachedMultipleNegativesRankingLoss"):
+        expected, expected_grads, bounds = torch_value_and_grads(
+            torch_model,
+            lambda m: st_losses.CachedMultipleNegativesSymmetricRankingLoss(m, 10.0, mini_batch_size=4),
+            texts,
+            None,
+        )
+    assert value == pytest.approx(expected, rel=TOLERANCE)
+    assert_same_gradients(grads, expected_grads, bounds)
+
+
+def test_symmetric_loss_trains_through_fit(tiny_folder):
+    snli = read_tsv("pairs/snli_triplets.tsv.gz", "test")[:16]
+    examples = [InputExample(texts=[r["anchor"], r["positive"]]) for r in snli]
+    fit_steps(
+        tiny_folder, lambda m: CachedMultipleNegativesSymmetricRankingLoss(m, mini_batch_size=4), examples
+    )
