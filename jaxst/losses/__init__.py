@@ -35,7 +35,10 @@ from jaxst.losses.contrastive import (
     online_contrastive_loss,
 )
 from jaxst.losses.contrastive_tension import (
+    ContrastiveTensionLoss,
     ContrastiveTensionLossInBatchNegatives,
+    contrastive_tension_examples,
+    contrastive_tension_loss,
     contrastive_tension_loss_in_batch_negatives,
 )
 from jaxst.losses.cosine import (
@@ -80,6 +83,7 @@ __all__ = [
     "CachedMultipleNegativesSymmetricRankingLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
+    "ContrastiveTensionLoss",
     "ContrastiveTensionLossInBatchNegatives",
     "CosineSimilarityLoss",
     "DistillKLDivLoss",
@@ -105,6 +109,8 @@ __all__ = [
     "batch_hard_triplet_loss",
     "batch_semi_hard_triplet_loss",
     "contrastive_loss",
+    "contrastive_tension_examples",
+    "contrastive_tension_loss",
     "contrastive_tension_loss_in_batch_negatives",
     "cosent_loss",
     "cosine_similarity_loss",

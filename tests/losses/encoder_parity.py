@@ -30,29 +30,40 @@ def jaxst_batch(model, texts, labels):
     return {name: jnp.asarray(value) for name, value in arrays.items()}
 
 
-def jaxst_value_and_grads(model, loss, batch):
-    """A jitted (key -> loss value, encoder gradients) of the train step's loss on `batch`."""
-    params = {"model": model.params, "losses": ({},)}
+def model_encoder(grads):
+    return grads["model"]["encoder"]
+
+
+def jaxst_value_and_grads(model, loss, batch, *, loss_params=None, encoder_of=model_encoder):
+    """A jitted (key -> loss value, encoder gradients) of the train step's loss on `batch`.
+
+    `loss_params`: the loss's parameters ({} by default); `encoder_of` picks the encoder's gradients out of
+    the gradients of {"model": ..., "losses": (loss_params,)} (by default the model's)."""
+    params = {"model": model.params, "losses": ({} if loss_params is None else loss_params,)}
     run = jax.jit(jax.value_and_grad(lambda p, key: batch_loss(model.forward, loss, p, batch, loss_rng=key)))
 
     def value_and_grads(key=None):
         value, grads = run(params, key)
-        return float(value), grads["model"]["encoder"]
+        return float(value), encoder_of(grads)
 
     return value_and_grads
 
 
-def torch_run(torch_model, make_loss, texts, labels, dtype):
-    """sentence-transformers' value and encoder gradients on a copy of the model cast to `dtype`."""
+def torch_run(torch_model, make_loss, texts, labels, dtype, encoder_of=None):
+    """sentence-transformers' value and encoder gradients on a copy of the model cast to `dtype`.
+
+    `encoder_of(loss, model)` names the SentenceTransformer whose encoder gradients are read (by default
+    the model; e.g. a ContrastiveTension loss's `model1`)."""
     torch_model = copy.deepcopy(torch_model).to(dtype)
     torch_model.zero_grad()
     loss = make_loss(torch_model)
     features = [torch_model.preprocess(column) for column in texts]
     value = loss(features, None if labels is None else torch.from_numpy(labels).to(dtype))
     value.backward()
+    read_from = torch_model if encoder_of is None else encoder_of(loss, torch_model)
     grads = {
         name: np.zeros(p.shape) if p.grad is None else p.grad.numpy().astype(np.float64)
-        for name, p in torch_model[0].auto_model.named_parameters()
+        for name, p in read_from[0].auto_model.named_parameters()
     }
     return float(value.detach()), grads
 
@@ -62,7 +73,7 @@ def relative_error(actual, expected):
     return float(np.max(np.abs(actual - expected))) / float(np.max(np.abs(expected)))
 
 
-def torch_value_and_grads(torch_model, make_loss, texts, labels):
+def torch_value_and_grads(torch_model, make_loss, texts, labels, encoder_of=None):
     """sentence-transformers' value and encoder gradients in float64, and each tensor's error bound.
 
     The reference in float64 leaves only jaxst's float32 rounding in the comparison. A tensor's bound is
@@ -72,11 +83,13 @@ def torch_value_and_grads(torch_model, make_loss, texts, labels):
     float32 arithmetic itself misses 1e-5 of such a tensor's largest entry on some inputs (PyTorch by up to
     1.1e-5, jaxst by up to 1.5e-5, measured); no float32 implementation could meet a fixed 1e-5 there.
 
+    `encoder_of` as for `torch_run`.
+
     Returns:
         (value, {key: float64 gradient}, {key: the bound of that tensor's relative error}).
     """
-    value, grads = torch_run(torch_model, make_loss, texts, labels, torch.float64)
-    _, float32_grads = torch_run(torch_model, make_loss, texts, labels, torch.float32)
+    value, grads = torch_run(torch_model, make_loss, texts, labels, torch.float64, encoder_of)
+    _, float32_grads = torch_run(torch_model, make_loss, texts, labels, torch.float32, encoder_of)
     bounds = {
         key: max(TOLERANCE, 2 * relative_error(float32_grads[key], grad)) if np.any(grad) else TOLERANCE
         for key, grad in grads.items()

@@ -25,7 +25,6 @@ from jaxst.similarity import SIMILARITY_FUNCTIONS
 NOT_IN_JAXST = {
     "DenoisingAutoEncoderLoss": "trains a Hugging Face decoder (AutoModelForCausalLM) tied to the encoder; "
     "jaxst has no decoder language-model heads",
-    "ContrastiveTensionLoss": "not implemented yet",
     "EmbedDistillLoss": "not implemented yet (distillation onto teacher embeddings, trainable projection)",
 }
 # jaxst's own parameters, keyword-only after sentence-transformers' ones.
