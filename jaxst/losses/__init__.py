@@ -37,10 +37,10 @@ from jaxst.losses.contrastive import (
 from jaxst.losses.contrastive_tension import (
     ContrastiveTensionLoss,
     ContrastiveTensionLossInBatchNegatives,
-    contrastive_tension_examples,
     contrastive_tension_loss,
     contrastive_tension_loss_in_batch_negatives,
 )
+from jaxst.losses.contrastive_tension_data import ContrastiveTensionDataLoader, contrastive_tension_examples
 from jaxst.losses.cosine import (
     AnglELoss,
     CoSENTLoss,
@@ -83,6 +83,7 @@ __all__ = [
     "CachedMultipleNegativesSymmetricRankingLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
+    "ContrastiveTensionDataLoader",
     "ContrastiveTensionLoss",
     "ContrastiveTensionLossInBatchNegatives",
     "CosineSimilarityLoss",

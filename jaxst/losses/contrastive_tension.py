@@ -14,7 +14,6 @@ logit_scale starts at log(scale) and is trained.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +25,6 @@ import optax
 from jaxst.losses.base import Loss
 from jaxst.losses.checks import check_labels, check_rank, check_same_shape
 from jaxst.similarity import cos_sim
-from jaxst.training.data import InputExample
 
 Similarity = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -96,7 +94,7 @@ class ContrastiveTensionLoss(Loss):
     second column. `init_params` returns {"model_copy": a copy of model.params}.
 
     Difference from sentence-transformers: every example needs its label (1: the two texts are the same
-    sentence, 0: not), as `contrastive_tension_examples` makes them; sentence-transformers derives a
+    sentence, 0: not), as `ContrastiveTensionDataLoader` makes them; sentence-transformers derives a
     missing label by comparing the two texts' token ids.
     """
 
@@ -135,38 +133,6 @@ class ContrastiveTensionLoss(Loss):
     def get_config_dict(self) -> dict[str, Any]:
         """As sentence-transformers: no hyperparameters."""
         return {}
-
-
-def contrastive_tension_examples(
-    sentences: Sequence[str], *, pos_neg_ratio: int = 8, seed: int = 0
-) -> list[InputExample]:
-    """One epoch of ContrastiveTensionLoss pairs, arranged as sentence-transformers'
-    ContrastiveTensionDataLoader arranges them.
-
-    The sentences are shuffled (`np.random.default_rng(seed)`), then taken in order: example i is
-    (s, s) with label 1 when i % pos_neg_ratio == 0, else (s, s') with label 0, s' the next sentence.
-    Batches of a multiple of pos_neg_ratio examples, not shuffled (`DataLoader(examples, batch_size)`),
-    then hold one positive pair per pos_neg_ratio pairs, as sentence-transformers' do. Unlike its loader,
-    which pairs the sentences anew each epoch, the pairs are fixed: call again with another seed.
-
-    Returns:
-        as many examples as the sentences fill: each positive pair uses one sentence, each negative two.
-    """
-    if isinstance(pos_neg_ratio, bool) or not isinstance(pos_neg_ratio, int) or pos_neg_ratio < 1:
-        raise ValueError(f"pos_neg_ratio must be a positive integer, got {pos_neg_ratio!r}.")
-    order = np.random.default_rng(seed).permutation(len(sentences))
-    remaining = iter([sentences[i] for i in order])
-    examples = []
-    for index in itertools.count():
-        positive = index % pos_neg_ratio == 0
-        pair = list(itertools.islice(remaining, 1 if positive else 2))
-        if len(pair) < (1 if positive else 2):
-            break
-        texts = [pair[0], pair[0]] if positive else pair
-        examples.append(InputExample(texts=texts, label=int(positive)))
-    if not examples:
-        raise ValueError("contrastive_tension_examples needs at least one sentence.")
-    return examples
 
 
 class ContrastiveTensionLossInBatchNegatives(Loss):

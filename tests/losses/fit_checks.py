@@ -14,9 +14,14 @@ from jaxst.training.fit import fit
 
 
 def fit_steps(
-    folder, make_loss: Callable[[SentenceTransformer], Loss], examples: list[InputExample], *, steps: int = 2
+    folder,
+    make_loss: Callable[[SentenceTransformer], Loss],
+    examples: list[InputExample] | DataLoader,
+    *,
+    steps: int = 2,
 ) -> tuple[SentenceTransformer, dict]:
-    """A fresh model from `folder` trained by `fit` for `steps` steps of 8 examples (dropout on).
+    """A fresh model from `folder` trained by `fit` for `steps` steps of 8 examples (dropout on), or of
+    the batches of `examples` when it is a DataLoader.
 
     Without weight decay a tensor changes only where its gradient is non-zero. Asserts that every step
     ran, that the mean loss is finite and that every encoder tensor changed. Returns the trained model and
@@ -24,7 +29,7 @@ def fit_steps(
     """
     model = SentenceTransformer(folder)
     before = [np.asarray(leaf) for leaf in jax.tree.leaves(model.params["encoder"])]
-    loader = DataLoader(examples, batch_size=8, shuffle=True, seed=0)
+    loader = examples if isinstance(examples, DataLoader) else DataLoader(examples, 8, shuffle=True, seed=0)
     result = fit(
         model,
         [(loader, make_loss(model))],

@@ -16,10 +16,10 @@ from sentence_transformers.sentence_transformer import losses as st_losses
 from jaxst.losses.contrastive_tension import (
     ContrastiveTensionLoss,
     ContrastiveTensionLossInBatchNegatives,
-    contrastive_tension_examples,
     contrastive_tension_loss,
     contrastive_tension_loss_in_batch_negatives,
 )
+from jaxst.losses.contrastive_tension_data import ContrastiveTensionDataLoader, contrastive_tension_examples
 from jaxst.similarity import dot_score
 from jaxst.training.data import InputExample
 from jaxst.validation.torch_reference import FixedEmbeddingModel
@@ -163,14 +163,22 @@ def test_pair_loss_contract():
             loss.check_label(label)
 
 
-def test_examples_are_arranged_as_sentence_transformers_data_loader():
-    sentences = [f"sentence {i}" for i in range(22)]
-    examples = contrastive_tension_examples(sentences, pos_neg_ratio=4, seed=1)
-    labels = [example.label for example in examples]
-    assert labels == [1, 0, 0, 0] * 3 + [1]  # 7 sentences per 4 pairs, the 22nd a positive pair
-    used = [text for e in examples for text in (e.texts[:1] if e.label else e.texts)]
-    assert len(used) == len(set(used)) == 22 and set(used) == set(sentences)
-    assert all((e.texts[0] == e.texts[1]) == bool(e.label) for e in examples)
+def test_data_loader_batches_as_sentence_transformers():
+    """ST's batch count for the same sentences; in each batch a positive pair every pos_neg_ratio pairs
+    and no sentence twice; new pairs every epoch, the same for the same seed."""
+    sentences = [f"sentence {i}" for i in range(70)]
+    loader = ContrastiveTensionDataLoader(sentences, 8, pos_neg_ratio=4, seed=1)
+    assert len(loader) == len(st_losses.ContrastiveTensionDataLoader(sentences, 8, pos_neg_ratio=4)) == 5
+    epochs = [list(loader), list(loader)]
+    for batch in epochs[0]:
+        assert list(batch.labels) == [1, 0, 0, 0] * 2
+        assert all((a == b) == bool(label) for a, b, label in zip(*batch.texts, batch.labels, strict=True))
+    used = [text for batch in epochs[0] for text in set(batch.texts[0]) | set(batch.texts[1])]
+    assert len(used) == len(set(used)) == 5 * 14
+    assert epochs[0][0].texts != epochs[1][0].texts
+    assert list(ContrastiveTensionDataLoader(sentences, 8, 4, seed=1))[0].texts == epochs[0][0].texts
+    with pytest.raises(ValueError, match="batch size must be divisible by pos_neg_ratio"):
+        ContrastiveTensionDataLoader(sentences, 6, pos_neg_ratio=4)
     with pytest.raises(ValueError, match="pos_neg_ratio must be a positive integer, got 0"):
         contrastive_tension_examples(sentences, pos_neg_ratio=0)
 
@@ -217,8 +225,7 @@ def test_model_and_copy_gradients_equal_sentence_transformers_on_an_encoder(mode
 
 
 def test_both_losses_train_through_fit_with_a_model_copy(tiny_folder):
-    sentences = [r["anchor"] for r in read_tsv("pairs/snli_triplets.tsv.gz", "test")[:40]]
-    pairs = contrastive_tension_examples(sentences, pos_neg_ratio=4)[:16]
-    fit_steps(tiny_folder, ContrastiveTensionLoss, pairs)
+    sentences = [r["anchor"] for r in read_tsv("pairs/snli_triplets.tsv.gz", "test")[:30]]
+    fit_steps(tiny_folder, ContrastiveTensionLoss, ContrastiveTensionDataLoader(sentences, 8, 4, seed=0))
     singles = [InputExample(texts=[s]) for s in sentences[:16]]
     fit_steps(tiny_folder, ContrastiveTensionLossInBatchNegatives, singles)
