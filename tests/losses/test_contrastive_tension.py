@@ -135,6 +135,9 @@ def pair_labels(batch: int) -> np.ndarray:
 
 
 def test_pair_loss_matches_sentence_transformers():
+    """The class takes text a from the copy and text b from the model: the other two embeddings it is
+    handed are zeros here, so that reading them would change the value."""
+
     def loss(columns, labels):
         return ContrastiveTensionLoss(STUB_MODEL).compute(
             [jnp.zeros_like(columns[0]), columns[1]], labels, copy_embeddings=[columns[0], columns[1] * 0]
