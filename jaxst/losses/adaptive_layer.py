@@ -148,7 +148,6 @@ class AdaptiveLayerLoss(WrapperLoss):
         self,
         model: Any,
         loss: Loss,
-        *,
         n_layers_per_step: int = 1,
         last_layer_weight: float = 1.0,
         prior_layers_weight: float = 1.0,

@@ -47,8 +47,13 @@ class Loss:
             the whole-batch loss needs the memory of one chunk; `compute` gets nothing more.
         guide: None, or a frozen model: `fit` embeds every (padded) batch with it outside the step, and
             `compute` gets `guide_embeddings=`, one [b, D_guide] float32 array per column, without gradient.
-        uses_model_copy: the loss embeds its column with a second copy of the encoder, which `fit` does not
-            provide: `fit` refuses it, and the pure function is for a train step of the user's own.
+        uses_model_copy: the loss embeds the texts with a second copy of the model as well, as
+            sentence-transformers' ContrastiveTension losses do (their model1). The copy is a parameter of
+            the loss: `init_params` returns it under "model_copy" (made from `model.params` when training
+            starts), so it is trained and checkpointed with the loss, and `model.save` keeps the model
+            itself (their model2). The step embeds the k columns with the copy too, through the same
+            forward with a dropout key of its own (fold_in(dropout key, COPY_DROPOUT_STREAM)), and `compute`
+            gets `copy_embeddings=`, one [b, D] array per column.
         separable: the loss of a batch is the mean over its examples of terms that each depend on one
             example alone (its texts and label), loss(batch) = mean_i l(example_i), so that the mean of
             the losses of m equal-sized micro-batches is the whole batch's loss, and so is its gradient:

@@ -267,7 +267,7 @@ class _BatchTripletLossBase(Loss):
     needs_labels = True
     _loss: ClassVar[Callable[..., jax.Array]]
 
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE):
+    def __init__(self, model: Any, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE):
         super().__init__(model, distance_metric=distance_metric)
 
     def check_label(self, label: Any) -> None:
@@ -292,7 +292,7 @@ class _BatchTripletLossBase(Loss):
 class _MarginBatchTripletLoss(_BatchTripletLossBase):
     """A batch triplet loss with a margin (5, as sentence-transformers)."""
 
-    def __init__(self, model: Any, *, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
+    def __init__(self, model: Any, distance_metric: DistanceMatrix = _DEFAULT_DISTANCE, margin: float = 5):
         super().__init__(model, distance_metric=distance_metric)
         self.hyperparameters["margin"] = margin
 

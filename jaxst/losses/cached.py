@@ -1,11 +1,12 @@
-"""CachedMultipleNegativesRankingLoss and CachedGISTEmbedLoss: their plain losses, trained with GradCache.
+"""CachedMultipleNegativesRankingLoss, CachedMultipleNegativesSymmetricRankingLoss, CachedGISTEmbedLoss:
+their plain losses, trained with GradCache.
 
-The loss value is that of MultipleNegativesRankingLoss / GISTEmbedLoss on the whole batch; what differs is
-how the train step gets its gradient. A loss with a `mini_batch_size` makes `jaxst.training.step` embed
-the batch through `jaxst.training.gradcache.cached_embed`: chunks of `mini_batch_size` rows without
-activations kept, the loss gradient w.r.t. the embeddings, then chunk-by-chunk re-embedding with the same
-dropout keys to pull that gradient back to the parameters. So a batch far larger than a plain step fits
-in memory trains with the gradient of the plain loss at that batch.
+The loss value is that of the plain loss (MultipleNegativesRankingLoss, MultipleNegativesSymmetricRankingLoss,
+GISTEmbedLoss) on the whole batch; what differs is how the train step gets its gradient. A loss with a
+`mini_batch_size` makes `jaxst.training.step` embed the batch through `jaxst.training.gradcache.cached_embed`:
+chunks of `mini_batch_size` rows without activations kept, the loss gradient w.r.t. the embeddings, then
+chunk-by-chunk re-embedding with the same dropout keys to pull that gradient back to the parameters. So a
+batch far larger than a plain step fits in memory trains with the gradient of the plain loss at that batch.
 
 Differences from sentence-transformers: `mini_batch_num_tokens` (chunks packed to a token budget, of
 varying row counts) is refused, as jaxst's compiled step has static shapes; `show_progress_bar` is
@@ -15,17 +16,23 @@ accepted and has no effect (the mini-batches run inside one compiled step). Cach
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from jaxst.losses.gist import GISTEmbedLoss
-from jaxst.losses.ranking import MultipleNegativesRankingLoss
+from jaxst.losses.gist import GISTEmbedLoss, MarginStrategy
+from jaxst.losses.ranking import (
+    Direction,
+    HardnessMode,
+    MultipleNegativesRankingLoss,
+    MultipleNegativesSymmetricRankingLoss,
+    PartitionMode,
+    Similarity,
+)
 
 
 class GradCacheLoss:
-    """Mixin before a plain in-batch loss class: its constructor takes the GradCache options and passes
-    every other argument on to the plain loss, so `inspect.signature` of the cached class lists the plain
-    loss's parameters, then these options, all with sentence-transformers' defaults.
+    """Mixin before a plain in-batch loss class: takes the GradCache options and passes every other
+    argument on to the plain loss. Each cached class writes sentence-transformers' constructor, whose
+    positional order interleaves the plain loss's parameters and these options.
 
     Args:
         mini_batch_size: rows embedded at a time in the train step, a positive int.
@@ -54,14 +61,6 @@ class GradCacheLoss:
         self.mini_batch_size = mini_batch_size
         super().__init__(*args, **options)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Gives the cached class (`GradCacheLoss`, then the plain loss class) its combined signature."""
-        super().__init_subclass__(**kwargs)
-        plain = inspect.signature(cls.__bases__[-1]).parameters.values()
-        cache = inspect.signature(GradCacheLoss.__init__).parameters.values()
-        keyword_only = [p for p in cache if p.kind is inspect.Parameter.KEYWORD_ONLY]
-        cls.__signature__ = inspect.Signature([*plain, *keyword_only])
-
     def get_config_dict(self) -> dict[str, Any]:
         """As sentence-transformers: the plain loss's configuration, then the mini-batch options."""
         return {
@@ -74,6 +73,69 @@ class GradCacheLoss:
 class CachedMultipleNegativesRankingLoss(GradCacheLoss, MultipleNegativesRankingLoss):
     """MultipleNegativesRankingLoss with GradCache; see the module docstring and `GradCacheLoss`."""
 
+    def __init__(
+        self,
+        model: Any,
+        scale: float = 20.0,
+        similarity_fct: str | Similarity = "cosine",
+        mini_batch_size: int = 32,
+        mini_batch_num_tokens: int | None = None,
+        gather_across_devices: bool = False,
+        directions: tuple[Direction, ...] = ("query_to_doc",),
+        partition_mode: PartitionMode = "joint",
+        show_progress_bar: bool = False,
+        hardness_mode: HardnessMode | None = None,
+        hardness_strength: float = 0.0,
+        *,
+        axis_name: Any = "data",
+    ):
+        super().__init__(
+            model,
+            scale=scale,
+            similarity_fct=similarity_fct,
+            mini_batch_size=mini_batch_size,
+            mini_batch_num_tokens=mini_batch_num_tokens,
+            gather_across_devices=gather_across_devices,
+            directions=directions,
+            partition_mode=partition_mode,
+            show_progress_bar=show_progress_bar,
+            hardness_mode=hardness_mode,
+            hardness_strength=hardness_strength,
+            axis_name=axis_name,
+        )
+
+
+class CachedMultipleNegativesSymmetricRankingLoss(GradCacheLoss, MultipleNegativesSymmetricRankingLoss):
+    """MultipleNegativesSymmetricRankingLoss with GradCache; see the module docstring and `GradCacheLoss`.
+
+    As sentence-transformers, where this class is deprecated in favour of CachedMultipleNegativesRankingLoss
+    with directions=("query_to_doc", "doc_to_query") and partition_mode="per_direction", which is the
+    same loss.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        scale: float = 20.0,
+        similarity_fct: str | Similarity = "cosine",
+        mini_batch_size: int = 32,
+        mini_batch_num_tokens: int | None = None,
+        gather_across_devices: bool = False,
+        show_progress_bar: bool = False,
+        *,
+        axis_name: Any = "data",
+    ):
+        super().__init__(
+            model,
+            scale=scale,
+            similarity_fct=similarity_fct,
+            mini_batch_size=mini_batch_size,
+            mini_batch_num_tokens=mini_batch_num_tokens,
+            gather_across_devices=gather_across_devices,
+            show_progress_bar=show_progress_bar,
+            axis_name=axis_name,
+        )
+
 
 class CachedGISTEmbedLoss(GradCacheLoss, GISTEmbedLoss):
     """GISTEmbedLoss with GradCache; see the module docstring and `GradCacheLoss`.
@@ -81,3 +143,34 @@ class CachedGISTEmbedLoss(GradCacheLoss, GISTEmbedLoss):
     The guide's embeddings come with the batch, as for GISTEmbedLoss (the guide runs without gradient, so
     it needs no cache).
     """
+
+    def __init__(
+        self,
+        model: Any,
+        guide: Any,
+        temperature: float = 0.01,
+        mini_batch_size: int = 32,
+        mini_batch_num_tokens: int | None = None,
+        show_progress_bar: bool = False,
+        margin_strategy: MarginStrategy = "absolute",
+        margin: float = 0.0,
+        contrast_anchors: bool = True,
+        contrast_positives: bool = True,
+        gather_across_devices: bool = False,
+        *,
+        axis_name: Any = "data",
+    ):
+        super().__init__(
+            model,
+            guide,
+            temperature=temperature,
+            mini_batch_size=mini_batch_size,
+            mini_batch_num_tokens=mini_batch_num_tokens,
+            show_progress_bar=show_progress_bar,
+            margin_strategy=margin_strategy,
+            margin=margin,
+            contrast_anchors=contrast_anchors,
+            contrast_positives=contrast_positives,
+            gather_across_devices=gather_across_devices,
+            axis_name=axis_name,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -72,6 +72,18 @@ def softmax_logits(
     return apply_linear(classifier, jnp.concatenate(parts, axis=1))
 
 
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """torch's `nn.CrossEntropyLoss()`: logits [B, C]; labels [B] class indices or [B, C] probabilities.
+
+    Returns mean_i CE(softmax(logits_i), y_i), a float32 scalar. Integer labels must lie in [0, C): torch's
+    `ignore_index` (-100) is not supported.
+    """
+    logits = logits.astype(jnp.float32)
+    if labels.ndim == 1:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
+    return optax.softmax_cross_entropy(logits, labels.astype(jnp.float32)).mean()
+
+
 def softmax_loss(
     classifier: LinearParams,
     embeddings_a: jax.Array,
@@ -81,6 +93,7 @@ def softmax_loss(
     concatenation_sent_rep: bool = True,
     concatenation_sent_difference: bool = True,
     concatenation_sent_multiplication: bool = False,
+    loss_fct: Callable[[jax.Array, jax.Array], jax.Array] = cross_entropy,
 ) -> jax.Array:
     """Cross-entropy of a linear classifier on [a, b, |a - b|, a * b] (the selected parts, in this order).
 
@@ -91,12 +104,12 @@ def softmax_loss(
         labels: [B] integer classes in [0, C), or [B, C] class probabilities.
         concatenation_sent_rep: include a and b; concatenation_sent_difference: include |a - b|;
         concatenation_sent_multiplication: include a * b.
+        loss_fct: (logits [B, C], labels) -> scalar, `cross_entropy` (torch's CrossEntropyLoss) by default.
 
     Returns:
-        Scalar float32: mean_i CE(softmax(features_i @ kernel + bias), y_i).
-        As torch's CrossEntropyLoss, except that integer labels must lie in [0, C): `ignore_index` (-100) is
-        not supported, nor is a custom `loss_fct`. sentence-transformers' call without labels, which
-        returns the logits, is not part of this loss (`softmax_logits` gives them).
+        Scalar float32: loss_fct(features @ kernel + bias, labels), by default
+        mean_i CE(softmax(features_i @ kernel + bias), y_i). sentence-transformers' call without labels,
+        which returns the logits, is not part of this loss (`softmax_logits` gives them).
     """
     arrays = {"embeddings_a": embeddings_a, "embeddings_b": embeddings_b}
     check_rank(LOSS_NAME, arrays, 2)
@@ -124,9 +137,7 @@ def softmax_loss(
         concatenation_sent_difference=concatenation_sent_difference,
         concatenation_sent_multiplication=concatenation_sent_multiplication,
     )
-    if labels.ndim == 1:
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
-    return optax.softmax_cross_entropy(logits, labels.astype(jnp.float32)).mean()
+    return jnp.asarray(loss_fct(logits, labels), jnp.float32)
 
 
 class SoftmaxLoss(Loss):
@@ -139,17 +150,16 @@ class SoftmaxLoss(Loss):
     min_texts = 2
     max_texts = 2
     needs_labels = True
-    separable = True
 
     def __init__(
         self,
         model: Any,
-        *,
         embedding_dimension: int,
         num_labels: int,
         concatenation_sent_rep: bool = True,
         concatenation_sent_difference: bool = True,
         concatenation_sent_multiplication: bool = False,
+        loss_fct: Callable[[jax.Array, jax.Array], jax.Array] = cross_entropy,
     ):
         num_concatenated(
             concatenation_sent_rep, concatenation_sent_difference, concatenation_sent_multiplication
@@ -162,6 +172,8 @@ class SoftmaxLoss(Loss):
             concatenation_sent_difference=concatenation_sent_difference,
             concatenation_sent_multiplication=concatenation_sent_multiplication,
         )
+        self.loss_fct = loss_fct
+        self.separable = loss_fct is cross_entropy  # a mean over the pairs; a custom loss_fct may not be
 
     @property
     def concatenation(self) -> dict[str, bool]:
@@ -205,4 +217,6 @@ class SoftmaxLoss(Loss):
                 "SoftmaxLoss.compute needs the classifier parameters from init_params, got None."
             )
         embeddings_a, embeddings_b = embeddings
-        return softmax_loss(params, embeddings_a, embeddings_b, labels, **self.concatenation)
+        return softmax_loss(
+            params, embeddings_a, embeddings_b, labels, loss_fct=self.loss_fct, **self.concatenation
+        )

@@ -142,7 +142,6 @@ class ContrastiveLoss(LabeledPairLoss):
     def __init__(
         self,
         model: Any,
-        *,
         distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
         margin: float = 0.5,
         size_average: bool = True,
@@ -160,7 +159,6 @@ class OnlineContrastiveLoss(LabeledPairLoss):
     def __init__(
         self,
         model: Any,
-        *,
         distance_metric: SiameseDistance = SiameseDistanceMetric.COSINE_DISTANCE,
         margin: float = 0.5,
     ):

@@ -150,7 +150,6 @@ class CosineSimilarityLoss(LabeledPairLoss):
     def __init__(
         self,
         model: Any,
-        *,
         loss_fct: Callable[[jax.Array, jax.Array], jax.Array] = mean_squared_error,
         cos_score_transformation: Callable[[jax.Array], jax.Array] | None = None,
     ):
@@ -165,9 +164,7 @@ class CoSENTLoss(LabeledPairLoss):
 
     function = staticmethod(cosent_loss)
 
-    def __init__(
-        self, model: Any, *, scale: float = 20.0, similarity_fct: str | PairwiseSimilarity = "cosine"
-    ):
+    def __init__(self, model: Any, scale: float = 20.0, similarity_fct: str | PairwiseSimilarity = "cosine"):
         resolve_similarity("CoSENTLoss", similarity_fct, pairwise=True)
         super().__init__(model, scale=scale, similarity_fct=similarity_fct)
 
@@ -183,7 +180,7 @@ class AnglELoss(Loss):
     max_texts = None
     needs_labels = False
 
-    def __init__(self, model: Any, *, scale: float = 20.0):
+    def __init__(self, model: Any, scale: float = 20.0):
         super().__init__(model, scale=scale)
 
     def compute(

@@ -200,7 +200,7 @@ class MSELoss(Loss):
     needs_labels = True
     separable = True
 
-    def __init__(self, model: Any, *, projection_dim: int | None = None):
+    def __init__(self, model: Any, projection_dim: int | None = None):
         super().__init__(model, projection_dim=projection_dim)
 
     def init_params(self, rng: jax.Array, embedding_dim: int) -> LinearParams | dict:
@@ -228,7 +228,7 @@ class MarginMSELoss(Loss):
     needs_labels = True
     separable = True
 
-    def __init__(self, model: Any, *, similarity_fct: str | PairwiseSimilarity = "dot"):
+    def __init__(self, model: Any, similarity_fct: str | PairwiseSimilarity = "dot"):
         resolve_similarity("MarginMSELoss", similarity_fct, pairwise=True)
         super().__init__(model, similarity_fct=similarity_fct)
 
@@ -255,7 +255,6 @@ class DistillKLDivLoss(Loss):
     def __init__(
         self,
         model: Any,
-        *,
         similarity_fct: str | PairwiseSimilarity = "dot",
         temperature: float = 1.0,
         student_temperature: float | None = None,

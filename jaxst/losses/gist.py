@@ -161,13 +161,13 @@ class GISTEmbedLoss(Loss):
         self,
         model: Any,
         guide: Any,
-        *,
         temperature: float = 0.01,
         margin_strategy: MarginStrategy = "absolute",
         margin: float = 0.0,
         contrast_anchors: bool = True,
         contrast_positives: bool = True,
         gather_across_devices: bool = False,
+        *,
         axis_name: Any = "data",
     ):
         _check_options(margin_strategy)

@@ -138,7 +138,6 @@ class MatryoshkaLoss(WrapperLoss):
         self,
         model: Any,
         loss: Loss,
-        *,
         matryoshka_dims: Sequence[int],
         matryoshka_weights: Sequence[float] | None = None,
         n_dims_per_step: int = -1,

@@ -73,7 +73,6 @@ class MegaBatchMarginLoss(Loss):
     def __init__(
         self,
         model: Any,
-        *,
         positive_margin: float = 0.8,
         negative_margin: float = 0.3,
         use_mini_batched_version: bool = True,

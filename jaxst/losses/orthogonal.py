@@ -88,7 +88,6 @@ class GlobalOrthogonalRegularizationLoss(Loss):
     def __init__(
         self,
         model: Any,
-        *,
         similarity_fct: Similarity = cos_sim,
         mean_weight: float | None = 1.0,
         second_moment_weight: float | None = 1.0,

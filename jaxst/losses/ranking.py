@@ -256,7 +256,6 @@ class MultipleNegativesRankingLoss(Loss):
     def __init__(
         self,
         model: Any,
-        *,
         scale: float = 20.0,
         similarity_fct: str | Similarity = "cosine",
         gather_across_devices: bool = False,
@@ -264,6 +263,7 @@ class MultipleNegativesRankingLoss(Loss):
         partition_mode: PartitionMode = "joint",
         hardness_mode: HardnessMode | None = None,
         hardness_strength: float = 0.0,
+        *,
         axis_name: Any = "data",
     ):
         super().__init__(
@@ -291,10 +291,10 @@ class MultipleNegativesSymmetricRankingLoss(MultipleNegativesRankingLoss):
     def __init__(
         self,
         model: Any,
-        *,
         scale: float = 20.0,
         similarity_fct: str | Similarity = "cosine",
         gather_across_devices: bool = False,
+        *,
         axis_name: Any = "data",
     ):
         super().__init__(

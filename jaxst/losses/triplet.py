@@ -77,7 +77,6 @@ class TripletLoss(Loss):
     def __init__(
         self,
         model: Any,
-        *,
         distance_metric: TripletDistance = TripletDistanceMetric.EUCLIDEAN,
         triplet_margin: float = 5.0,
     ):

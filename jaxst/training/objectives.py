@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jaxst.losses.base import Loss, chain_name, loss_chain
+from jaxst.losses.base import Loss, loss_chain
 from jaxst.training.data import DataLoader, ExampleBatch, as_data_loader
 from jaxst.training.guide import GuideEmbedder
 from jaxst.training.step import takes_packed_batches
@@ -84,11 +84,6 @@ def check_objectives(train_objectives: Sequence[Any]) -> list[Objective]:
             raise type(error)(f"Training objective {index}: {error}") from None
         if not isinstance(loss, Loss):
             raise TypeError(f"Training objective {index}: expected a jaxst loss, got {type(loss).__name__}.")
-        if loss.uses_model_copy:
-            raise ValueError(
-                f"Training objective {index}: fit does not train {chain_name(loss)}, which needs a second "
-                "copy of the encoder; call its pure function from your own train step."
-            )
         first = loader.example(0)
         try:
             loss.check_example_shape(len(first.texts), first.label is not None)

@@ -38,6 +38,8 @@ from jaxst.training.gradcache import cached_embed
 AXIS_NAME = "data"
 # Folded into the state's key to derive the per-step loss keys; no step count reaches it.
 LOSS_RNG_STREAM = 2**31 - 1
+# Folded into a step's dropout key for the forward pass of a loss's model copy (`Loss.uses_model_copy`).
+COPY_DROPOUT_STREAM = 2**31 - 2
 
 
 @struct.dataclass
@@ -136,6 +138,11 @@ def batch_loss(
         embeddings = forward(params["model"], texts, dropout_rng=dropout_rng)["sentence_embedding"]
     if loss.guide is not None:
         inputs["guide_embeddings"] = list(batch.guide_embeddings)
+    if loss.uses_model_copy:
+        copy_rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, COPY_DROPOUT_STREAM)
+        copy_params = params["losses"][objective_index]["model_copy"]
+        copy_embeddings = forward(copy_params, texts, dropout_rng=copy_rng)["sentence_embedding"]
+        inputs["copy_embeddings"] = list(copy_embeddings.reshape(k, b, -1))
     if loss.needs_rng:
         inputs["rng"] = loss_rng
     columns = list(embeddings.reshape(k, b, -1))

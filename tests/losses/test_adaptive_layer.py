@@ -1,14 +1,10 @@
 """AdaptiveLayerLoss against sentence-transformers' on a tiny BERT: value and every parameter's gradient.
 
-Both sides embed the same SNLI rows with the same weights (dropout off); jaxst runs its loss through the
-train step's `batch_loss` (forward with hidden states, the pipeline per layer), sentence-transformers its
-AdaptiveLayerLoss around its own wrapped loss, and the gradients of the encoder's parameters are compared
-tensor by tensor through the checkpoint key table.
+jaxst runs its loss through the train step's `batch_loss` (forward with hidden states, the pipeline per
+layer), sentence-transformers its AdaptiveLayerLoss around its own wrapped loss (`encoder_parity`).
 """
 
 from __future__ import annotations
-
-import copy
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +12,6 @@ import numpy as np
 import optax
 import pytest
 import torch
-from flax import nnx
-from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 from sentence_transformers.sentence_transformer import losses as st_losses
 from sentence_transformers.sentence_transformer.losses import adaptive_layer as st_adaptive_layer
 
@@ -26,118 +20,17 @@ from jaxst.losses.cached import CachedMultipleNegativesRankingLoss
 from jaxst.losses.cosine import CoSENTLoss
 from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.losses.ranking import MultipleNegativesRankingLoss
-from jaxst.models.registry import key_table
-from jaxst.sentence_transformer import SentenceTransformer
-from jaxst.training.batching import batch_arrays
-from jaxst.training.data import ExampleBatch
 from jaxst.training.parallel import PmapParallel
-from jaxst.training.step import batch_loss, init_train_state, make_train_step
+from jaxst.training.step import init_train_state, make_train_step
+from tests.losses.encoder_parity import (
+    NUM_LAYERS,
+    TOLERANCE,
+    assert_same_gradients,
+    jaxst_batch,
+    jaxst_value_and_grads,
+    torch_value_and_grads,
+)
 from tests.shared_data import read_tsv
-from tests.training.tiny_st import make_tiny_st_model
-
-NUM_LAYERS = 2  # the tiny model's
-TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_folder):
-    torch_model = TorchSentenceTransformer(str(tiny_folder), device="cpu")
-    torch_model.eval()  # dropout off; autograd still runs
-    return SentenceTransformer(tiny_folder), torch_model
-
-
-@pytest.fixture(scope="module")
-def rows():
-    snli = read_tsv("pairs/snli_triplets.tsv.gz", "dev")[:6]
-    texts = [[r["anchor"] for r in snli], [r["positive"] for r in snli]]
-    labels = np.array([1.0, 0.2, 0.8, 0.0, 0.5, 0.9], np.float32)
-    return texts, labels
-
-
-def jaxst_batch(model, texts, labels):
-    """The train step's batch: [k, b, T] token arrays padded to a training bucket (+ labels)."""
-    arrays = batch_arrays(model, ExampleBatch(texts, labels))
-    return {name: jnp.asarray(value) for name, value in arrays.items()}
-
-
-def jaxst_value_and_grads(model, loss, batch):
-    """A jitted (key -> loss value, encoder gradients) of the train step's loss on `batch`."""
-    params = {"model": model.params, "losses": ({},)}
-    run = jax.jit(jax.value_and_grad(lambda p, key: batch_loss(model.forward, loss, p, batch, loss_rng=key)))
-
-    def value_and_grads(key=None):
-        value, grads = run(params, key)
-        return float(value), grads["model"]["encoder"]
-
-    return value_and_grads
-
-
-def torch_run(torch_model, make_loss, texts, labels, dtype):
-    """sentence-transformers' value and encoder gradients on a copy of the model cast to `dtype`."""
-    torch_model = copy.deepcopy(torch_model).to(dtype)
-    torch_model.zero_grad()
-    loss = make_loss(torch_model)
-    features = [torch_model.preprocess(column) for column in texts]
-    value = loss(features, None if labels is None else torch.from_numpy(labels).to(dtype))
-    value.backward()
-    grads = {
-        name: np.zeros(p.shape) if p.grad is None else p.grad.numpy().astype(np.float64)
-        for name, p in torch_model[0].auto_model.named_parameters()
-    }
-    return float(value.detach()), grads
-
-
-def relative_error(actual, expected):
-    """max |actual - expected| over max |expected|."""
-    return float(np.max(np.abs(actual - expected))) / float(np.max(np.abs(expected)))
-
-
-def torch_value_and_grads(torch_model, make_loss, texts, labels):
-    """sentence-transformers' value and encoder gradients in float64, and each tensor's error bound.
-
-    The reference in float64 leaves only jaxst's float32 rounding in the comparison. A tensor's bound is
-    TOLERANCE, or twice the error of sentence-transformers' own float32 run against its float64 run where
-    that is larger: the biases' gradients are sums over every token of terms that mostly cancel (the tiny
-    random model's sentence embeddings are nearly parallel, and CoSENT scales their differences by 20), so
-    float32 arithmetic itself misses 1e-5 of such a tensor's largest entry on some inputs (PyTorch by up to
-    1.1e-5, jaxst by up to 1.5e-5, measured); no float32 implementation could meet a fixed 1e-5 there.
-
-    Returns:
-        (value, {key: float64 gradient}, {key: the bound of that tensor's relative error}).
-    """
-    value, grads = torch_run(torch_model, make_loss, texts, labels, torch.float64)
-    _, float32_grads = torch_run(torch_model, make_loss, texts, labels, torch.float32)
-    bounds = {
-        key: max(TOLERANCE, 2 * relative_error(float32_grads[key], grad)) if np.any(grad) else TOLERANCE
-        for key, grad in grads.items()
-    }
-    return value, grads, bounds
-
-
-def assert_same_gradients(jax_grads, torch_grads, bounds):
-    """Every encoder tensor (transposed where torch stores a Linear weight), max error over max |grad|,
-    within its bound (`torch_value_and_grads`).
-
-    The attention key biases are the exception: their gradient is zero in exact arithmetic (softmax is
-    invariant to adding one number to a row of scores), so both sides must be float noise, below 1e-9.
-    """
-    flat = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(jax_grads)}
-    table = key_table("bert", NUM_LAYERS)
-    assert set(table) == {k for k in torch_grads if not k.startswith("pooler.")}
-    for key, (path, transposed) in table.items():
-        ours = flat[path].T if transposed else flat[path]
-        theirs = torch_grads[key]
-        if key.endswith("attention.self.key.bias"):
-            assert np.max(np.abs(ours)) < 1e-9 and np.max(np.abs(theirs)) < 1e-9, key
-            continue
-        error = relative_error(ours, theirs)
-        assert error < bounds[key], f"{key}: relative error {error:.2e}, bound {bounds[key]:.2e}"
-
 
 CASES = {
     "mnrl_defaults_all_layers": (

@@ -159,3 +159,22 @@ def test_labels_that_are_not_classes_are_named(label, message):
     """Inside the traced loss, -1 or 0.5 would train on a wrong class without an error."""
     with pytest.raises(ValueError, match=message):
         SoftmaxLoss(None, embedding_dimension=DIM, num_labels=NUM_LABELS).check_label(label)
+
+
+def test_a_custom_loss_fct_gets_the_logits_and_labels_as_in_sentence_transformers():
+    """loss_fct (logits, labels) -> scalar replaces the cross-entropy: here a sum of squared logits of the
+    labelled class, written once in torch and once in JAX."""
+    classifier = classifier_for({})
+
+    def torch_loss_fct(logits, labels):
+        return (logits.gather(1, labels[:, None]) ** 2).sum()
+
+    def jax_loss_fct(logits, labels):
+        return jnp.sum(jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=1) ** 2)
+
+    ours = SoftmaxLoss(None, DIM, NUM_LABELS, loss_fct=jax_loss_fct)
+    assert_matches_torch(
+        lambda cols, labs: ours.compute(cols, labs, classifier),
+        torch_softmax_loss(classifier, {"loss_fct": torch_loss_fct}),
+        {"random": (make_columns("random", 2, seed=5), class_labels(6))},
+    )

@@ -370,12 +370,3 @@ def test_unknown_scheduler_lists_the_known_ones(tiny_folder, pairs):
 def test_an_empty_dataloader_is_an_error():
     with pytest.raises(ValueError, match="dataset is empty"):
         DataLoader([], batch_size=16)
-
-
-def test_losses_needing_a_model_copy_are_refused_by_name(tiny_folder):
-    from jaxst.losses import ContrastiveTensionLossInBatchNegatives
-
-    model = SentenceTransformer(tiny_folder)
-    loader = DataLoader([InputExample(texts=["a sentence"])] * 16, batch_size=16)
-    with pytest.raises(ValueError, match="fit does not train ContrastiveTensionLossInBatchNegatives"):
-        fit(model, [(loader, ContrastiveTensionLossInBatchNegatives(model))], show_progress_bar=False)
