@@ -414,7 +414,7 @@ class SentenceTransformer:
                 and, in a `jax.distributed` job of several processes, of every process: each process then
                 encodes a contiguous share of the texts and all get every sentence embedding, so every
                 process must call encode with the same texts (token embeddings stay per process: each
-                computes all of them). Results equal one-device encode.
+                computes all of them). Results equal one-device encode to a few float32 ulps.
 
         Returns:
             float32 [N, D] (or the quantized dtype; [N, ceil(D / 8)] for the binary kinds); [0, D] for

@@ -60,7 +60,7 @@ def record_steps(model, monkeypatch):
 
 @pytest.mark.multi_device
 @pytest.mark.parametrize(
-    ("devices", "used"), [(None, range(8)), (3, range(3)), (["cpu:6", "cpu:1"], (6, 1))], ids=str
+    ("devices", "used"), [(None, range(8)), (["cpu:6", "cpu:1", "cpu:3"], (6, 1, 3))], ids=str
 )
 def test_every_device_count_gives_one_device_encode_in_input_order(
     folder, texts, one_device, devices, used, monkeypatch
