@@ -8,10 +8,10 @@ of the device count D (`buckets.plan_batches(..., row_multiple=D)`), so a call s
 per bucket it uses, for each device count. The parameters are copied to the other devices once and kept
 while the model's parameters stay the same arrays (`EncodeMesh.replicate`).
 
-Results equal one-device encode to a few float32 ulps, not always bit for bit: a device's program has
-rows / D rows where one device's has all of them, and XLA's CPU matmuls choose their blocking, hence the
-order of a dot product's sums, by the matrix sizes (1.5e-7 at most measured on 8 CPU devices, no
-difference on 2).
+Each device runs the one-device program on its rows / D rows, so a text's embedding is bit for bit what
+one device gives it in a batch of rows / D rows of the same length. XLA's CPU programs for other row
+counts may order their sums differently, so against one-device encode with the same batch size the
+results differ by a few float32 ulps (at most 1.5e-7 in the tests).
 
 Processes of a `jax.distributed` job: process p of P encodes the contiguous share
 `texts[p * N // P : (p + 1) * N // P]` on its own devices, and `gather_shares` concatenates the shares in
