@@ -18,7 +18,9 @@ fit's padded batches (`jaxst.training.batching`) and of packed rows (`jaxst.pack
    most `depth` results in flight, and hands each result to a consumer that writes it to its texts'
    original positions, so no device buffer outlives its batch for long.
 
-A call therefore runs at most one program per bucket it uses: shapes are (rows, bucket length).
+A call therefore runs at most one program per bucket it uses: shapes are (rows, bucket length). On D
+devices (`jaxst.encode_parallel`) each batch's rows are padded to a multiple of D, so that every device
+gets as many rows: still one shape per bucket, for each device count.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def bucket_for(length: int, max_seq_length: int, shortest: int = 0) -> int:
 @dataclasses.dataclass(frozen=True)
 class PlannedBatch:
     """One encode batch `plan_batches` planned: texts `indices` (positions in the input) padded to `rows` x
-    `length` tokens."""
+    `length` tokens (rows >= len(indices))."""
 
     indices: np.ndarray
     rows: int
@@ -74,7 +76,9 @@ def rows_for_length(rows: int, length: int) -> int:
     return 1 << (fitting.bit_length() - 1)
 
 
-def plan_batches(lengths: np.ndarray, rows: int, buckets: tuple[int, ...]) -> list[PlannedBatch]:
+def plan_batches(
+    lengths: np.ndarray, rows: int, buckets: tuple[int, ...], row_multiple: int = 1
+) -> list[PlannedBatch]:
     """Batches of texts, longest first, each padded to the bucket of its longest text.
 
     A batch holds `rows` texts, fewer (a power of two) where `rows` texts of its bucket length would
@@ -85,13 +89,16 @@ def plan_batches(lengths: np.ndarray, rows: int, buckets: tuple[int, ...]) -> li
         lengths: [N] token count of every text (each <= buckets[-1]).
         rows: texts per batch.
         buckets: ascending bucket lengths.
+        row_multiple: a batch's padded row count is a multiple of this (the device count): a batch of
+            k texts has ceil(k / row_multiple) * row_multiple rows.
     """
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
     while start < len(order):
         length = buckets[bisect.bisect_left(buckets, int(lengths[order[start]]))]
         batch_rows = rows_for_length(rows, length)
-        batches.append(PlannedBatch(order[start : start + batch_rows], batch_rows, length))
+        padded_rows = -(-batch_rows // row_multiple) * row_multiple
+        batches.append(PlannedBatch(order[start : start + batch_rows], padded_rows, length))
         start += batch_rows
     return batches
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from jaxst import buckets
 from jaxst.batch_layouts import PackedBatch, as_packed
 from jaxst.compilation_cache import enable_compilation_cache
+from jaxst.encode_parallel import EncodeMesh, check_same_texts, gather_shares, process_share
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.model_names import resolve_model_folder
@@ -174,6 +175,7 @@ class SentenceTransformer:
 
         self.compile_count = 0
         self._inference_step = jax.jit(self._inference, static_argnames="output_value")
+        self._encode_mesh: EncodeMesh | None = None
 
     # ------------------------------------------------------------------------------------------- modules
 
@@ -400,6 +402,7 @@ class SentenceTransformer:
         *,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
+        devices: int | Sequence[str | jax.Device] | None = None,
     ) -> np.ndarray | jax.Array | list[Any]:
         """Embeds texts, with sentence-transformers' semantics (and its positional parameter order).
 
@@ -417,9 +420,17 @@ class SentenceTransformer:
                 int8 / uint8 ranges come from the call's own embeddings).
             convert_to_numpy: a NumPy array [N, D]; False gives a list of N jax arrays [D].
             convert_to_tensor: one jax.Array [N, D] (wins over convert_to_numpy).
-            device: moves the model there first, as sentence-transformers does (see `to`).
+            device: moves the model there first, as sentence-transformers does (see `to`); encode then runs
+                there alone unless `devices` says otherwise.
             normalize_embeddings: L2-normalize the (truncated) sentence embeddings.
             truncate_dim: keep the first `truncate_dim` dimensions (default: the model's truncate_dim).
+            devices: the devices each batch's rows are split over (`jaxst.encode_parallel`): a count (the
+                first of this process' devices) or a list of devices or names (see `resolve_device`). None:
+                the model's device when one was chosen (`device=`, `to`), else every device of this process
+                and, in a `jax.distributed` job of several processes, of every process: each process then
+                encodes a contiguous share of the texts and all get every sentence embedding, so every
+                process must call encode with the same texts (token embeddings stay per process: each
+                computes all of them). Results equal one-device encode to a few float32 ulps.
 
         Returns:
             float32 [N, D] (or the quantized dtype; [N, ceil(D / 8)] for the binary kinds); [0, D] for
@@ -429,7 +440,7 @@ class SentenceTransformer:
             TypeError: `sentences` not a str or a sequence of them; a text that is not a str (naming its
                 index).
             ValueError: batch_size < 1, unknown precision, output_value or prompt_name, a truncate_dim
-                that is not a positive integer, an unavailable device.
+                that is not a positive integer, an unavailable device, a bad `devices`.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -441,17 +452,33 @@ class SentenceTransformer:
         texts = check_texts([sentences] if single else sentences)
         prompt = self._resolve_prompt(prompt, prompt_name)
         truncate_dim = self.truncate_dim if truncate_dim is None else check_truncate_dim(truncate_dim)
+        if isinstance(device, list | tuple):
+            raise TypeError(
+                f"device={device!r:.60}: device is one device, where the model moves; to split encode over "
+                "several devices, pass devices=[...] (or a count)."
+            )
         if device is not None:
             self.to(device)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        mesh = self._mesh_for(devices)
+        across_processes = (
+            devices is None
+            and self._device is None
+            and jax.process_count() > 1
+            and output_value == "sentence_embedding"
+        )
 
         prompt_length = 0
         if prompt:
             texts = [prompt + text for text in texts]
             prompt_length = self.transformer.prompt_length(prompt)
+        num_texts = len(texts)
+        if across_processes:
+            check_same_texts(texts)
+            texts = texts[process_share(num_texts)]
         tokenized = self.transformer.tokenize(texts)
-        run = partial(self._run, tokenized, batch_size, show_progress_bar, prompt_length)
+        run = partial(self._run, tokenized, batch_size, show_progress_bar, prompt_length, mesh)
         if output_value == "sentence_embedding":
             if not any(isinstance(m, Pooling) for _, m in self.pipeline):
                 raise ValueError("This model has no Pooling module, so no sentence embeddings.")
@@ -462,6 +489,8 @@ class SentenceTransformer:
                 embeddings[batch.indices] = normalize_rows(rows) if normalize_embeddings else rows
 
             run(consume, "sentence_embedding")
+            if across_processes:
+                embeddings = gather_shares(embeddings, num_texts)
         else:
             embeddings = [None] * len(texts)
             lengths = tokenized.lengths
@@ -522,39 +551,55 @@ class SentenceTransformer:
         self.compile_count += 1  # runs only while tracing, i.e. once per compiled program
         return self.forward(params, features)[output_value].astype(jnp.float32)
 
+    def _mesh_for(self, devices: int | Sequence[str | jax.Device] | None) -> EncodeMesh:
+        """The mesh encode runs on for its `devices` argument (kept while the devices stay the same)."""
+        if devices is not None:
+            chosen = resolve_devices(devices)
+        elif self._device is not None:
+            chosen = (self._device,)
+        else:
+            chosen = tuple(jax.local_devices())
+        if self._encode_mesh is None or self._encode_mesh.devices != chosen:
+            self._encode_mesh = EncodeMesh(chosen)
+        return self._encode_mesh
+
     def _run(
         self,
         tokenized: Tokenized,
         batch_size: int,
         show_progress_bar: bool,
         prompt_length: int,
+        mesh: EncodeMesh,
         consume: Callable[[buckets.PlannedBatch, np.ndarray], None],
         output_value: str,
     ) -> None:
-        """Batches the texts by length and streams every batch through the jitted inference step."""
+        """Batches the texts by length and streams every batch through the jitted inference step, each
+        batch's rows split over the mesh's devices."""
         return_large_blocks()  # batch buffers go back to the system when freed (jaxst.host_memory)
         rows = buckets.rows_per_batch(len(tokenized.lengths), batch_size)
-        batches = buckets.plan_batches(tokenized.lengths, rows, self.bucket_lengths)
+        batches = buckets.plan_batches(tokenized.lengths, rows, self.bucket_lengths, row_multiple=len(mesh))
+        params = mesh.replicate(self._params)
 
-        def batch_features(batch: buckets.PlannedBatch) -> dict[str, np.ndarray]:
+        def batch_features(batch: buckets.PlannedBatch) -> dict[str, jax.Array]:
             features = tokenized.padded(
                 batch.indices, batch.rows, batch.length, self.transformer.pad_token_id
             )
             features["prompt_length"] = np.int32(prompt_length)
-            return features
+            return mesh.put_batch(features)
 
         def dispatch(batch: buckets.PlannedBatch) -> jax.Array:
-            return self._inference_step(self._params, batch_features(batch), output_value=output_value)
+            return self._inference_step(params, batch_features(batch), output_value=output_value)
 
         if len(batches) > 1:  # one batch compiles as it runs; this spares one-text calls the lookups
-            self._compile_ahead(batches, batch_features, output_value)
+            self._compile_ahead(params, batches, batch_features, output_value)
         progress = tqdm(batches, desc="Batches", disable=not show_progress_bar)
         buckets.stream_batches(progress, dispatch, consume)
 
     def _compile_ahead(
         self,
+        params: dict[str, Any],
         batches: list[buckets.PlannedBatch],
-        features: Callable[[buckets.PlannedBatch], dict[str, np.ndarray]],
+        features: Callable[[buckets.PlannedBatch], dict[str, jax.Array]],
         output_value: str,
     ) -> None:
         """Compiles the programs of all batch shapes before the first batch runs.
@@ -566,7 +611,7 @@ class SentenceTransformer:
         compiled = self.compile_count
         one_per_shape = {(batch.rows, batch.length): batch for batch in batches}
         for batch in one_per_shape.values():
-            self._inference_step.lower(self._params, features(batch), output_value=output_value).compile()
+            self._inference_step.lower(params, features(batch), output_value=output_value).compile()
         if self.compile_count != compiled:
             release_free_memory()
 
@@ -756,6 +801,41 @@ def resolve_device(device: str | jax.Device) -> jax.Device:
     if int(index or 0) >= len(devices):
         raise ValueError(f"device {device!r} is not available; {available_devices()}.")
     return devices[int(index or 0)]
+
+
+def resolve_devices(devices: int | Sequence[str | jax.Device]) -> tuple[jax.Device, ...]:
+    """The devices of encode's `devices` argument: the first `devices` of this process' devices (JAX's
+    default platform), or each device of a list as `resolve_device` takes it (one platform, none twice).
+
+    Raises:
+        TypeError: `devices` neither a count nor a list or tuple.
+        ValueError: a count below 1 or above the devices this process has, an empty list, an unavailable,
+            repeated or other-platform device (naming it).
+    """
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        local = jax.local_devices()
+        if not 1 <= devices <= len(local):
+            raise ValueError(
+                f"devices={devices}: the count must be from 1 to {len(local)}; {available_devices()}."
+            )
+        return tuple(local[:devices])
+    if not isinstance(devices, list | tuple):
+        raise TypeError(
+            "devices must be a device count or a list of devices (jax.Device or names such as 'cpu:1'); "
+            f"got {type(devices).__name__} {devices!r:.60}."
+        )
+    if not devices:
+        raise ValueError("devices is an empty list: name at least one device, or pass None for all of them.")
+    resolved = tuple(resolve_device(device) for device in devices)
+    for index, device in enumerate(resolved):
+        if device in resolved[:index]:
+            raise ValueError(f"devices[{index}] ({devices[index]!r}) is {device}, already listed.")
+        if device.platform != resolved[0].platform:
+            raise ValueError(
+                f"devices[{index}] ({devices[index]!r}) is a {device.platform} device and devices[0] a "
+                f"{resolved[0].platform} one: encode splits its batches over devices of one platform."
+            )
+    return resolved
 
 
 def available_devices() -> str:

@@ -46,5 +46,9 @@ class GuideEmbedder:
             embeddings = np.asarray(self._forward(self.guide.params, texts)["sentence_embedding"])
         else:
             decoded = self.model_tokenizer.batch_decode(texts["input_ids"].tolist(), skip_special_tokens=True)
-            embeddings = self.guide.encode(decoded, batch_size=k * b, show_progress_bar=False)
+            # this process' batch, on the guide's device: devices= keeps encode from sharing the texts
+            # out across the processes of a jax.distributed job, whose batches differ
+            embeddings = self.guide.encode(
+                decoded, batch_size=k * b, show_progress_bar=False, devices=[self.guide.device]
+            )
         return embeddings.astype(np.float32).reshape(k, b, -1)

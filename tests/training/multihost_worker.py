@@ -1,7 +1,9 @@
-"""One process of the two-process tests: `python -m tests.training.multihost_worker ID PORT OUT [agree]`.
+"""One process of the two-process tests: `python -m tests.training.multihost_worker ID PORT OUT [MODE ...]`.
 
 Each process sees 2 CPU devices, joins the job through `jax.distributed.initialize` on 127.0.0.1 with
 gloo collectives, feeds only its own half of every global batch, and process 0 saves the parameters.
+MODE "agree" checks the packed shapes both processes agree on; "encode FOLDER TEXTS" encodes the texts
+of the JSON file TEXTS with the model in FOLDER (tests/st/test_encode_devices.py).
 """
 
 import os
@@ -40,10 +42,36 @@ def agree_on_packed_shapes(process_id: int, out_path: str) -> None:
         np.savez(out_path, agreed=agreed, shape=arrays["packed_input_ids"].shape)
 
 
-def main(process_id: int, port: int, out_path: str, mode: str = "train") -> None:
+def encode_across_processes(process_id: int, out_path: str, folder: str, texts_path: str) -> None:
+    """Both processes encode the same texts (each its share); process 0 saves what each got, and the
+    error each raised for texts that differ between the processes."""
+    import json
+
+    from jax.experimental import multihost_utils
+
+    from jaxst.sentence_transformer import SentenceTransformer
+
+    with open(texts_path) as file:
+        texts = json.load(file)
+    model = SentenceTransformer(folder)
+    try:
+        model.encode(texts[: 5 + process_id])
+        error = ""
+    except ValueError as raised:
+        error = str(raised)
+    embeddings = multihost_utils.process_allgather(model.encode(texts))
+    one_text = multihost_utils.process_allgather(model.encode(texts[0]))  # process 0's share is empty
+    if process_id == 0:
+        np.savez(out_path, embeddings=embeddings, one_text=one_text, error=error)
+
+
+def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: str) -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
-    if mode == "agree":
-        agree_on_packed_shapes(process_id, out_path)
+    if mode in ("agree", "encode"):
+        if mode == "agree":
+            agree_on_packed_shapes(process_id, out_path)
+        else:
+            encode_across_processes(process_id, out_path, *args)
         jax.distributed.shutdown()
         return
     from jaxst.training.parallel import MeshParallel
