@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from jaxst.losses.base import Loss, chain_name, loss_chain
 from jaxst.training.data import DataLoader, ExampleBatch
 from jaxst.training.guide import GuideEmbedder
@@ -51,6 +53,26 @@ class Objective:
                     return batch
             self.batches = None
         raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
+
+
+def epoch_plan(
+    objectives: Sequence[Objective], sampler: str, *, rounds: int | None, seed: int, epoch: int
+) -> list[int]:
+    """The objective index of each step of `epoch`, as sentence-transformers' multi-dataset batch samplers.
+
+    round_robin: one batch of each objective in turn, for `rounds` rounds (default: the smallest
+        objective's full batches), so an epoch has rounds * len(objectives) steps (fit's order);
+    proportional: every full batch of every objective once, in the order of
+        `np.random.default_rng([seed, epoch]).permutation` of [0] * batches_0 + [1] * batches_1 + ...,
+        so larger datasets are drawn from more often (the draw differs from torch's).
+    """
+    if sampler == "round_robin":
+        rounds = rounds or min(o.full_batches for o in objectives)
+        return [o.index for _ in range(rounds) for o in objectives]
+    if rounds is not None:
+        raise ValueError("steps_per_epoch applies to the round_robin multi-dataset batch sampler only.")
+    order = np.repeat(np.arange(len(objectives)), [o.full_batches for o in objectives])
+    return np.random.default_rng([seed, epoch]).permutation(order).tolist()
 
 
 def check_labels(loader: DataLoader, loss: Loss) -> None:
