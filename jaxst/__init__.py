@@ -1,7 +1,8 @@
 """jaxst: sentence embeddings in pure JAX, with sentence-transformers parity.
 
 The names sentence-transformers tutorials import: SentenceTransformer, InputExample, SentencesDataset,
-DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, util.
+DataLoader, NoDuplicatesDataLoader, LoggingHandler, SentenceTransformerTrainer,
+SentenceTransformerTrainingArguments, losses, evaluation, util.
 
 Each name is imported on first use (`jaxst.lazy_exports`): `import jaxst` alone loads neither JAX nor
 transformers.
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from jaxst.logging_handler import LoggingHandler
     from jaxst.sentence_transformer import SentenceTransformer
     from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
+    from jaxst.training.trainer import SentenceTransformerTrainer
+    from jaxst.training.training_args import SentenceTransformerTrainingArguments
 
 try:
     __version__ = importlib.metadata.version("jaxst")
@@ -29,6 +32,8 @@ __all__ = [
     "LoggingHandler",
     "NoDuplicatesDataLoader",
     "SentenceTransformer",
+    "SentenceTransformerTrainer",
+    "SentenceTransformerTrainingArguments",
     "SentencesDataset",
     "evaluation",
     "losses",
@@ -43,6 +48,8 @@ __getattr__, __dir__ = lazy_exports(
         "LoggingHandler": "jaxst.logging_handler",
         "NoDuplicatesDataLoader": "jaxst.training.data",
         "SentenceTransformer": "jaxst.sentence_transformer",
+        "SentenceTransformerTrainer": "jaxst.training.trainer",
+        "SentenceTransformerTrainingArguments": "jaxst.training.training_args",
         "SentencesDataset": "jaxst.training.data",
         "evaluation": "jaxst.evaluation",
         "losses": "jaxst.losses",

@@ -131,13 +131,7 @@ class TrainingRun:
         self.total_steps = options.max_steps or math.ceil(options.epochs * self.steps_per_epoch)
         lr, optimizer_params = options.lr_and_optimizer_params()
         warmup_steps = options.warmup_steps or math.ceil(options.warmup_ratio * self.total_steps)
-        dim = model.get_sentence_embedding_dimension()
-        params = {
-            "model": model.params,
-            "losses": tuple(
-                o.loss.init_params(jax.random.PRNGKey(options.seed + 1 + o.index), dim) for o in objectives
-            ),
-        }
+        params = {"model": model.params, "losses": self.initial_loss_params(model, objectives, options.seed)}
         schedule_args = dict(
             scheduler=options.scheduler, warmup_steps=warmup_steps, total_steps=self.total_steps
         )
@@ -162,6 +156,7 @@ class TrainingRun:
         self.epoch, self.step_in_epoch = 0, 0
         self.best_score: float | None = None
         self.best_params: Any = None
+        self.loss_params: Any = None  # the losses' own trained parameters, once the run ended
         self.checkpointer = (
             Checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
             if options.checkpoint_path
@@ -173,6 +168,12 @@ class TrainingRun:
         self.losses: list[float] = []
         # (metrics, step, epoch, objective) of the step dispatched last, its loss not yet read.
         self.pending: tuple[dict[str, Any], int, int, Objective] | None = None
+
+    @staticmethod
+    def initial_loss_params(model: Any, objectives: list[Objective], seed: int) -> tuple[Any, ...]:
+        """The losses' own parameters at the start of training, one pytree per objective."""
+        dim = model.get_sentence_embedding_dimension()
+        return tuple(o.loss.init_params(jax.random.PRNGKey(seed + 1 + o.index), dim) for o in objectives)
 
     def epoch_plan(self, epoch: int) -> list[int]:
         """The objective index of each step of `epoch` (`jaxst.training.objectives.epoch_plan`)."""
@@ -222,17 +223,25 @@ class TrainingRun:
 
     # ---------------------------------------------------------------------------------- evaluation
     def evaluate(self, state: Any, epoch: int, step: int) -> None:
-        evaluator = self.options.evaluator
-        if evaluator is None:
+        """Runs the evaluation loss and the evaluator on `state`, tells the callbacks, and keeps (or saves)
+        the model when its score is the best so far."""
+        options, evaluator = self.options, self.options.evaluator
+        if evaluator is None and options.eval_loss is None:
             return
-        self.model.set_params(state.params["model"])
-        metrics = evaluator(
-            self.model, output_path=self.options.evaluation_output_path, epoch=epoch, steps=step
+        metrics = options.eval_loss(state.params) if options.eval_loss is not None else {}
+        if evaluator is not None:
+            self.model.set_params(state.params["model"])
+            output = evaluator(
+                self.model, output_path=options.evaluation_output_path, epoch=epoch, steps=step
+            )
+            metrics |= {
+                k: float(v)
+                for k, v in (output if isinstance(output, dict) else {"evaluator": output}).items()
+            }
+        name = options.metric_for_best_model or (
+            primary_metric(evaluator) if evaluator is not None else "loss"
         )
-        if not isinstance(metrics, dict):
-            metrics = {"evaluator": metrics}
-        metrics = {k: float(v) for k, v in metrics.items()}
-        score = best_model_score(metrics, self.options.metric_for_best_model or primary_metric(evaluator))
+        score = best_model_score(metrics, name)
         call_hook(
             self.callbacks,
             "on_evaluate",
@@ -240,22 +249,22 @@ class TrainingRun:
             {"step": step, "epoch": epoch, "eval": metrics, "score": score},
         )
         if score is None:
-            if self.options.metric_for_best_model is not None:
+            if options.metric_for_best_model is not None:
                 raise KeyError(
-                    f"metric_for_best_model={self.options.metric_for_best_model!r} is not among the "
-                    f"evaluator's metrics {sorted(metrics)}."
+                    f"metric_for_best_model={options.metric_for_best_model!r} is not among the evaluation "
+                    f"metrics {sorted(metrics)}."
                 )
             return
-        greater = self.options.greater_is_better
+        greater = options.greater_is_better
         if greater is None:
-            greater = getattr(evaluator, "greater_is_better", True)
+            greater = not name.endswith("loss") and getattr(evaluator, "greater_is_better", True)
         if self.best_score is None or (score > self.best_score if greater else score < self.best_score):
             self.best_score = score
-            if self.options.load_best_model_at_end:
+            if options.load_best_model_at_end:
                 self.best_params = jax.device_get(state.params["model"])
-            output_path = self.options.output_path
-            if output_path and self.options.save_best_model:
-                self.model.save(output_path)
+            if options.output_path and options.save_best_model:
+                self.model.set_params(state.params["model"])
+                self.model.save(options.output_path)
 
     # ------------------------------------------------------------------------------------ training
     def run(self) -> dict[str, Any]:
@@ -308,6 +317,7 @@ class TrainingRun:
                 self.save_checkpoint(step, device_state)
         self.record_pending()
         final = self.parallel.get_state(device_state)
+        self.loss_params = final.params["losses"]
         self.model.set_params(self.best_params if self.best_params is not None else final.params["model"])
         output_path = options.output_path
         if (

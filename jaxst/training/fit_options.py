@@ -23,12 +23,15 @@ class FitOptions:
             "proportional" (every batch of every objective, in an order drawn per epoch).
         warmup_ratio: warmup as a fraction of the run's steps, used when warmup_steps is 0.
         evaluate_at_epoch_end: evaluate after each epoch (fit's), besides every evaluation_steps.
+        eval_loss: params -> {metric name: loss} of evaluation datasets (`jaxst.training.eval_loss`),
+            evaluated with the evaluator and merged into its metrics.
         evaluation_output_path: the folder the evaluator writes its files to (None: none).
         checkpoint_at_epoch_end: checkpoint after each epoch, besides every checkpoint_save_steps.
         load_best_model_at_end: keep the parameters of the best evaluation and end with them.
         metric_for_best_model / greater_is_better: the metric that picks the best evaluation (a key of the
-            evaluator's metrics, with or without "eval_"; default the evaluator's primary metric) and its
-            direction (default the evaluator's `greater_is_better`, else True).
+            metrics, with or without "eval_"; default the evaluator's primary metric, else "loss") and its
+            direction (default: False for a name ending in "loss", else the evaluator's
+            `greater_is_better`, else True).
         save_final_model: save the model to output_path after training when no best model was saved there.
         callbacks: `jaxst.training.callbacks` objects, the built-in progress bar and loggers included.
 
@@ -50,6 +53,7 @@ class FitOptions:
     weight_decay: float = 0.01
     evaluation_steps: int = 0
     evaluate_at_epoch_end: bool = True
+    eval_loss: Callable[[Any], dict[str, float]] | None = None
     evaluation_output_path: str | None = None
     output_path: str | None = None
     save_best_model: bool = True

@@ -32,8 +32,10 @@ class Objective:
 
     @property
     def full_batches(self) -> int:
-        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller)."""
-        return max(1, len(self.loader.dataset) // self.loader.batch_size)
+        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller); a loader
+        that batches otherwise says so in its `num_full_batches`."""
+        full = getattr(self.loader, "num_full_batches", len(self.loader.dataset) // self.loader.batch_size)
+        return max(1, full)
 
     def start_epoch(self) -> None:
         """Moves the loader to the start of its next epoch (unless it is at one), as fit epochs begin."""
