@@ -218,6 +218,13 @@ class TrainingRun:
         self.best_score = position["best_score"]
 
     def save_checkpoint(self, step: int, device_state: Any) -> None:
+        """Checkpoints the state of `step`. Checkpoints of this or later steps are left from the run this one
+        resumed at an earlier step: they are replaced, as this run goes past them."""
+        stale = [s for s in self.checkpointer.all_steps() if s >= step]
+        if stale:
+            logger.warning("Replacing the checkpoints of steps %s in %s.", stale, self.checkpointer.directory)
+            for old in stale:
+                self.checkpointer.delete(old)
         self.checkpointer.save(step, self.parallel.get_state(device_state), metadata=self.position())
         call_hook(self.callbacks, "on_save", self, step, self.checkpointer.step_dir(step))
 

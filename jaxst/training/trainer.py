@@ -10,7 +10,8 @@ How it differs from sentence-transformers' Trainer (on PyTorch and transformers)
   `jaxst.training.checkpoint`), not model folders; `trainer.save_model()` writes the model;
 - load_best_model_at_end keeps the best evaluation's parameters in host memory (a resumed run knows the
   best score so far but keeps only improvements made after the resume);
-- the evaluation loss runs on one device.
+- the evaluation loss runs on one device, over the evaluation datasets in order (sentence-transformers
+  shuffles them as the training data: a loss with in-batch negatives then sees other batches).
 """
 
 from __future__ import annotations

@@ -40,12 +40,10 @@ NO_EFFECT_DEFAULTS: dict[str, Any] = {
     "eval_on_start": False,
     "torch_empty_cache_steps": None,
     "lr_scheduler_kwargs": None,
-    "logging_dir": None,
     "logging_strategy": "steps",
     "logging_first_step": False,
     "logging_nan_inf_filter": True,
     "save_only_model": False,
-    "save_safetensors": True,
     "restore_callback_states_from_checkpoint": False,
     "use_cpu": False,
     "fp16_full_eval": False,
@@ -61,7 +59,6 @@ NO_EFFECT_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": True,
     "label_names": None,
     "label_smoothing_factor": 0.0,
-    "group_by_length": False,
     "length_column_name": "length",
     "ignore_data_skip": False,
     "fsdp": None,
@@ -228,7 +225,7 @@ class SentenceTransformerTrainingArguments(_Arguments):
             raise ValueError(f"warmup_steps={self.warmup_steps!r} must be a step count or a ratio in (0, 1).")
         for name in ("eval_steps", "save_steps", "logging_steps"):
             _check_steps(name, getattr(self, name))
-        if self.eval_steps is None:
+        if self.eval_steps is None and self.eval_strategy == "steps":
             self.eval_steps = self.logging_steps
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ValueError(f"save_total_limit must be None or >= 1, got {self.save_total_limit}.")
