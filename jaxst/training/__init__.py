@@ -15,9 +15,15 @@ if TYPE_CHECKING:
     from jaxst.training.group_by_label import GroupByLabelDataLoader
     from jaxst.training.optim import SCHEDULERS, make_optimizer, make_schedule, weight_decay_mask
     from jaxst.training.trainer import SentenceTransformerTrainer
-    from jaxst.training.training_args import SentenceTransformerTrainingArguments
+    from jaxst.training.training_args import (
+        BatchSamplers,
+        MultiDatasetBatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
 
 __all__ = [
+    "BatchSamplers",
+    "MultiDatasetBatchSamplers",
     "SCHEDULERS",
     "Checkpointer",
     "CorruptCheckpointError",
@@ -44,7 +50,10 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "GroupByLabelDataLoader": "jaxst.training.group_by_label",
         "SentenceTransformerTrainer": "jaxst.training.trainer",
-        "SentenceTransformerTrainingArguments": "jaxst.training.training_args",
+        **dict.fromkeys(
+            ["BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainingArguments"],
+            "jaxst.training.training_args",
+        ),
         "TrainerCallback": "jaxst.training.callbacks",
         **dict.fromkeys(
             ["SCHEDULERS", "make_optimizer", "make_schedule", "weight_decay_mask"], "jaxst.training.optim"

@@ -36,9 +36,9 @@ class GroupByLabelDataLoader(DataLoader):
     ) -> None:
         if isinstance(batch_size, int) and (batch_size < 4 or batch_size % 2):
             raise ValueError(f"group_by_label batches need an even batch_size >= 4, got {batch_size}.")
-        super().__init__(dataset, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed)
         groups: dict[Any, list[int]] = defaultdict(list)
-        for index, label in enumerate(self.labels()):
+        # The plain loader reads the labels, as `len` (which the loader's checks call) needs the groups.
+        for index, label in enumerate(DataLoader(dataset, batch_size=batch_size).labels()):
             if label is None:
                 raise ValueError(
                     f"group_by_label batches need a label on every example; example {index} has none."
@@ -52,6 +52,7 @@ class GroupByLabelDataLoader(DataLoader):
             )
         pairs = sorted((len(indices) // 2 for indices in self.groups.values()), reverse=True)
         self.stream_length = 2 * sum(min(p, pairs[1]) for p in pairs)
+        super().__init__(dataset, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed)
 
     def __len__(self) -> int:
         batches = self.stream_length // self.batch_size

@@ -11,6 +11,7 @@ from jaxst.training.group_by_label import GroupByLabelDataLoader
 LOADERS = {
     "batch_sampler": DataLoader,
     "no_duplicates": NoDuplicatesDataLoader,
+    "no_duplicates_hashed": NoDuplicatesDataLoader,
     "group_by_label": GroupByLabelDataLoader,
 }
 

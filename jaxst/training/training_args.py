@@ -12,12 +12,30 @@ import contextlib
 import json
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from jaxst.training.fit_options import check_engine_support
 
-BATCH_SAMPLERS = ("batch_sampler", "no_duplicates", "group_by_label")
-MULTI_DATASET_BATCH_SAMPLERS = ("proportional", "round_robin")
+
+class BatchSamplers(StrEnum):
+    """sentence-transformers' batch samplers, by its names (`jaxst.training.trainer_data.LOADERS`)."""
+
+    BATCH_SAMPLER = "batch_sampler"
+    NO_DUPLICATES = "no_duplicates"
+    NO_DUPLICATES_HASHED = "no_duplicates_hashed"  # the same batches as NO_DUPLICATES
+    GROUP_BY_LABEL = "group_by_label"
+
+
+class MultiDatasetBatchSamplers(StrEnum):
+    """sentence-transformers' multi-dataset batch samplers (`jaxst.training.objectives.epoch_plan`)."""
+
+    ROUND_ROBIN = "round_robin"
+    PROPORTIONAL = "proportional"
+
+
+BATCH_SAMPLERS = tuple(sampler.value for sampler in BatchSamplers)
+MULTI_DATASET_BATCH_SAMPLERS = tuple(sampler.value for sampler in MultiDatasetBatchSamplers)
 STRATEGIES = ("no", "steps", "epoch")
 REPORT_TO = ("none", "jsonl", "tensorboard")
 # transformers' lr_scheduler_type -> jaxst.training.optim scheduler (the same lambdas).
@@ -166,7 +184,8 @@ class SentenceTransformerTrainingArguments(_Arguments):
             save_total_limit, logging_steps: "no", "steps" or "epoch"; a float in (0, 1) is a ratio.
         load_best_model_at_end, metric_for_best_model (default the evaluator's primary metric),
             greater_is_better (default: False for a metric ending in "loss", else the evaluator's).
-        batch_sampler: batch_sampler (shuffled), no_duplicates, group_by_label.
+        batch_sampler: batch_sampler (shuffled), no_duplicates (or no_duplicates_hashed: the same batches),
+            group_by_label; a `BatchSamplers` member or its value.
         multi_dataset_batch_sampler: proportional or round_robin.
         prompts: a prompt for every column, {column: prompt}, {dataset: prompt} or
             {dataset: {column: prompt}}; prepended to the texts.

@@ -1,5 +1,6 @@
 """SentenceTransformerTrainingArguments against sentence-transformers' own; the arguments jaxst refuses."""
 
+import numpy as np
 import pytest
 from sentence_transformers.sentence_transformer import training_args as st_training_args
 
@@ -72,3 +73,40 @@ def test_strings_and_enums_normalise_as_sentence_transformers():
     assert (args.warmup_steps, args.warmup_ratio, args.eval_steps, args.report_to) == (0.1, None, 20, [])
     assert args.output_dir == "trainer_output" and args.scheduler == "warmuplinear"
     assert SentenceTransformerTrainingArguments(metric_for_best_model="eval_loss").greater_is_better is False
+
+
+@pytest.mark.parametrize(
+    ("group_sizes", "batch_size", "drop_last"),
+    [((5, 5, 5), 4, False), ((9, 2, 4, 7), 6, False), ((9, 2, 4, 7), 6, True), ((30, 3), 4, False)],
+)
+def test_group_by_label_batches_as_sentence_transformers(group_sizes, batch_size, drop_last):
+    """The batch count of sentence-transformers' GroupByLabelBatchSampler; every batch mixes labels, each
+    present at least twice; each example at most once per epoch."""
+    import datasets
+    from sentence_transformers.base.sampler import GroupByLabelBatchSampler
+
+    from jaxst.training.group_by_label import GroupByLabelDataLoader
+
+    labels = [label for label, size in enumerate(group_sizes) for _ in range(size)]
+    dataset = datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
+    reference = GroupByLabelBatchSampler(dataset, batch_size, drop_last, valid_label_columns=["label"])
+    loader = GroupByLabelDataLoader(dataset, batch_size=batch_size, drop_last=drop_last, seed=1)
+    assert len(loader) == len(reference) == len(list(reference))
+    seen = []
+    for batch in loader:
+        counts = np.unique(batch.labels, return_counts=True)[1]
+        assert len(counts) >= 2 and counts.min() >= 2
+        seen += [int(text[1:]) for text in batch.texts[0]]
+    assert len(seen) == len(set(seen))
+
+
+def test_group_by_label_needs_two_labels_of_two():
+    import datasets
+
+    from jaxst.training.group_by_label import GroupByLabelDataLoader
+
+    dataset = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 0, 1]})
+    with pytest.raises(ValueError, match="at least 2 labels with 2 or more examples each; 1 label"):
+        GroupByLabelDataLoader(dataset, batch_size=4)
+    with pytest.raises(ValueError, match="even batch_size >= 4, got 5"):
+        GroupByLabelDataLoader(dataset, batch_size=5)
