@@ -323,6 +323,10 @@ class TrainingRun:
             ):
                 self.save_checkpoint(step, device_state)
         self.record_pending()
+        if options.evaluate_at_end and evaluation_steps > 0 and step % evaluation_steps:
+            self.evaluate(self.parallel.get_state(device_state), self.epoch - 1, step)
+        if self.checkpointer and options.checkpoint_at_end and step != self.checkpointer.latest_step():
+            self.save_checkpoint(step, device_state)
         final = self.parallel.get_state(device_state)
         self.loss_params = final.params["losses"]
         self.model.set_params(self.best_params if self.best_params is not None else final.params["model"])

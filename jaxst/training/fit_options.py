@@ -23,6 +23,8 @@ class FitOptions:
             "proportional" (every batch of every objective, in an order drawn per epoch).
         warmup_ratio: warmup as a fraction of the run's steps, used when warmup_steps is 0.
         evaluate_at_epoch_end: evaluate after each epoch (fit's), besides every evaluation_steps.
+        evaluate_at_end / checkpoint_at_end: evaluate / checkpoint after the last step unless that step was
+            (the Hugging Face Trainer's step strategies).
         eval_loss: params -> {metric name: loss} of evaluation datasets (`jaxst.training.eval_loss`),
             evaluated with the evaluator and merged into its metrics.
         evaluation_output_path: the folder the evaluator writes its files to (None: none).
@@ -53,6 +55,7 @@ class FitOptions:
     weight_decay: float = 0.01
     evaluation_steps: int = 0
     evaluate_at_epoch_end: bool = True
+    evaluate_at_end: bool = False
     eval_loss: Callable[[Any], dict[str, float]] | None = None
     evaluation_output_path: str | None = None
     output_path: str | None = None
@@ -67,6 +70,7 @@ class FitOptions:
     checkpoint_path: str | None = None
     checkpoint_save_steps: int = 500
     checkpoint_at_epoch_end: bool = False
+    checkpoint_at_end: bool = False
     checkpoint_save_total_limit: int = 0
     resume_from_checkpoint: bool | str = False
     seed: int = 42

@@ -228,6 +228,7 @@ class SentenceTransformerTrainer:
             weight_decay=args.weight_decay,
             evaluation_steps=resolve_steps(args.eval_steps, total) if args.eval_strategy == "steps" else 0,
             evaluate_at_epoch_end=args.eval_strategy == "epoch",
+            evaluate_at_end=args.eval_strategy == "steps",
             eval_loss=self.evaluation_loss(objectives),
             evaluation_output_path=str(output_dir / "eval"),
             output_path=None,
@@ -244,6 +245,7 @@ class SentenceTransformerTrainer:
             if args.save_strategy == "steps"
             else 0,
             checkpoint_at_epoch_end=args.save_strategy == "epoch",
+            checkpoint_at_end=args.save_strategy == "steps",
             checkpoint_save_total_limit=args.save_total_limit or 0,
             resume_from_checkpoint=resume_from_checkpoint,
             seed=args.seed,

@@ -36,10 +36,15 @@ def train_64():
     return sts_dataset("train", 64)
 
 
+def per_device(batch_size):
+    """The per-device batch size of a step of `batch_size` examples on this process's devices."""
+    return batch_size // jax.local_device_count()
+
+
 def arguments(tmp_path, **kwargs):
     defaults = dict(
         output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=16,
+        per_device_train_batch_size=per_device(16),
         learning_rate=1e-3,
         warmup_steps=2,
         num_train_epochs=1,
@@ -247,7 +252,9 @@ def test_prompts_by_column_and_by_dataset(tiny_folder, train_64):
     both = {"a": train_64, "b": train_64}
 
     def first_texts(prompts, train_dataset):
-        args = SentenceTransformerTrainingArguments(prompts=prompts, per_device_train_batch_size=64)
+        args = SentenceTransformerTrainingArguments(
+            prompts=prompts, per_device_train_batch_size=per_device(64)
+        )
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset)
         return {
             name: loader.example(0).texts

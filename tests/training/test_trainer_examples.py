@@ -10,6 +10,7 @@ raise the STS-B dev score.
 """
 
 import datasets
+import jax
 import pytest
 
 from jaxst import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -47,7 +48,7 @@ def load_nli_triplets(split, n):
 
 
 def test_training_stsbenchmark(model_name, tmp_path):
-    train_batch_size = 16
+    train_batch_size = 16 // jax.local_device_count()  # per device: 16 a step
     num_epochs = 1
     output_dir = str(tmp_path / "training_stsbenchmark")
     model = SentenceTransformer(model_name)
@@ -95,7 +96,7 @@ def test_training_stsbenchmark(model_name, tmp_path):
 
 
 def test_matryoshka_nli(model_name, tmp_path):
-    batch_size = 32
+    batch_size = 32 // jax.local_device_count()  # per device: 32 a step
     num_train_epochs = 1
     matryoshka_dims = [32, 16]
     output_dir = str(tmp_path / "matryoshka_nli")
