@@ -129,6 +129,10 @@ class SentenceTransformerTrainer:
                 f"eval_dataset names {sorted(map(str, without_loss))} have no loss; the losses are for "
                 f"{sorted(map(str, self.loss))}."
             )
+        if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
+            raise ValueError(
+                f"eval_strategy={self.args.eval_strategy!r} needs an eval_dataset or an evaluator."
+            )
         if isinstance(evaluator, list | tuple):
             from jaxst.evaluation import SequentialEvaluator
 

@@ -182,8 +182,9 @@ class SentenceTransformerTrainingArguments(_Arguments):
         run_name: a name for the run (kept, used by nothing).
         eval_strategy / eval_steps (default logging_steps), save_strategy / save_steps /
             save_total_limit, logging_steps: "no", "steps" or "epoch"; a float in (0, 1) is a ratio.
-        load_best_model_at_end, metric_for_best_model (default the evaluator's primary metric),
-            greater_is_better (default: False for a metric ending in "loss", else the evaluator's).
+        load_best_model_at_end, metric_for_best_model (default "loss" with load_best_model_at_end, as
+            transformers, else the evaluator's primary metric), greater_is_better (default: False for a
+            metric ending in "loss", else True).
         batch_sampler: batch_sampler (shuffled), no_duplicates (or no_duplicates_hashed: the same batches),
             group_by_label; a `BatchSamplers` member or its value.
         multi_dataset_batch_sampler: proportional or round_robin.
@@ -250,6 +251,8 @@ class SentenceTransformerTrainingArguments(_Arguments):
             raise ValueError(f"save_total_limit must be None or >= 1, got {self.save_total_limit}.")
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise ValueError("load_best_model_at_end needs an eval_strategy other than 'no'.")
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = "loss"  # transformers' default: the evaluation loss
         if self.greater_is_better is None and self.metric_for_best_model is not None:
             self.greater_is_better = not self.metric_for_best_model.endswith("loss")
 

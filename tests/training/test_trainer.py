@@ -1,6 +1,7 @@
 """SentenceTransformerTrainer on a tiny model: one engine with fit, resumption, callbacks, several datasets,
 the best model, the evaluation loss against sentence-transformers' Trainer, and bad input."""
 
+import importlib.util
 import json
 
 import datasets
@@ -154,7 +155,13 @@ class ParamsAtEvaluation(TrainerCallback):
 def test_load_best_model_at_end_ends_with_the_best_evaluation(tiny_folder, train_64, tmp_path):
     model = SentenceTransformer(tiny_folder)
     seen = ParamsAtEvaluation()
-    args = arguments(tmp_path, eval_strategy="steps", eval_steps=1, load_best_model_at_end=True)
+    args = arguments(
+        tmp_path,
+        eval_strategy="steps",
+        eval_steps=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_scripted_score",
+    )
     output = SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -305,8 +312,29 @@ def test_bad_trainer_input_is_named(tiny_folder, train_64):
             ValueError,
             r"\['c'\] have no loss",
         ),
+        (
+            dict(train_dataset=train_64, args=SentenceTransformerTrainingArguments(eval_strategy="epoch")),
+            ValueError,
+            "eval_strategy='epoch' needs an eval_dataset or an evaluator",
+        ),
     ]
     for kwargs, error, message in cases:
         kwargs.setdefault("model", model)
         with pytest.raises(error, match=message):
             SentenceTransformerTrainer(**kwargs)
+
+
+def test_report_to_tensorboard_writes_events_where_installed(tiny_folder, train_64, tmp_path):
+    model = SentenceTransformer(tiny_folder)
+    args = arguments(tmp_path, report_to=["tensorboard"], logging_steps=2, max_steps=2)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_64, loss=CosineSimilarityLoss
+    )
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(
+            ImportError, match="report_to='tensorboard' needs torch and tensorboard installed"
+        ):
+            trainer.train()
+    else:
+        trainer.train()
+        assert list((tmp_path / "out" / "runs").glob("events.out.tfevents.*"))

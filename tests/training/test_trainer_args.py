@@ -73,6 +73,8 @@ def test_strings_and_enums_normalise_as_sentence_transformers():
     assert (args.warmup_steps, args.warmup_ratio, args.eval_steps, args.report_to) == (0.1, None, 20, [])
     assert args.output_dir == "trainer_output" and args.scheduler == "warmuplinear"
     assert SentenceTransformerTrainingArguments(metric_for_best_model="eval_loss").greater_is_better is False
+    best = SentenceTransformerTrainingArguments(load_best_model_at_end=True, eval_strategy="epoch")
+    assert (best.metric_for_best_model, best.greater_is_better) == ("loss", False)
 
 
 @pytest.mark.parametrize(
