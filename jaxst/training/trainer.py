@@ -170,6 +170,8 @@ class SentenceTransformerTrainer:
 
     # ------------------------------------------------------------------------------------------ data
     def loaders(self, datasets: dict[str | None, Any], *, train: bool) -> list[tuple[str | None, DataLoader]]:
+        """(name, loader) of each dataset: training ones batched by args.batch_sampler, shuffled by the seed,
+        per_device_train_batch_size on each local device; evaluation ones in order."""
         args = self.args
         names = list(datasets)
         loaders = []
