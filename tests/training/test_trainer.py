@@ -13,7 +13,7 @@ from jaxst import SentenceTransformer, SentenceTransformerTrainer, SentenceTrans
 from jaxst.losses import CosineSimilarityLoss, MultipleNegativesRankingLoss
 from jaxst.training.callbacks import TrainerCallback
 from jaxst.training.data import DataLoader
-from jaxst.training.fit import fit
+from jaxst.training.fit import TrainingRun, fit
 from jaxst.training.objectives import Objective, epoch_plan
 from tests.shared_data import stsb
 from tests.training.tiny_st import make_tiny_st_model
@@ -174,12 +174,17 @@ def test_load_best_model_at_end_ends_with_the_best_evaluation(tiny_folder, train
     for a, b in zip(leaves(model), jax.tree.leaves(seen.params[1]), strict=True):
         assert np.array_equal(a, b)
 
+
+def test_a_metric_for_best_model_the_evaluation_lacks_is_named(tiny_folder, train_64, tmp_path):
+    model = SentenceTransformer(tiny_folder)
     args = arguments(tmp_path, eval_strategy="steps", eval_steps=1, metric_for_best_model="eval_accuracy")
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_64, evaluator=ScriptedEvaluator([0.5])
     )
+    objectives = trainer.objectives()
+    run = TrainingRun(model, objectives, trainer.fit_options(objectives, None))  # compiles nothing yet
     with pytest.raises(KeyError, match="metric_for_best_model='eval_accuracy' is not among .*scripted_score"):
-        trainer.train()
+        run.evaluate(run.host_state, 0, 1)
 
 
 def test_proportional_and_round_robin_epochs_over_several_datasets(tiny_folder, train_64, tmp_path):
