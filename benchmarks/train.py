@@ -8,10 +8,10 @@ the framework's own `fit` (sentence-transformers: `fit`, or `old_fit` where `acc
 shuffled, for `--warmup-steps + --steps` steps of `--batch-size` pairs.
 
 Timing: every step's boundary is stamped with the wall clock and the process's CPU time (jaxst: when fit
-logs the step's loss, which waits for the step; sentence-transformers: a forward pre-hook on the loss
-module, after a CUDA synchronize on a GPU). The first `--warmup-steps` steps are left out for both;
-pairs/s = batch size x timed steps / their wall time. Pairs per CPU-second (CPU time of the whole
-process, all its threads) is printed too: on a CPU that other jobs share it moves much less with their
+hands the step's loss to its callbacks, which waits for the step; sentence-transformers: a forward
+pre-hook on the loss module, after a CUDA synchronize on a GPU). The first `--warmup-steps` steps are left
+out for both; pairs/s = batch size x timed steps / their wall time. Pairs per CPU-second (CPU time of the
+whole process, all its threads) is printed too: on a CPU that other jobs share it moves much less with their
 load than the wall clock does. jaxst compiles one program per packed batch shape: compile time (JAX's own
 compile events) is reported apart, and a timed step in which a compile ran (a batch shape first seen
 there) is left out of the rate, and counted in the output.
@@ -113,7 +113,7 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
     from jax import monitoring
 
     import jaxst
-    from jaxst.training import fit as fit_module
+    from jaxst.training.callbacks import TrainerCallback
 
     compiles: list[tuple[float, float]] = []  # (time at its end, seconds)
 
@@ -123,14 +123,11 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
 
     monitoring.register_event_duration_secs_listener(on_duration)
     stamps: list[tuple[float, float]] = []
-    log = fit_module.TrainingRun.log
 
-    def stamped_log(self: Any, record: dict[str, Any]) -> None:
-        if "loss" in record:  # one record per step, written once the step's loss is on the host
-            stamps.append(stamp())
-        log(self, record)
+    class StepStamps(TrainerCallback):
+        def on_step_end(self, run: Any, logs: dict[str, Any]) -> None:
+            stamps.append(stamp())  # one call per step, once the step's loss is on the host
 
-    fit_module.TrainingRun.log = stamped_log
     on_gpu = jax.default_backend() == "gpu"
     examples = [jaxst.InputExample(texts=texts, label=label) for texts, label in training_pairs(args.loss)]
     model = jaxst.SentenceTransformer(args.model)
@@ -141,7 +138,7 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
         else jaxst.losses.CosineSimilarityLoss(model)
     )
     start = time.perf_counter()
-    model.fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu))
+    model.fit(train_objectives=[(loader, loss)], **fit_options(args, on_gpu), callbacks=[StepStamps()])
     timed_start = stamps[args.warmup_steps][0]
     return {
         **rates(stamps, args.warmup_steps, args.batch_size, [end for end, _ in compiles]),

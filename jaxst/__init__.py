@@ -1,7 +1,8 @@
 """jaxst: sentence embeddings in pure JAX, with sentence-transformers parity.
 
 The names sentence-transformers tutorials import: SentenceTransformer, InputExample, SentencesDataset,
-DataLoader, NoDuplicatesDataLoader, LoggingHandler, losses, evaluation, models, util.
+DataLoader, NoDuplicatesDataLoader, LoggingHandler, LoraConfig, SentenceTransformerTrainer,
+SentenceTransformerTrainingArguments, losses, evaluation, models, util.
 
 Each name is imported on first use (`jaxst.lazy_exports`): `import jaxst` alone loads neither JAX nor
 transformers.
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from jaxst.lora import LoraConfig
     from jaxst.sentence_transformer import SentenceTransformer
     from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
+    from jaxst.training.trainer import SentenceTransformerTrainer
+    from jaxst.training.training_args import SentenceTransformerTrainingArguments
 
 try:
     __version__ = importlib.metadata.version("jaxst")
@@ -31,6 +34,8 @@ __all__ = [
     "LoraConfig",
     "NoDuplicatesDataLoader",
     "SentenceTransformer",
+    "SentenceTransformerTrainer",
+    "SentenceTransformerTrainingArguments",
     "SentencesDataset",
     "evaluation",
     "losses",
@@ -47,6 +52,8 @@ __getattr__, __dir__ = lazy_exports(
         "LoraConfig": "jaxst.lora",
         "NoDuplicatesDataLoader": "jaxst.training.data",
         "SentenceTransformer": "jaxst.sentence_transformer",
+        "SentenceTransformerTrainer": "jaxst.training.trainer",
+        "SentenceTransformerTrainingArguments": "jaxst.training.training_args",
         "SentencesDataset": "jaxst.training.data",
         "evaluation": "jaxst.evaluation",
         "losses": "jaxst.losses",

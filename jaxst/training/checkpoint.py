@@ -131,6 +131,10 @@ class Checkpointer:
         """The folder of the checkpoint of `step`."""
         return self.directory / str(step)
 
+    def delete(self, step: int) -> None:
+        """Deletes the checkpoint of `step`."""
+        self._manager.delete(step)
+
     def save(self, step: int, state: Any, *, metadata: Mapping[str, Any] | None = None) -> Path:
         """Writes `state` and JSON-serialisable `metadata` as the checkpoint of `step`; returns its folder.
 

@@ -1,12 +1,16 @@
-"""`SentenceTransformer.fit`: sentence-transformers' fit API on the jit-compiled data-parallel step.
+"""The training engine (`TrainingRun`) and `SentenceTransformer.fit`, sentence-transformers' fit API on it.
 
-Per epoch, for `steps_per_epoch` rounds, each objective in turn (round robin, as sentence-transformers)
-takes one batch: its texts are tokenized and packed end to end into rows per device
+`fit` and `jaxst.training.trainer.SentenceTransformerTrainer` both translate their arguments into
+`FitOptions` and run one `TrainingRun`: the same compiled step, checkpoints, evaluation and callbacks.
+
+Per epoch, each step takes one batch of the objective `objectives.epoch_plan` names (fit: each
+objective in turn for `steps_per_epoch` rounds, as sentence-transformers; the Trainer may draw a
+proportional order): its texts are tokenized and packed end to end into rows per device
 (`jaxst.training.batching`), the batch is split over the devices, and that objective's compiled step
 runs. A loss with a frozen guide model (GISTEmbedLoss) gets the guide's embeddings of the batch with it
-(`jaxst.training.guide`). Loss, gradient norm and learning rate go to a tqdm bar and to
-`metrics.jsonl`; the evaluator runs every `evaluation_steps` and
-at each epoch's end; checkpoints (train state + data position) are written every
+(`jaxst.training.guide`). Loss, gradient norm and learning rate go to the callbacks
+(`jaxst.training.callbacks`: fit's tqdm bar and `metrics.jsonl`); the evaluator runs every
+`evaluation_steps` and at each epoch's end; checkpoints (train state + data position) are written every
 `checkpoint_save_steps`, atomically, and a resumed run continues bit for bit.
 
 Static shapes: only full batches train. An epoch has `len(dataset) // batch_size` rounds, the count
@@ -19,7 +23,6 @@ instead, padded to a few training bucket lengths.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -28,23 +31,28 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxst.lora.trainable import split_trainable
 from jaxst.losses.base import Loss
 from jaxst.training.batching import batch_arrays
+from jaxst.training.callbacks import (
+    METRICS_FILE,
+    JsonlLogger,
+    ProgressBar,
+    ScoreCallback,
+    call_hook,
+    check_callbacks,
+)
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, ExampleBatch
 from jaxst.training.fit_options import FitOptions
 from jaxst.training.guide import GuideEmbedder
-from jaxst.training.objectives import Objective, check_objectives
+from jaxst.training.objectives import Objective, check_objectives, epoch_plan
 from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
 from jaxst.training.remat import with_gradient_checkpointing
 from jaxst.training.step import init_train_state, make_train_step
-
-METRICS_FILE = "metrics.jsonl"
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,20 @@ def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParalle
     return PmapParallel(devices[:count])
 
 
+def primary_metric(evaluator: Any) -> str:
+    """The metric that scores an evaluation: the evaluator's `primary_metric`, else "evaluator"."""
+    return getattr(evaluator, "primary_metric", None) or "evaluator"
+
+
+def best_model_score(metrics: dict[str, float], name: str) -> float | None:
+    """The value of metric `name` ("eval_" prefix optional): the key equal to it, else the first key that
+    ends with it (evaluators prefix their metrics with their name); None when no key matches."""
+    name = name.removeprefix("eval_")
+    if name in metrics:
+        return metrics[name]
+    return next((value for key, value in metrics.items() if key.endswith(name)), None)
+
+
 def check_adapter_dropout(model: Any, use_dropout: bool) -> None:
     """Raises ValueError when training with dropout would need the LoRA dropout, which fit does not
     implement: an adapter with lora_dropout > 0 trains with use_dropout=False or lora_dropout=0."""
@@ -108,28 +130,25 @@ def open_resume_checkpoint(
 
 
 class TrainingRun:
-    """The state of one `fit` call; `fit` documents the arguments."""
+    """One training run: the engine of both `fit` and `SentenceTransformerTrainer`.
+
+    Each epoch follows `epoch_plan` (which objective trains at each step); the run stops after
+    `total_steps` steps. Evaluation, checkpoints, the best model and the callbacks follow `options`.
+    """
 
     def __init__(self, model: Any, objectives: list[Objective], options: FitOptions):
         self.model, self.objectives, self.options = model, objectives, options
+        self.callbacks = check_callbacks(options.callbacks)
         self.parallel = make_parallel(options.data_parallel, [o.loader.batch_size for o in objectives])
-        accumulation = options.gradient_accumulation_steps
-        self.steps_per_epoch = options.steps_per_epoch or max(
-            1, min(o.full_batches for o in objectives) // accumulation
-        )
-        self.total_steps = self.steps_per_epoch * options.epochs * len(objectives)
+        self.steps_per_epoch = len(self.epoch_plan(0))
+        self.total_steps = options.max_steps or math.ceil(options.epochs * self.steps_per_epoch)
         lr, optimizer_params = options.lr_and_optimizer_params()
-        dim = model.get_sentence_embedding_dimension()
+        warmup_steps = options.warmup_steps or math.ceil(options.warmup_ratio * self.total_steps)
         check_adapter_dropout(model, options.use_dropout)
-        trained, frozen = split_trainable(model.params)
-        params = {
-            "model": trained,
-            "losses": tuple(
-                o.loss.init_params(jax.random.PRNGKey(options.seed + 1 + o.index), dim) for o in objectives
-            ),
-        }
+        trained, frozen = split_trainable(model.params)  # a LoRA adapter trains, its base stays frozen
+        params = {"model": trained, "losses": self.initial_loss_params(model, objectives, options.seed)}
         schedule_args = dict(
-            scheduler=options.scheduler, warmup_steps=options.warmup_steps, total_steps=self.total_steps
+            scheduler=options.scheduler, warmup_steps=warmup_steps, total_steps=self.total_steps
         )
         tx = make_optimizer(
             params,
@@ -140,10 +159,7 @@ class TrainingRun:
             **schedule_args,
         )
         self.lr_schedule = make_schedule(
-            name=options.scheduler,
-            lr=lr,
-            warmup_steps=options.warmup_steps,
-            total_steps=self.total_steps,
+            name=options.scheduler, lr=lr, warmup_steps=warmup_steps, total_steps=self.total_steps
         )
         forward = forward_in_dtype(
             with_gradient_checkpointing(model, options.gradient_checkpointing),
@@ -158,11 +174,14 @@ class TrainingRun:
                     tx,
                     objective_index=o.index,
                     use_dropout=options.use_dropout,
-                    gradient_accumulation_steps=accumulation,
+                    gradient_accumulation_steps=options.gradient_accumulation_steps,
                 )
             )
         self.host_state = init_train_state(params, tx, options.seed, frozen=frozen)
-        self.epoch, self.round = 0, 0
+        self.epoch, self.step_in_epoch = 0, 0
+        self.best_score: float | None = None
+        self.best_params: Any = None
+        self.loss_params: Any = None  # the losses' own trained parameters, once the run ended
         self.checkpointer = (
             Checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
             if options.checkpoint_path
@@ -170,20 +189,37 @@ class TrainingRun:
         )
         if options.resume_from_checkpoint:
             self.resume()
-        log_dir = options.output_path or options.checkpoint_path
-        self.metrics_file = Path(log_dir) / METRICS_FILE if log_dir else None
-        self.best_score: float | None = None
+        self.start_step = int(self.host_state.step)
         self.losses: list[float] = []
         # (metrics, step, epoch, objective) of the step dispatched last, its loss not yet read.
         self.pending: tuple[dict[str, Any], int, int, Objective] | None = None
+
+    @staticmethod
+    def initial_loss_params(model: Any, objectives: list[Objective], seed: int) -> tuple[Any, ...]:
+        """The losses' own parameters at the start of training, one pytree per objective."""
+        dim = model.get_sentence_embedding_dimension()
+        return tuple(o.loss.init_params(jax.random.PRNGKey(seed + 1 + o.index), dim) for o in objectives)
+
+    def epoch_plan(self, epoch: int) -> list[int]:
+        """The objective index of each step of `epoch` (`jaxst.training.objectives.epoch_plan`)."""
+        options = self.options
+        return epoch_plan(
+            self.objectives,
+            options.multi_dataset_batch_sampler,
+            rounds=options.steps_per_epoch,
+            seed=options.seed,
+            epoch=epoch,
+            batches_per_step=options.gradient_accumulation_steps,
+        )
 
     # ---------------------------------------------------------------------------------- checkpoints
     def position(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "round": self.round,
+            "step_in_epoch": self.step_in_epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
+            "best_score": self.best_score,
             "loaders": [o.loader.state_dict() for o in self.objectives],
         }
 
@@ -204,92 +240,138 @@ class TrainingRun:
                 )
         for objective, loader_state in zip(self.objectives, position["loaders"], strict=True):
             objective.loader.load_state_dict(loader_state)
-        self.host_state, self.epoch, self.round = state, position["epoch"], position["round"]
+        self.host_state, self.epoch, self.step_in_epoch = state, position["epoch"], position["step_in_epoch"]
+        self.best_score = position["best_score"]
 
-    # ------------------------------------------------------------------------------------- logging
-    def log(self, record: dict[str, Any]) -> None:
-        if self.metrics_file is not None and jax.process_index() == 0:
-            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.metrics_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    def save_checkpoint(self, step: int, device_state: Any) -> None:
+        """Checkpoints the state of `step`. Checkpoints of this or later steps are left from the run this one
+        resumed at an earlier step: they are replaced, as this run goes past them."""
+        stale = [s for s in self.checkpointer.all_steps() if s >= step]
+        if stale:
+            logger.warning("Replacing the checkpoints of steps %s in %s.", stale, self.checkpointer.directory)
+            for old in stale:
+                self.checkpointer.delete(old)
+        self.checkpointer.save(step, self.parallel.get_state(device_state), metadata=self.position())
+        call_hook(self.callbacks, "on_save", self, step, self.checkpointer.step_dir(step))
 
+    # ---------------------------------------------------------------------------------- evaluation
     def evaluate(self, state: Any, epoch: int, step: int) -> None:
-        evaluator = self.options.evaluator
-        if evaluator is None:
+        """Runs the evaluation loss and the evaluator on `state`, tells the callbacks, and keeps (or saves)
+        the model when its score is the best so far."""
+        options, evaluator = self.options, self.options.evaluator
+        if evaluator is None and options.eval_loss is None:
             return
-        self.model.set_params(state.model_params())
-        output_path = self.options.output_path
-        eval_dir = str(Path(output_path) / "eval") if output_path else None
-        metrics = evaluator(self.model, output_path=eval_dir, epoch=epoch, steps=step)
-        if not isinstance(metrics, dict):
-            metrics = {"evaluator": metrics}
-        key = getattr(evaluator, "primary_metric", None) or "evaluator"
-        score = next((float(v) for k, v in metrics.items() if k.endswith(key)), None)
-        self.log({"step": step, "epoch": epoch, "eval": {k: float(v) for k, v in metrics.items()}})
+        metrics = options.eval_loss(state.params) if options.eval_loss is not None else {}
+        if evaluator is not None:
+            self.model.set_params(state.model_params())
+            self.share_loss_params(state.params["losses"])
+            output = evaluator(
+                self.model, output_path=options.evaluation_output_path, epoch=epoch, steps=step
+            )
+            metrics |= {
+                k: float(v)
+                for k, v in (output if isinstance(output, dict) else {"evaluator": output}).items()
+            }
+        name = options.metric_for_best_model or (
+            primary_metric(evaluator) if evaluator is not None else "loss"
+        )
+        score = best_model_score(metrics, name)
+        call_hook(
+            self.callbacks,
+            "on_evaluate",
+            self,
+            {"step": step, "epoch": epoch, "eval": metrics, "score": score},
+        )
         if score is None:
+            if options.metric_for_best_model is not None:
+                raise KeyError(
+                    f"metric_for_best_model={options.metric_for_best_model!r} is not among the evaluation "
+                    f"metrics {sorted(metrics)}."
+                )
             return
-        if self.options.callback is not None:
-            self.options.callback(score, epoch, step)
-        greater = getattr(evaluator, "greater_is_better", True)
+        greater = options.greater_is_better
+        if greater is None:
+            greater = not name.endswith("loss") and getattr(evaluator, "greater_is_better", True)
         if self.best_score is None or (score > self.best_score if greater else score < self.best_score):
             self.best_score = score
-            if output_path and self.options.save_best_model:
-                self.model.save(output_path)
+            if options.load_best_model_at_end:
+                self.best_params = jax.device_get(state.model_params())
+            if options.output_path and options.save_best_model:
+                self.model.set_params(state.model_params())
+                self.model.save(options.output_path)
 
     # ------------------------------------------------------------------------------------ training
     def run(self) -> dict[str, Any]:
         device_state = self.parallel.put_state(self.host_state)
-        step = int(self.host_state.step)
-        bar = tqdm(
-            total=self.total_steps, initial=step, desc="Training", disable=not self.options.show_progress_bar
-        )
-        evaluation_steps, save_steps = self.options.evaluation_steps, self.options.checkpoint_save_steps
-        while self.epoch < self.options.epochs:
-            if self.round == 0:
+        step = self.start_step
+        call_hook(self.callbacks, "on_train_begin", self)
+        options = self.options
+        evaluation_steps, save_steps = options.evaluation_steps, options.checkpoint_save_steps
+        save_steps = save_steps if self.checkpointer else 0
+        while step < self.total_steps:
+            plan = self.epoch_plan(self.epoch)
+            if self.step_in_epoch == 0:
                 for objective in self.objectives:
                     objective.start_epoch()
-            while self.round < self.steps_per_epoch:
-                saved_before = step // save_steps if save_steps > 0 else 0
-                for objective in self.objectives:
-                    arrays = batch_arrays(
-                        self.model,
-                        self.next_examples(objective),
-                        packed=objective.packed and self.options.gradient_accumulation_steps == 1,
-                        num_devices=self.parallel.num_local_devices,
-                        agree_max=self.parallel.agree_max,
-                    )
-                    if objective.guide is not None:
-                        arrays["guide_embeddings"] = objective.guide(arrays)
-                    batch = self.parallel.put_batch(arrays)
-                    device_state, metrics = objective.step(device_state, batch)
-                    step += 1
-                    # The previous step's loss is read only now, so that preparing the next batch on the
-                    # host overlaps this step on the devices.
-                    self.record_pending(bar)
-                    self.pending = (metrics, step, self.epoch, objective)
-                    if evaluation_steps > 0 and step % evaluation_steps == 0:
-                        self.record_pending(bar)
-                        self.evaluate(self.parallel.get_state(device_state), self.epoch, step)
-                self.round += 1
-                if self.checkpointer and save_steps > 0 and step // save_steps > saved_before:
-                    self.record_pending(bar)  # a non-finite loss or state stops before it is saved
-                    self.checkpointer.save(
-                        step, self.parallel.get_state(device_state), metadata=self.position()
-                    )
-            self.record_pending(bar)
-            self.evaluate(self.parallel.get_state(device_state), self.epoch, -1)
-            self.epoch, self.round = self.epoch + 1, 0
-        bar.close()
+            while self.step_in_epoch < len(plan) and step < self.total_steps:
+                objective = self.objectives[plan[self.step_in_epoch]]
+                arrays = batch_arrays(
+                    self.model,
+                    self.next_examples(objective),
+                    packed=objective.packed and options.gradient_accumulation_steps == 1,
+                    num_devices=self.parallel.num_local_devices,
+                    agree_max=self.parallel.agree_max,
+                )
+                if objective.guide is not None:
+                    arrays["guide_embeddings"] = objective.guide(arrays)
+                batch = self.parallel.put_batch(arrays)
+                device_state, metrics = objective.step(device_state, batch)
+                step += 1
+                self.step_in_epoch += 1
+                # The previous step's loss is read only now, so that preparing the next batch on the
+                # host overlaps this step on the devices.
+                self.record_pending()
+                self.pending = (metrics, step, self.epoch, objective)
+                if evaluation_steps > 0 and step % evaluation_steps == 0:
+                    self.record_pending()
+                    self.evaluate(self.parallel.get_state(device_state), self.epoch, step)
+                if save_steps > 0 and step % save_steps == 0:
+                    self.record_pending()  # a non-finite loss or state stops before it is saved
+                    self.save_checkpoint(step, device_state)
+            # The epoch is over, or the run is (max_steps or a fractional epoch count).
+            self.record_pending()
+            if options.evaluate_at_epoch_end:
+                self.evaluate(self.parallel.get_state(device_state), self.epoch, -1)
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            if (
+                self.checkpointer
+                and options.checkpoint_at_epoch_end
+                and step != self.checkpointer.latest_step()
+            ):
+                self.save_checkpoint(step, device_state)
+        self.record_pending()
+        if options.evaluate_at_end and evaluation_steps > 0 and step % evaluation_steps:
+            self.evaluate(self.parallel.get_state(device_state), self.epoch - 1, step)
+        if self.checkpointer and options.checkpoint_at_end and step != self.checkpointer.latest_step():
+            self.save_checkpoint(step, device_state)
         final = self.parallel.get_state(device_state)
-        self.model.set_params(final.model_params())
-        output_path = self.options.output_path
-        if output_path and (self.options.evaluator is None or not self.options.save_best_model):
+        self.loss_params = final.params["losses"]
+        self.share_loss_params(self.loss_params)
+        self.model.set_params(self.best_params if self.best_params is not None else final.model_params())
+        output_path = options.output_path
+        if (
+            output_path
+            and options.save_final_model
+            and (options.evaluator is None or not options.save_best_model)
+        ):
             self.model.save(output_path)
-        return {
+        result = {
             "global_step": int(final.step),
             "training_loss": float(np.mean(self.losses)) if self.losses else None,
             "best_score": self.best_score,
         }
+        call_hook(self.callbacks, "on_train_end", self, result)
+        return result
 
     def next_examples(self, objective: Objective) -> ExampleBatch:
         """The examples of `objective`'s next step: its next full batch, or with gradient accumulation the
@@ -301,9 +383,17 @@ class TrainingRun:
         labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
         return ExampleBatch(texts, labels)
 
-    def record_pending(self, bar: tqdm) -> None:
+    def share_loss_params(self, loss_params: tuple[Any, ...]) -> None:
+        """Puts each loss's trained parameters (SoftmaxLoss' classifier, ...) on its `params` attribute, as
+        sentence-transformers' loss modules hold theirs: for evaluators that read them
+        (LabelAccuracyEvaluator) and for the user after training. Losses without parameters get none."""
+        for objective, params in zip(self.objectives, jax.device_get(loss_params), strict=True):
+            if params is not None:
+                objective.loss.params = params
+
+    def record_pending(self) -> None:
         """Reads the metrics of the last dispatched step (waiting for it), checks that its loss and the
-        parameters it produced are finite, logs the loss and the gradient norm. Called before anything
+        parameters it produced are finite, and hands its logs to the callbacks. Called before anything
         saves, evaluates or checkpoints the state that step produced."""
         if self.pending is None:
             return
@@ -313,18 +403,15 @@ class TrainingRun:
         loss, grad_norm = values["loss"], values["grad_norm"]
         self.check_finite(loss, bool(values["params_finite"]), step, objective)
         self.losses.append(loss)
-        self.log(
-            {
-                "step": step,
-                "epoch": epoch,
-                "objective": objective.index,
-                "loss": loss,
-                "grad_norm": grad_norm,
-                "lr": float(self.lr_schedule(step - 1)),
-            }
-        )
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", grad_norm=f"{grad_norm:.4f}")
+        logs = {
+            "step": step,
+            "epoch": epoch,
+            "objective": objective.index,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": float(self.lr_schedule(step - 1)),
+        }
+        call_hook(self.callbacks, "on_step_end", self, logs)
 
     def check_finite(self, loss: float, params_finite: bool, step: int, objective: Objective) -> None:
         """Raises NonFiniteLossError when the loss of `step` or the parameters it produced are not finite.
@@ -379,6 +466,7 @@ def fit(
     use_dropout: bool = True,
     gradient_checkpointing: bool | str = False,
     gradient_accumulation_steps: int = 1,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Trains `model` in place, with sentence-transformers' fit arguments and defaults.
 
@@ -406,6 +494,8 @@ def fit(
             full batches // m of them, as transformers' Trainer counts). Only for separable losses
             (`Loss.separable`: CosineSimilarityLoss, ContrastiveLoss, SoftmaxLoss, MSELoss, ...); an
             in-batch-negative loss is refused: its cached (GradCache) variant gives a large batch exactly.
+        callbacks: more `jaxst.training.callbacks` objects, called after the built-in ones (the progress
+            bar, `metrics.jsonl` in output_path or else checkpoint_path, and `callback`).
 
     Saving: with an evaluator and save_best_model, the best model is saved to output_path when an
     evaluation improves (sentence-transformers' behaviour); otherwise the final model is saved there.
@@ -429,6 +519,13 @@ def fit(
     """
     if optimizer_class is not None and getattr(optimizer_class, "__name__", "") != "AdamW":
         raise ValueError(f"Only AdamW is supported as optimizer_class, got {optimizer_class!r}.")
+    log_dir = output_path or checkpoint_path
+    callbacks = [
+        *([ProgressBar()] if show_progress_bar else []),
+        *([JsonlLogger(Path(log_dir) / METRICS_FILE)] if log_dir else []),
+        *([ScoreCallback(callback)] if callback is not None else []),
+        *callbacks,
+    ]
     options = FitOptions(
         evaluator=evaluator,
         epochs=epochs,
@@ -438,12 +535,12 @@ def fit(
         optimizer_params=optimizer_params,
         weight_decay=weight_decay,
         evaluation_steps=evaluation_steps,
+        evaluation_output_path=str(Path(output_path) / "eval") if output_path else None,
         output_path=output_path,
         save_best_model=save_best_model,
         max_grad_norm=max_grad_norm,
         use_amp=use_amp,
-        callback=callback,
-        show_progress_bar=show_progress_bar,
+        callbacks=tuple(callbacks),
         checkpoint_path=checkpoint_path,
         checkpoint_save_steps=checkpoint_save_steps,
         checkpoint_save_total_limit=checkpoint_save_total_limit,

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from jaxst.losses.base import Loss, loss_chain
 from jaxst.training.data import DataLoader, ExampleBatch, as_data_loader
 from jaxst.training.guide import GuideEmbedder
@@ -30,8 +32,10 @@ class Objective:
 
     @property
     def full_batches(self) -> int:
-        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller)."""
-        return max(1, len(self.loader.dataset) // self.loader.batch_size)
+        """Batches of exactly `batch_size` examples per epoch (1 when the dataset is smaller); a loader
+        that batches otherwise says so in its `num_full_batches`."""
+        full = getattr(self.loader, "num_full_batches", len(self.loader.dataset) // self.loader.batch_size)
+        return max(1, full)
 
     def start_epoch(self) -> None:
         """Moves the loader to the start of its next epoch (unless it is at one), as fit epochs begin."""
@@ -51,6 +55,35 @@ class Objective:
                     return batch
             self.batches = None
         raise ValueError(f"Training objective {self.index} ({type(self.loss).__name__}) yields no batch.")
+
+
+def epoch_plan(
+    objectives: Sequence[Objective],
+    sampler: str,
+    *,
+    rounds: int | None,
+    seed: int,
+    epoch: int,
+    batches_per_step: int = 1,
+) -> list[int]:
+    """The objective index of each step of `epoch`, as sentence-transformers' multi-dataset batch samplers.
+
+    A step takes `batches_per_step` (m, gradient accumulation) full batches of its objective, so an
+    objective offers steps_o = max(1, full_batches_o // m) steps per epoch.
+    round_robin: one step of each objective in turn, for `rounds` rounds (default: the smallest
+        steps_o), so an epoch has rounds * len(objectives) steps (fit's order);
+    proportional: every step of every objective once, in the order of
+        `np.random.default_rng([seed, epoch]).permutation` of [0] * steps_0 + [1] * steps_1 + ...,
+        so larger datasets are drawn from more often (the draw differs from torch's).
+    """
+    steps = [max(1, o.full_batches // batches_per_step) for o in objectives]
+    if sampler == "round_robin":
+        rounds = rounds or min(steps)
+        return [o.index for _ in range(rounds) for o in objectives]
+    if rounds is not None:
+        raise ValueError("steps_per_epoch applies to the round_robin multi-dataset batch sampler only.")
+    order = np.repeat(np.arange(len(objectives)), steps)
+    return np.random.default_rng([seed, epoch]).permutation(order).tolist()
 
 
 def check_labels(loader: DataLoader, loss: Loss) -> None:
