@@ -233,6 +233,11 @@ class TrainingRun:
                 f"resume_from_checkpoint={str(resume_from)!r}: no checkpoint in {checkpointer.directory}."
             )
         state, position = checkpointer.restore(self.host_state, step=step)
+        if missing := sorted(set(self.position()) - set(position)):
+            raise ValueError(
+                f"Cannot resume from {checkpointer.directory}: its data position lacks {missing} (written by "
+                "an earlier jaxst, before fit and the Trainer shared one engine); start a new run."
+            )
         for key in ("steps_per_epoch", "total_steps"):
             if position[key] != getattr(self, key):
                 raise ValueError(

@@ -100,3 +100,17 @@ def test_bad_arguments_are_errors(models, examples):
     triplets = DataLoader([InputExample(texts=["a", "b", "c"], label=0)])
     with pytest.raises(ValueError, match="two texts and one class label each, got 3 texts"):
         LabelAccuracyEvaluator(triplets, softmax_model=ours)(models[0])
+
+
+def test_fit_hands_the_trained_classifier_to_the_evaluator(examples, tmp_path):
+    """fit puts the classifier it trains on the SoftmaxLoss (`params`), where the evaluator reads it: the
+    evaluation at the epoch's end scores the final model and classifier, as one run after fit does."""
+    model = jaxst.SentenceTransformer(str(make_tiny_st_model(tmp_path, max_seq_length=16)))
+    loss = SoftmaxLoss(model, embedding_dimension=DIM, num_labels=NUM_LABELS)
+    loader = DataLoader(examples, batch_size=BATCH_SIZE)
+    evaluator = LabelAccuracyEvaluator(DataLoader(examples, batch_size=BATCH_SIZE), softmax_model=loss)
+    result = model.fit(
+        [(loader, loss)], evaluator=evaluator, epochs=1, warmup_steps=0, show_progress_bar=False
+    )
+    assert loss.params is not None
+    assert result["best_score"] == evaluator(model)[evaluator.primary_metric]
