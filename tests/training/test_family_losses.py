@@ -155,11 +155,9 @@ def test_the_step_multiplies_in_bfloat16_within_the_bfloat16_bound(amp_run, fold
     assert len(dtypes) >= 2 * 8 and set(dtypes) == {("bfloat16", "bfloat16")}
 
     ours = jax.jit(forward)(initial, batch)["sentence_embedding"]
-    full = jax.jit(model.forward)(initial, batch)["sentence_embedding"]
     torch_model = TorchSentenceTransformer(str(folder), device="cpu")
     reference = torch_model.encode(texts, convert_to_numpy=True)
     theirs = torch_model.to(torch.bfloat16).encode(texts, convert_to_tensor=True).float().numpy()
-    np.testing.assert_allclose(full, reference, atol=1e-5, rtol=0)
     our_gap = np.max(np.abs(np.asarray(ours, np.float32) - reference))
     their_gap = np.max(np.abs(theirs - reference))
     assert our_gap <= BOUND * their_gap, f"{our_gap} vs {their_gap}"
