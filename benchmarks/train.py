@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -210,6 +211,7 @@ def worker(args: argparse.Namespace) -> None:
     load_before = load_average()
     result = WORKERS[args.worker](args)
     result["load"] = f"{load_before} -> {load_average()}"
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -237,7 +239,10 @@ def describe(framework: str, result: dict[str, Any]) -> str:
         text += f", of which compiling {result['compile_seconds']:.0f} s"
     if result["steps_left_out"]:
         text += f"; {result['steps_left_out']} timed step(s) with a compile left out"
-    return text + f"; {result['setting']}; load average {result['load']})"
+    return (
+        text
+        + f"; {result['setting']}; peak RSS {result['peak_rss_gib']:.1f} GiB; load average {result['load']})"
+    )
 
 
 def cpu_model() -> str:
