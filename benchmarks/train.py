@@ -24,6 +24,10 @@ load hits both alike) and reports the medians.
 
     python benchmarks/train.py                                  # both losses, batch 32, 30 timed steps
     python benchmarks/train.py --losses cosine --steps 50 --batch-size 16 --rounds 3
+    python benchmarks/train.py --model /tmp/q3/qwen3-0.6b --losses mnrl --batch-size 8 --max-seq-length 64
+
+`--model` takes any sentence-transformers folder (e.g. `bench_model.py qwen3 OUT`'s Qwen3-0.6B-shaped
+one); `--max-seq-length` truncates its texts to that many tokens in both frameworks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,6 +89,7 @@ def rates(
         wall, cpu, steps = wall + wall_end - wall_start, cpu + cpu_end - cpu_start, steps + 1
     return {
         "pairs_per_second": batch_size * steps / wall,
+        "seconds_per_step": wall / steps,
         "pairs_per_cpu_second": batch_size * steps / cpu,
         "steps_left_out": left_out,
     }
@@ -131,6 +137,8 @@ def run_jaxst(args: argparse.Namespace) -> dict[str, Any]:
     on_gpu = jax.default_backend() == "gpu"
     examples = [jaxst.InputExample(texts=texts, label=label) for texts, label in training_pairs(args.loss)]
     model = jaxst.SentenceTransformer(args.model)
+    if args.max_seq_length:
+        model.max_seq_length = args.max_seq_length
     loader = jaxst.DataLoader(examples, shuffle=True, batch_size=args.batch_size, seed=0)
     loss = (
         jaxst.losses.MultipleNegativesRankingLoss(model)
@@ -159,6 +167,8 @@ def run_sentence_transformers(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     examples = [InputExample(texts=texts, label=label or 0.0) for texts, label in training_pairs(args.loss)]
     model = SentenceTransformer(args.model, device="cuda" if on_gpu else "cpu")
+    if args.max_seq_length:
+        model.max_seq_length = args.max_seq_length
     loader = DataLoader(examples, shuffle=True, batch_size=args.batch_size)
     loss = (
         losses.MultipleNegativesRankingLoss(model)
@@ -198,6 +208,7 @@ def worker(args: argparse.Namespace) -> None:
     load_before = load_average()
     result = WORKERS[args.worker](args)
     result["load"] = f"{load_before} -> {load_average()}"
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -206,7 +217,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def measure(framework: str, loss: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", framework, "--loss", loss]
-    for option in ("steps", "warmup_steps", "batch_size", "threads", "model"):
+    for option in ("steps", "warmup_steps", "batch_size", "threads", "model", "max_seq_length"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
@@ -217,20 +228,32 @@ def measure(framework: str, loss: str, args: argparse.Namespace) -> dict[str, An
 
 def describe(framework: str, result: dict[str, Any]) -> str:
     text = (
-        f"  {framework:>21}: {result['pairs_per_second']:7.1f} pairs/s, "
+        f"  {framework:>21}: {result['pairs_per_second']:7.1f} pairs/s "
+        f"({result['seconds_per_step']:.2f} s/step), "
         f"{result['pairs_per_cpu_second']:7.1f} pairs/CPU-s  (warm-up {result['warmup_seconds']:.0f} s"
     )
     if "compile_seconds" in result:
         text += f", of which compiling {result['compile_seconds']:.0f} s"
     if result["steps_left_out"]:
         text += f"; {result['steps_left_out']} timed step(s) with a compile left out"
-    return text + f"; {result['setting']}; load average {result['load']})"
+    return (
+        text
+        + f"; {result['setting']}; peak RSS {result['peak_rss_gib']:.1f} GiB; load average {result['load']})"
+    )
+
+
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it ("unknown" elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def launch(args: argparse.Namespace) -> None:
-    print(machine())
+    print(f"{machine()} | {cpu_model()}")
     print(
-        f"{args.model}, batch size {args.batch_size} pairs, {args.warmup_steps} warm-up + {args.steps} "
+        f"{args.model} (max_seq_length {args.max_seq_length or 'as saved'}), batch size {args.batch_size} "
+        f"pairs, {args.warmup_steps} warm-up + {args.steps} "
         f"timed steps, {args.threads} threads each, {args.rounds} round(s)"
     )
     for loss in args.losses:
@@ -261,6 +284,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--model", help="model folder (default: all-MiniLM-L6-v2; see bench_model.py)")
+    parser.add_argument("--max-seq-length", type=int, default=0, help="truncate texts (0: the model's own)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--loss", choices=list(LOSSES), help=argparse.SUPPRESS)
     args = parser.parse_args()
