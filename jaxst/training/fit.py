@@ -308,6 +308,9 @@ class TrainingRun:
     # ------------------------------------------------------------------------------------ training
     def run(self) -> dict[str, Any]:
         device_state = self.parallel.put_state(self.host_state)
+        # The devices hold the state from here on: a host copy of the parameters and AdamW's moments kept
+        # through the run would add their size again to the peak memory.
+        self.host_state = None
         step = self.start_step
         call_hook(self.callbacks, "on_train_begin", self)
         options = self.options
