@@ -79,15 +79,10 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def format_value(value: Any) -> str:
-    """A metric or hyperparameter as the card prints it: floats to 4 significant decimals, others as str."""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(header: tuple[str, str], rows: dict[str, Any]) -> list[str]:
-    """A two-column markdown table of `rows` (name -> value), under `header`."""
-    return [f"| {header[0]} | {header[1]} |", "|:--|:--|"] + [
-        f"| {name} | {format_value(value)} |" for name, value in rows.items()
+def metrics_table(metrics: dict[str, float]) -> list[str]:
+    """A markdown table of the metrics, each to 4 decimals (as sentence-transformers' cards print them)."""
+    return ["| Metric | Value |", "|:--|:--|"] + [
+        f"| {name} | {value:.4f} |" for name, value in metrics.items()
     ]
 
 
@@ -124,14 +119,14 @@ def generate_model_card(model: Any) -> str:
         "",
     ]
     if data.eval_metrics:
-        lines += ["## Evaluation", "", *markdown_table(("Metric", "Value"), data.eval_metrics), ""]
+        lines += ["## Evaluation", "", *metrics_table(data.eval_metrics), ""]
     if data.trained:
         lines += ["## Training Details", "", "### Training Datasets", ""]
         for dataset in data.train_datasets:
             lines += [f"#### {dataset.name}", "", f"* Size: {dataset.size} training samples"]
             lines += [f"* Loss: `{dataset.loss}`", ""]
         lines += ["### Training Hyperparameters", ""]
-        lines += [f"- `{name}`: {format_value(value)}" for name, value in data.hyperparameters.items()]
+        lines += [f"- `{name}`: {value}" for name, value in data.hyperparameters.items()]
         lines += [""]
     lines += ["### Framework Versions", ""]
     lines += [f"- {name}: {version}" for name, version in library_versions().items()]

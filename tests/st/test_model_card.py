@@ -59,7 +59,7 @@ def test_the_card_after_fit_tells_the_modules_losses_data_hyperparameters_and_me
     assert "Transformer(" in card and "Pooling(" in card
     assert "* Loss: `CosineSimilarityLoss`" in card
     assert f"* Size: {TRAIN_SIZE} training samples" in card
-    assert "- `learning_rate`: 0.0010" in card and "- `per_device_train_batch_size`: 16" in card
+    assert "- `learning_rate`: 0.001" in card and "- `per_device_train_batch_size`: 16" in card
     assert "- jaxst: " in card and "- JAX: " in card and "- Flax: " in card
     assert f"finetuned from {model.model_card_data.base_model}" in card
 
