@@ -2,7 +2,7 @@
 
 The names sentence-transformers tutorials import: SentenceTransformer, InputExample, SentencesDataset,
 DataLoader, NoDuplicatesDataLoader, LoggingHandler, LoraConfig, SentenceTransformerTrainer,
-SentenceTransformerTrainingArguments, losses, evaluation, models, util.
+SentenceTransformerTrainingArguments, SimilarityFunction, losses, evaluation, models, util.
 
 Each name is imported on first use (`jaxst.lazy_exports`): `import jaxst` alone loads neither JAX nor
 transformers.
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from jaxst.logging_handler import LoggingHandler
     from jaxst.lora import LoraConfig
     from jaxst.sentence_transformer import SentenceTransformer
+    from jaxst.similarity import SimilarityFunction
     from jaxst.training.data import DataLoader, InputExample, NoDuplicatesDataLoader, SentencesDataset
     from jaxst.training.trainer import SentenceTransformerTrainer
     from jaxst.training.training_args import SentenceTransformerTrainingArguments
@@ -37,6 +38,7 @@ __all__ = [
     "SentenceTransformerTrainer",
     "SentenceTransformerTrainingArguments",
     "SentencesDataset",
+    "SimilarityFunction",
     "evaluation",
     "losses",
     "models",
@@ -55,6 +57,7 @@ __getattr__, __dir__ = lazy_exports(
         "SentenceTransformerTrainer": "jaxst.training.trainer",
         "SentenceTransformerTrainingArguments": "jaxst.training.training_args",
         "SentencesDataset": "jaxst.training.data",
+        "SimilarityFunction": "jaxst.similarity",
         "evaluation": "jaxst.evaluation",
         "losses": "jaxst.losses",
         "models": "jaxst.models",

@@ -20,6 +20,7 @@ from jaxst.compilation_cache import enable_compilation_cache
 from jaxst.encode_parallel import EncodeMesh, check_same_texts, gather_shares, process_share
 from jaxst.host_memory import release_free_memory, return_large_blocks
 from jaxst.io.atomic_folder import replace_folder
+from jaxst.io.model_card import ModelCardData, write_model_card
 from jaxst.io.model_names import resolve_model_folder
 from jaxst.io.st_format import (
     SIMILARITY_FN_NAMES,
@@ -131,7 +132,7 @@ class SentenceTransformer:
         # The modules after the Transformer, by pipeline index; fixed once built (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]
         if modules is not None:
-            saved = ModelConfig()
+            saved, folder = ModelConfig(), None
             transformer, self.pipeline, module_params = assemble_pipeline(modules, seed)
             if jnp.dtype(dtype) != transformer.encoder.dtype:
                 raise ValueError(
@@ -155,6 +156,7 @@ class SentenceTransformer:
         self._transformer_module = transformer
         self._checkpoint_extras = transformer.checkpoint_extras
         self._base_model_name_or_path = str(transformer.folder.resolve())
+        self.model_card_data = ModelCardData.from_source(model_name_or_path, folder)
         self.lora_config: LoraConfig | None = transformer.lora_config
         self.graphdef, encoder_params = nnx.split(transformer.encoder)
         self.hidden_size = int(transformer.encoder.hidden_size)
@@ -675,10 +677,14 @@ class SentenceTransformer:
 
     # -------------------------------------------------------------------------------------------------- save
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, create_model_card: bool = True) -> None:
         """Writes the sentence-transformers folder format, loadable by PyTorch sentence-transformers:
         modules.json, config_sentence_transformers.json, the encoder (config.json, model.safetensors),
         tokenizer files and sentence_bert_config.json at the root, and one folder per other module.
+
+        With `create_model_card`, also the model card README.md (`jaxst.io.model_card`), which replaces a
+        README.md already in the folder, as sentence-transformers' save does; without, such a README.md is
+        kept like the folder's other files.
 
         The folder is replaced in one step (`jaxst.io.atomic_folder`): the model is written into a hidden
         sibling folder that is then swapped in, so a save that fails or is killed midway leaves an earlier
@@ -690,12 +696,12 @@ class SentenceTransformer:
             ValueError: for an empty path, or a folder that holds the current working directory.
             NotADirectoryError: when `path` exists and is not a folder.
         """
-        replace_folder(path, self._write, model_entries)
+        replace_folder(path, lambda folder: self._write(folder, create_model_card), model_entries)
 
     save_pretrained = save
 
-    def _write(self, folder: Path) -> None:
-        """Writes the model's files into the empty folder `folder`."""
+    def _write(self, folder: Path, create_model_card: bool) -> None:
+        """Writes the model's files (and, with `create_model_card`, its card) into the empty `folder`."""
         write_model_config(
             folder,
             ModelConfig(self.prompts, self.default_prompt_name, self.similarity_fn_name, self.truncate_dim),
@@ -713,6 +719,8 @@ class SentenceTransformer:
             module.save(module_folder, self._params["modules"].get(name))
             listing.append((ModuleEntry(str(index), module_folder.name, kind), module.type_ref))
         write_modules_json(folder, listing)
+        if create_model_card:
+            write_model_card(self, folder)
 
 
 def assemble_pipeline(

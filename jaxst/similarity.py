@@ -14,6 +14,9 @@ Every function takes float arrays, computes in float32 and matches sentence-tran
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
+
 import jax
 import jax.numpy as jnp
 
@@ -98,3 +101,49 @@ PAIRWISE_SIMILARITY_FUNCTIONS = {
     "euclidean": pairwise_euclidean_sim,
     "manhattan": pairwise_manhattan_sim,
 }
+
+
+class SimilarityFunction(StrEnum):
+    """The similarity functions by name, as sentence-transformers' `SimilarityFunction`.
+
+    Members and values: COSINE ("cosine"), DOT_PRODUCT and its alias DOT ("dot"), EUCLIDEAN ("euclidean"),
+    MANHATTAN ("manhattan"). sentence-transformers' MAXSIM and MEAN_MAXSIM (multi-vector models) have no
+    jaxst counterpart. Unlike sentence-transformers' plain Enum, each member is also its value as a str, so
+    a member goes wherever jaxst takes a similarity name (`similarity_fn_name`, the evaluators'
+    `main_similarity` and `similarity_fn_names`, the losses' `similarity_fct`).
+    """
+
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot"
+    DOT = "dot"  # an alias of DOT_PRODUCT
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SimilarityFunction | None:
+        """Also takes another enum's member by its value (sentence-transformers' SimilarityFunction.DOT)."""
+        inner = getattr(value, "value", None)
+        return cls(inner) if isinstance(inner, str) else None
+
+    @staticmethod
+    def to_similarity_fn(similarity_function: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """The matrix function ([N, D], [M, D] -> [N, M]) of a name or member.
+
+        Raises:
+            ValueError: naming the value, when it is not one of `possible_values()`.
+        """
+        return SIMILARITY_FUNCTIONS[SimilarityFunction(similarity_function)]
+
+    @staticmethod
+    def to_similarity_pairwise_fn(similarity_function: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """The row-wise function ([N, D], [N, D] -> [N]) of a name or member.
+
+        Raises:
+            ValueError: naming the value, when it is not one of `possible_values()`.
+        """
+        return PAIRWISE_SIMILARITY_FUNCTIONS[SimilarityFunction(similarity_function)]
+
+    @staticmethod
+    def possible_values() -> list[str]:
+        """The names: ["cosine", "dot", "euclidean", "manhattan"]."""
+        return [member.value for member in SimilarityFunction]

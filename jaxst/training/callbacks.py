@@ -23,6 +23,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxst.io.model_card import TrainingDataset
+
 HOOKS = ("on_train_begin", "on_step_end", "on_evaluate", "on_save", "on_train_end")
 METRICS_FILE = "metrics.jsonl"
 
@@ -141,6 +143,38 @@ class TensorBoardLogger(JsonlLogger):
     def on_train_end(self, run: Any, result: dict[str, Any]) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class ModelCardCallback(TrainerCallback):
+    """Records on `run.model.model_card_data` (`jaxst.io.model_card.ModelCardData`) what the model card says
+    of the run: each objective's dataset (named `train_{index}`), its size and loss, the hyperparameters at
+    the start, and the metrics of each evaluation (the last one stays)."""
+
+    def on_train_begin(self, run: Any) -> None:
+        data, options = run.model.model_card_data, run.options
+        data.train_datasets = [
+            TrainingDataset(f"train_{o.index}", len(o.loader.dataset), type(o.loss).__name__)
+            for o in run.objectives
+        ]
+        lr, _ = options.lr_and_optimizer_params()
+        data.hyperparameters = {
+            "per_device_train_batch_size": run.objectives[0].loader.batch_size,
+            "num_train_epochs": options.epochs,
+            "max_steps": run.total_steps,
+            "learning_rate": lr,
+            "weight_decay": options.weight_decay,
+            "lr_scheduler_type": options.scheduler,
+            "warmup_steps": options.warmup_steps,
+            "warmup_ratio": options.warmup_ratio,
+            "max_grad_norm": options.max_grad_norm,
+            "gradient_accumulation_steps": options.gradient_accumulation_steps,
+            "seed": options.seed,
+            "bf16": options.use_amp,
+        }
+        data.eval_metrics = {}
+
+    def on_evaluate(self, run: Any, logs: dict[str, Any]) -> None:
+        run.model.model_card_data.eval_metrics = dict(logs["eval"])
 
 
 class ScoreCallback(TrainerCallback):

@@ -38,6 +38,7 @@ from jaxst.training.batching import batch_arrays
 from jaxst.training.callbacks import (
     METRICS_FILE,
     JsonlLogger,
+    ModelCardCallback,
     ProgressBar,
     ScoreCallback,
     call_hook,
@@ -138,7 +139,7 @@ class TrainingRun:
 
     def __init__(self, model: Any, objectives: list[Objective], options: FitOptions):
         self.model, self.objectives, self.options = model, objectives, options
-        self.callbacks = check_callbacks(options.callbacks)
+        self.callbacks = (ModelCardCallback(), *check_callbacks(options.callbacks))
         self.parallel = make_parallel(options.data_parallel, [o.loader.batch_size for o in objectives])
         self.steps_per_epoch = len(self.epoch_plan(0))
         self.total_steps = options.max_steps or math.ceil(options.epochs * self.steps_per_epoch)

@@ -1,5 +1,6 @@
 """save replaces the model folder in one step: a failed save leaves the earlier model whole, a successful one
-leaves none of the earlier model's files but keeps everything else in the folder."""
+leaves none of the earlier model's files but keeps everything else in the folder (README.md too, when no
+model card is written)."""
 
 import os
 import shutil
@@ -107,7 +108,7 @@ def test_a_save_drops_the_earlier_models_files_and_keeps_the_others(folders, tmp
     appending = (output / "metrics.jsonl").open("a")  # fit appends to its log between saves
 
     ours = SentenceTransformer(plain)
-    ours.save(output)
+    ours.save(output, create_model_card=False)  # with a card, README.md is replaced (test_model_card.py)
     appending.write('{"step": 2}\n')
     appending.close()
 
