@@ -155,9 +155,7 @@ class SentenceTransformer:
                 self.pipeline, module_params = load_pipeline(folder, entries[1:])
         self._transformer_module = transformer
         self._checkpoint_extras = transformer.checkpoint_extras
-        self._base_model_name_or_path = str(transformer.folder.resolve())
         self.model_card_data = ModelCardData.from_source(model_name_or_path, folder)
-        self.lora_config: LoraConfig | None = transformer.lora_config
         self.graphdef, encoder_params = nnx.split(transformer.encoder)
         self.hidden_size = int(transformer.encoder.hidden_size)
         self.dtype = transformer.encoder.dtype
@@ -643,7 +641,12 @@ class SentenceTransformer:
         config = lora_layers.resolve_targets(config, encoder.spec.model_type)
         lora_layers.attach(encoder, config, jax.random.PRNGKey(seed))
         self._set_encoder(encoder)
-        self.lora_config = config
+        self._transformer_module.lora_config = config
+
+    @property
+    def lora_config(self) -> LoraConfig | None:
+        """The LoRA adapter's options while the model has one (the Transformer module holds it), else None."""
+        return self._transformer_module.lora_config
 
     def active_adapters(self) -> list[str]:
         """["default"] while the model has a LoRA adapter, else []."""
@@ -661,7 +664,7 @@ class SentenceTransformer:
         encoder = nnx.merge(self.graphdef, self._params["encoder"])
         lora_layers.merge(encoder)
         self._set_encoder(encoder)
-        self.lora_config = None
+        self._transformer_module.lora_config = None
 
     def _set_encoder(self, encoder: nnx.Module) -> None:
         """Takes `encoder`'s graph and parameters; encode compiles anew for the new graph."""
@@ -709,7 +712,8 @@ class SentenceTransformer:
         encoder = nnx.merge(self.graphdef, self._params["encoder"])
         save_encoder(encoder, folder, self._checkpoint_extras)
         if self.lora_config is not None:
-            write_adapter(folder, encoder, self.lora_config, self._base_model_name_or_path)
+            base = str(self._transformer_module.folder.resolve())
+            write_adapter(folder, encoder, self.lora_config, base)
         self.transformer.save(folder)
         listing = [(ModuleEntry("0", "", "Transformer"), Transformer.type_ref)]
         for index, (name, module) in enumerate(self.pipeline, start=1):
