@@ -7,7 +7,7 @@ BERT-style families, `pre_norm.PreNormDecoder` for the Qwen3 and Gemma 3 decoder
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -32,6 +32,11 @@ REMAT_POLICIES = {
     "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
 }
 DEFAULT_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
+# How a family's parameters shard over a training mesh (`jaxst.training.sharding`): a regular expression
+# over a parameter's path within the encoder ("layers/3/query/kernel", re.fullmatch), and the logical axis
+# of each of its dimensions: "vocab", "embed" (the hidden size), "heads" (query / key / value units),
+# "mlp" (the MLP's hidden units) or None. The first rule that matches applies.
+PartitionRules = Sequence[tuple[str, tuple[str | None, ...]]]
 
 
 class TransformerEncoder(nnx.Module):
@@ -67,6 +72,9 @@ class TransformerEncoder(nnx.Module):
     unused_keys: ClassVar[frozenset[str]]
     # Whether a token attends only to the tokens of its text up to its own position (decoders).
     causal: ClassVar[bool] = False
+    # Column-parallel projections into heads and MLP units, row-parallel ones out of them; a family without
+    # rules has its matrices sharded over "fsdp" along their largest dimension.
+    partition_rules: ClassVar[PartitionRules] = ()
 
     embeddings: nnx.Module
     layers: nnx.List

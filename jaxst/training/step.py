@@ -157,6 +157,7 @@ def make_train_step(
     objective_index: int = 0,
     use_dropout: bool = True,
     gradient_accumulation_steps: int = 1,
+    global_batch: bool = False,
 ) -> Callable[[TrainState, TrainingBatch], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds the per-device step for one training objective.
 
@@ -175,6 +176,9 @@ def make_train_step(
         gradient_accumulation_steps: m > 1 splits each device's padded batch into m micro-batches
             (`micro_batches`) whose gradients are averaged before the one update; micro-batch j's dropout
             key is fold_in(the step's key, j). The loss must be `separable`.
+        global_batch: the step sees the whole batch (`jaxst.training.sharding.ShardedParallel` runs it
+            under `jax.vmap` with the axis "data" of size one, and GSPMD shards it); else one device's
+            slice, under pmap or shard_map.
 
     Raises:
         ValueError: see `check_accumulation`.
@@ -204,7 +208,7 @@ def make_train_step(
 
         # Differentiate a per-device copy of the parameters: under shard_map the replicated parameters
         # would otherwise get gradients already summed over devices (the transpose of replication).
-        local_params = lax.pcast(state.params, AXIS_NAME, to="varying")
+        local_params = state.params if global_batch else lax.pcast(state.params, AXIS_NAME, to="varying")
         if gradient_accumulation_steps == 1:
             value, grads = jax.value_and_grad(loss_fn)(local_params, batch, dropout_rng)
         else:
@@ -213,7 +217,7 @@ def make_train_step(
                 local_params,
                 micro_batches(batch, gradient_accumulation_steps),
                 dropout_rng,
-                AXIS_NAME,
+                None if global_batch else AXIS_NAME,
             )
         grads = lax.pmean(grads, AXIS_NAME)
         value = lax.pmean(value, AXIS_NAME)
