@@ -16,6 +16,7 @@ from flax import nnx
 from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable
+from jaxst.models.activation_sharding import split_batch
 from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
 from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout
@@ -193,6 +194,7 @@ class TransformerEncoder(nnx.Module):
         hidden = dropout(hidden, self.spec.embedding_dropout, embedding_bits.get("embedding")).astype(
             self.dtype
         )
+        hidden = split_batch(hidden)
         positions = (
             jnp.broadcast_to(jnp.arange(length), (batch, length)) if position_ids is None else position_ids
         )
@@ -206,7 +208,7 @@ class TransformerEncoder(nnx.Module):
         hidden_states = [hidden]
         run_layer = self._layer_runner()
         for layer, bits in zip(self.layers, layer_bits, strict=True):
-            hidden = run_layer(layer, hidden, inputs, bits)
+            hidden = split_batch(run_layer(layer, hidden, inputs, bits))
             hidden_states.append(hidden)
         hidden = hidden_states[-1] = self.last_hidden_state(hidden)
         return (hidden, tuple(hidden_states)) if output_hidden_states else hidden

@@ -192,6 +192,7 @@ class TrainingRun:
                     use_dropout=options.use_dropout,
                     gradient_accumulation_steps=options.gradient_accumulation_steps,
                     global_batch=isinstance(self.parallel, ShardedParallel),
+                    place_texts=getattr(self.parallel, "place_texts", None),
                 )
             )
         self.host_state = init_train_state(params, tx, options.seed, frozen=frozen)
@@ -249,7 +250,7 @@ class TrainingRun:
             raise FileNotFoundError(
                 f"resume_from_checkpoint={str(resume_from)!r}: no checkpoint in {checkpointer.directory}."
             )
-        state, position = checkpointer.restore(self.host_state, step=step)
+        state, position = checkpointer.restore(self.parallel.restore_target(self.host_state), step=step)
         if missing := sorted(set(self.position()) - set(position)):
             raise ValueError(
                 f"Cannot resume from {checkpointer.directory}: its data position lacks {missing} (written by "
@@ -273,7 +274,7 @@ class TrainingRun:
             logger.warning("Replacing the checkpoints of steps %s in %s.", stale, self.checkpointer.directory)
             for old in stale:
                 self.checkpointer.delete(old)
-        self.checkpointer.save(step, self.parallel.get_state(device_state), metadata=self.position())
+        self.checkpointer.save(step, self.parallel.state_to_save(device_state), metadata=self.position())
         call_hook(self.callbacks, "on_save", self, step, self.checkpointer.step_dir(step))
 
     # ---------------------------------------------------------------------------------- evaluation

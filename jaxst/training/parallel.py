@@ -43,6 +43,14 @@ def first_device_slice(stacked: jax.Array) -> np.ndarray:
     return np.asarray(stacked.addressable_data(0))[0]
 
 
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of an array as a numpy array, in every process (gathered from the processes that
+    hold its shards when this one does not hold all of it)."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def check_divisible(global_batch_size: int, num_devices: int) -> None:
     """Data parallelism splits a batch evenly: anything else is an error (jaxst does not pad batches)."""
     if global_batch_size % num_devices:
@@ -74,6 +82,14 @@ class PmapParallel:
     def get_state(self, state: Any) -> Any:
         """One host copy of the replicated state (numpy leaves)."""
         return jax.tree.map(first_device_slice, state)
+
+    def state_to_save(self, state: Any) -> Any:
+        """What a checkpoint of the device state holds: one host copy."""
+        return self.get_state(state)
+
+    def restore_target(self, host_state: Any) -> Any:
+        """What a checkpoint restores into (`Checkpointer.restore`'s `like`): host arrays."""
+        return host_state
 
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """Splits each array of `batch` (a layout of host arrays, or its named arrays) along its split axis
@@ -116,6 +132,12 @@ class MeshParallel:
 
     def get_state(self, state: Any) -> Any:
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
+
+    def state_to_save(self, state: Any) -> Any:
+        return self.get_state(state)
+
+    def restore_target(self, host_state: Any) -> Any:
+        return host_state
 
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """`batch` is this process's share; the global batch is the concatenation over processes along

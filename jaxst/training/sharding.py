@@ -38,8 +38,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxst.batch_layouts import PackedBatch, TrainingBatch, as_batch
+from jaxst.models.activation_sharding import split_batch
 from jaxst.models.encoder import PartitionRules
-from jaxst.training.parallel import HostBatch, check_divisible
+from jaxst.training.parallel import HostBatch, check_divisible, to_host
 from jaxst.training.step import AXIS_NAME
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -129,13 +130,6 @@ def state_shardings(state: Any, mesh: Mesh, rules: PartitionRules) -> Any:
     )
 
 
-def to_host(x: jax.Array) -> np.ndarray:
-    """The whole value of a global array as a numpy array, in every process."""
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 class ShardedParallel:
     """Runs the train step on `mesh` with parameters and optimizer state sharded by `rules` (see the module
     docstring); the same interface as `jaxst.training.parallel.PmapParallel`.
@@ -148,7 +142,9 @@ class ShardedParallel:
     def __init__(self, mesh: Mesh, rules: PartitionRules):
         self.mesh = check_mesh(mesh)
         self.rules = rules
-        self.batch_axes = tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names)
+        # In the mesh's order: a process's devices then hold one block of the batch when the batch axes
+        # that span processes come first.
+        self.batch_axes = tuple(axis for axis in mesh.axis_names if axis in BATCH_AXES)
         self.num_devices = math.prod(mesh.shape[axis] for axis in self.batch_axes)
         if self.num_devices % jax.process_count():
             raise ValueError(
@@ -159,15 +155,32 @@ class ShardedParallel:
         self.shardings: Any = None  # the state's, set by put_state
         self._replicated = NamedSharding(mesh, PartitionSpec())
 
+    def place_texts(self, texts: Any) -> Any:
+        """The k * B texts of a batch (`TrainingBatch.texts()`: padded arrays [N, T], or a PackedBatch's
+        token_index and attention_mask [N, P] beside its rows [R, P]) split over the batch axes along N.
+
+        A batch array [k, B, T] is split along B; flattened column after column, each device's texts
+        would not be one block of N, which the partitioner cannot express: it would replicate the
+        texts, and every activation after them, on every device.
+        """
+        if isinstance(texts, PackedBatch):
+            return texts.replace(
+                token_index=split_batch(texts.token_index), attention_mask=split_batch(texts.attention_mask)
+            )
+        return {name: split_batch(x) for name, x in texts.items()}
+
     def split_sharding(self, axis: int) -> NamedSharding:
         """The sharding of a batch array split along `axis` over the batch axes."""
         return NamedSharding(self.mesh, PartitionSpec(*([None] * axis), self.batch_axes or None))
 
     def put_state(self, state: Any) -> Any:
-        """Places each leaf of a host state in its shards (each device gets only its own slices)."""
+        """Places each leaf of a host state in its shards (each device gets only its own slices); a leaf
+        already in its shards (restored from a checkpoint by `restore_target`) stays as it is."""
         self.shardings = state_shardings(state, self.mesh, self.rules)
 
         def put(x: Any, sharding: NamedSharding) -> jax.Array:
+            if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+                return x
             x = np.asarray(x)
             return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
@@ -176,6 +189,21 @@ class ShardedParallel:
     def get_state(self, state: Any) -> Any:
         """One host copy of the state (numpy leaves), gathered from the shards."""
         return jax.tree.map(to_host, state)
+
+    def state_to_save(self, state: Any) -> Any:
+        """What a checkpoint of the state holds: the sharded arrays themselves, each process writing the
+        shards it holds (orbax)."""
+        return state
+
+    def restore_target(self, host_state: Any) -> Any:
+        """Abstract arrays with the shardings of `host_state`'s leaves: a checkpoint restores each
+        process's shards straight onto its devices, with no full copy anywhere."""
+        shardings = state_shardings(host_state, self.mesh, self.rules)
+        return jax.tree.map(
+            lambda x, sharding: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x), sharding=sharding),
+            host_state,
+            shardings,
+        )
 
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """`batch` is this process's share; the global batch is the concatenation over processes along
@@ -196,26 +224,47 @@ class ShardedParallel:
         return [int(v) for v in np.max(gathered, axis=0)]
 
     def compile(self, step: Callable) -> Callable:
-        """The step over the global batch, jit-compiled with the state's shardings in and out."""
-        slices = self.num_devices
-
-        def global_step(state: Any, batch: TrainingBatch) -> Any:
-            batch = global_token_index(batch, slices)
-            state, batch = jax.tree.map(lambda x: jnp.expand_dims(x, 0), (state, batch))
-            return jax.tree.map(lambda x: x[0], jax.vmap(step, axis_name=AXIS_NAME)(state, batch))
-
+        """The step over the global batch (`over_global_batch`), jit-compiled with the state's shardings
+        in and out."""
         jitted: list[Callable] = []  # built at the first call: the state's shardings come from put_state
 
         def run(state: Any, batch: TrainingBatch) -> Any:
             if not jitted:
-                shardings = (self.shardings, self._replicated)
-                jitted.append(jax.jit(global_step, out_shardings=shardings, donate_argnums=0))
+                jitted.append(self.jit(step, self.shardings))
             return jitted[0](state, batch)
 
         return run
 
+    def jit(self, step: Callable, shardings: Any) -> Callable:
+        """`over_global_batch(step)` under `jax.jit`: the state comes out with `shardings` (it comes in
+        with its own, as the batch does, and is donated), the metrics replicated."""
+        global_step = over_global_batch(step, self.num_devices)
+
+        def traced_on_mesh(state: Any, batch: TrainingBatch) -> Any:
+            with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):  # for `split_batch`
+                return global_step(state, batch)
+
+        return jax.jit(
+            traced_on_mesh,
+            out_shardings=(shardings, self._replicated),
+            donate_argnums=0,
+        )
+
     def get_metrics(self, metrics: dict[str, jax.Array]) -> dict[str, float]:
         return {k: float(to_host(v)) for k, v in metrics.items()}
+
+
+def over_global_batch(step: Callable, slices: int) -> Callable:
+    """The per-device `step` (`jaxst.training.step.make_train_step(..., global_batch=True)`) as a function
+    of the global state and batch: run under `jax.vmap` with the axis "data" of size one, after
+    `global_token_index`."""
+
+    def global_step(state: Any, batch: TrainingBatch) -> Any:
+        batch = global_token_index(batch, slices)
+        state, batch = jax.tree.map(lambda x: jnp.expand_dims(x, 0), (state, batch))
+        return jax.tree.map(lambda x: x[0], jax.vmap(step, axis_name=AXIS_NAME)(state, batch))
+
+    return global_step
 
 
 def global_token_index(batch: TrainingBatch, slices: int) -> TrainingBatch:

@@ -2,7 +2,8 @@
 
 Each process sees 2 CPU devices, joins the job through `jax.distributed.initialize` on 127.0.0.1 with
 gloo collectives, feeds only its own half of every global batch, and process 0 saves the parameters.
-MODE "agree" checks the packed shapes both processes agree on; "encode FOLDER TEXTS" encodes the texts
+MODE "sharded" trains with `fit(mesh=...)`'s driver on an (fsdp=2, data=2) mesh, fsdp across processes;
+"agree" checks the packed shapes both processes agree on; "encode FOLDER TEXTS" encodes the texts
 of the JSON file TEXTS with the model in FOLDER (tests/st/test_encode_devices.py).
 """
 
@@ -74,7 +75,10 @@ def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: 
             encode_across_processes(process_id, out_path, *args)
         jax.distributed.shutdown()
         return
+    from jax.sharding import Mesh
+
     from jaxst.training.parallel import MeshParallel
+    from jaxst.training.sharding import ShardedParallel
     from tests.training.test_parallel import make_batches, train
 
     def own_half(batch):
@@ -85,9 +89,16 @@ def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: 
         return half
 
     batches = [own_half(b) for b in make_batches(0, 3, batch_size=16)]
-    state, losses = train(MeshParallel(), batches)
+    if mode == "sharded":
+        parallel = ShardedParallel(Mesh(np.array(jax.devices()).reshape(2, 2), ("fsdp", "data")), rules=())
+        placed = parallel.put_state({"embed": np.zeros((50, 16)), "dense": np.zeros((16, 16))})
+        distinct = lambda x: {str(shard.index): shard.data.size for shard in x.addressable_shards}  # noqa: E731
+        extra = {"own_fraction": [sum(distinct(x).values()) / x.size for x in placed.values()]}
+    else:
+        parallel, extra = MeshParallel(), {}
+    state, losses = train(parallel, batches)
     if process_id == 0:
-        np.savez(out_path, losses=np.array(losses), **state.params["model"])
+        np.savez(out_path, losses=np.array(losses), **state.params["model"], **extra)
     jax.distributed.shutdown()
 
 

@@ -63,17 +63,15 @@ def examples():
     ]
 
 
-def train(folder, loss_name, examples, mesh=None):
-    """The model's parameters after two fit steps (one epoch of two batches)."""
+def train(folder, loss_name, examples, mesh=None, **kwargs):
+    """The model's parameters after fit: one epoch of two batches unless `kwargs` say otherwise."""
     model = SentenceTransformer(str(folder))
+    options = dict(warmup_steps=0, optimizer_params={"lr": 1e-3}, use_dropout=False, show_progress_bar=False)
     fit(
         model,
         [(DataLoader(examples, batch_size=BATCH_SIZE, shuffle=False), LOSSES[loss_name](model))],
-        warmup_steps=0,
-        optimizer_params={"lr": 1e-3},
-        use_dropout=False,
-        show_progress_bar=False,
         mesh=mesh,
+        **(options | kwargs),
     )
     return jax.device_get(model.params)
 
@@ -101,6 +99,23 @@ def test_fit_on_a_mesh_equals_one_device(folders, examples, monkeypatch, shape, 
     moved = jax.tree.map(lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))), sharded, reference)
     assert max(jax.tree.leaves(moved)) > 0  # the state the run returns is its own, not the reference's
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), sharded, reference)
+
+
+def test_a_sharded_run_resumes_bit_identically(folders, examples, tmp_path):
+    """Two epochs on a (data=2, fsdp=4) mesh with dropout, checkpointed at step 2; resuming there ends with
+    the same bits."""
+    mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "fsdp"))
+    options = dict(epochs=2, use_dropout=True, checkpoint_save_steps=2)
+    full = train(folders["bert"], "cosine", examples, mesh, checkpoint_path=str(tmp_path / "run"), **options)
+    resumed = train(
+        folders["bert"],
+        "cosine",
+        examples,
+        mesh,
+        resume_from_checkpoint=str(tmp_path / "run" / "2"),
+        **options,
+    )
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), full, resumed)
 
 
 def shard_fraction(array: jax.Array) -> float:
