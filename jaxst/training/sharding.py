@@ -200,7 +200,7 @@ class ShardedParallel:
         process's shards straight onto its devices, with no full copy anywhere."""
         shardings = state_shardings(host_state, self.mesh, self.rules)
         return jax.tree.map(
-            lambda x, sharding: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x), sharding=sharding),
+            lambda x, sharding: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x), sharding=sharding),
             host_state,
             shardings,
         )

@@ -66,6 +66,33 @@ def encode_across_processes(process_id: int, out_path: str, folder: str, texts_p
         np.savez(out_path, embeddings=embeddings, one_text=one_text, error=error)
 
 
+def sharded_checkpoint_round_trip(parallel, directory: str) -> dict:
+    """A state sharded over both processes (each holds half of each matrix) is checkpointed, each process
+    writing its shards, and restored into its shardings: {"own_fraction": the share of each matrix this
+    process holds, "restored_equal": whether the restored state has the same bits}."""
+    from jaxst.training.checkpoint import Checkpointer
+    from jaxst.training.parallel import to_host
+
+    rng = np.random.default_rng(1)
+    host = {
+        "embed": rng.normal(size=(50, 16)).astype(np.float32),
+        "dense": rng.normal(size=(16, 16)).astype(np.float32),
+    }
+    placed = parallel.put_state(host)
+    distinct = lambda x: {str(shard.index): shard.data.size for shard in x.addressable_shards}  # noqa: E731
+    with Checkpointer(directory) as checkpointer:
+        checkpointer.save(1, placed)
+        restored, _ = checkpointer.restore(parallel.restore_target(host))
+    return {
+        "own_fraction": [sum(distinct(x).values()) / x.size for x in placed.values()],
+        "restored_equal": all(
+            restored[name].sharding.is_equivalent_to(placed[name].sharding, 2)
+            and np.array_equal(to_host(restored[name]), host[name])
+            for name in host
+        ),
+    }
+
+
 def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: str) -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     if mode in ("agree", "encode"):
@@ -91,9 +118,7 @@ def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: 
     batches = [own_half(b) for b in make_batches(0, 3, batch_size=16)]
     if mode == "sharded":
         parallel = ShardedParallel(Mesh(np.array(jax.devices()).reshape(2, 2), ("fsdp", "data")), rules=())
-        placed = parallel.put_state({"embed": np.zeros((50, 16)), "dense": np.zeros((16, 16))})
-        distinct = lambda x: {str(shard.index): shard.data.size for shard in x.addressable_shards}  # noqa: E731
-        extra = {"own_fraction": [sum(distinct(x).values()) / x.size for x in placed.values()]}
+        extra = sharded_checkpoint_round_trip(parallel, out_path + ".checkpoints")
     else:
         parallel, extra = MeshParallel(), {}
     state, losses = train(parallel, batches)

@@ -191,9 +191,11 @@ def test_two_processes_train_what_one_process_trains(tmp_path, batches):
 
 def test_two_processes_train_sharded_what_one_process_trains(tmp_path, batches):
     """An (fsdp=2, data=2) mesh over two processes of 2 devices, fsdp across them: each process holds half
-    of each matrix and feeds half of each batch; the run equals one device on the global batch."""
+    of each matrix and feeds half of each batch; the run equals one device on the global batch. A state
+    checkpointed by both processes, each writing its half, restores with the same bits and shardings."""
     result = run_two_processes(tmp_path / "params.npz", "sharded")
     assert list(result["own_fraction"]) == [0.5, 0.5]  # embed, dense: half of each in each process
+    assert result["restored_equal"]
     state_1, losses_1 = train(PmapParallel(jax.local_devices()[:1]), batches)
     np.testing.assert_allclose(result["losses"], losses_1, rtol=1e-5)
     for name in ("embed", "dense"):
