@@ -6,23 +6,28 @@ sharded matmuls and reductions: after two AdamW steps of lr 1e-3 (each moving a 
 about 1e-3) the parameters agree to 1e-5. Dropout is off: its masks depend on how a batch is laid out.
 """
 
+import datasets
 import jax
 import numpy as np
 import pytest
 from jax.sharding import Mesh
 
 import jaxst.training.fit as fit_module
+from jaxst import LoraConfig
 from jaxst.losses import (
     CachedMultipleNegativesRankingLoss,
     CosineSimilarityLoss,
     MultipleNegativesRankingLoss,
 )
 from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training.callbacks import TrainerCallback
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import fit
 from jaxst.training.parallel import PmapParallel
 from jaxst.training.sharding import ShardedParallel, encoder_path
 from jaxst.training.step import init_train_state
+from jaxst.training.trainer import SentenceTransformerTrainer
+from jaxst.training.training_args import SentenceTransformerTrainingArguments
 from tests.shared_data import stsb_sentences
 from tests.st.tiny_qwen3 import save_tiny_qwen3
 from tests.st.tiny_st import build_torch_model
@@ -36,14 +41,16 @@ LOSSES = {
     "cosine": lambda model: CosineSimilarityLoss(model),
     "cached_mnrl": lambda model: CachedMultipleNegativesRankingLoss(model, mini_batch_size=6),
 }
-# (mesh shape, axis names, model, loss): every mesh of the issue once, both models, every loss kind
-# (MNRL and CosineSimilarityLoss train on packed batches, CachedMNRL on padded ones).
+# (mesh shape, axis names, model, loss, LoRA adapter): every mesh once, both models, every loss kind (MNRL
+# and CosineSimilarityLoss train on packed batches, CachedMNRL on padded ones), and a LoRA adapter (its
+# factors sharded over "fsdp" by the fallback rule, the frozen base by the family's rules).
 RUNS = [
-    ((8,), ("data",), "bert", "cached_mnrl"),
-    ((8,), ("fsdp",), "qwen3", "mnrl"),
-    ((2, 4), ("data", "fsdp"), "bert", "cosine"),
-    ((2, 2, 2), ("data", "fsdp", "model"), "qwen3", "mnrl"),
-    ((2, 4), ("model", "fsdp"), "bert", "mnrl"),
+    ((8,), ("data",), "bert", "cached_mnrl", False),
+    ((8,), ("fsdp",), "qwen3", "mnrl", False),
+    ((2, 4), ("data", "fsdp"), "bert", "cosine", False),
+    ((2, 2, 2), ("data", "fsdp", "model"), "qwen3", "mnrl", False),
+    ((2, 4), ("model", "fsdp"), "bert", "mnrl", False),
+    ((2, 4), ("model", "fsdp"), "bert", "mnrl", True),
 ]
 
 
@@ -63,9 +70,12 @@ def examples():
     ]
 
 
-def train(folder, loss_name, examples, mesh=None, **kwargs):
-    """The model's parameters after fit: one epoch of two batches unless `kwargs` say otherwise."""
+def train(folder, loss_name, examples, mesh=None, adapter=False, **kwargs):
+    """The model's parameters after fit: one epoch of two batches unless `kwargs` say otherwise; with
+    `adapter`, of a model with a LoRA adapter on the attention's query and value."""
     model = SentenceTransformer(str(folder))
+    if adapter:
+        model.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
     options = dict(warmup_steps=0, optimizer_params={"lr": 1e-3}, use_dropout=False, show_progress_bar=False)
     fit(
         model,
@@ -79,23 +89,25 @@ def train(folder, loss_name, examples, mesh=None, **kwargs):
 _one_device_results = {}
 
 
-def one_device_params(folder, loss_name, examples, monkeypatch):
-    """The same fit on one device (the pmap driver on the first device), computed once per model and loss."""
-    key = (str(folder), loss_name)
+def one_device_params(folder, loss_name, examples, adapter, monkeypatch):
+    """The same fit on one device (the pmap driver on the first device), computed once per run kind."""
+    key = (str(folder), loss_name, adapter)
     if key not in _one_device_results:
         with monkeypatch.context() as patch:
             patch.setattr(
                 fit_module, "make_parallel", lambda *args, **kwargs: PmapParallel(jax.devices()[:1])
             )
-            _one_device_results[key] = train(folder, loss_name, examples)
+            _one_device_results[key] = train(folder, loss_name, examples, adapter=adapter)
     return _one_device_results[key]
 
 
-@pytest.mark.parametrize(("shape", "axes", "model_name", "loss_name"), RUNS)
-def test_fit_on_a_mesh_equals_one_device(folders, examples, monkeypatch, shape, axes, model_name, loss_name):
+@pytest.mark.parametrize(("shape", "axes", "model_name", "loss_name", "adapter"), RUNS)
+def test_fit_on_a_mesh_equals_one_device(
+    folders, examples, monkeypatch, shape, axes, model_name, loss_name, adapter
+):
     mesh = Mesh(np.array(jax.devices()).reshape(shape), axes)
-    sharded = train(folders[model_name], loss_name, examples, mesh)
-    reference = one_device_params(folders[model_name], loss_name, examples, monkeypatch)
+    sharded = train(folders[model_name], loss_name, examples, mesh, adapter=adapter)
+    reference = one_device_params(folders[model_name], loss_name, examples, adapter, monkeypatch)
     moved = jax.tree.map(lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))), sharded, reference)
     assert max(jax.tree.leaves(moved)) > 0  # the state the run returns is its own, not the reference's
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), sharded, reference)
@@ -170,3 +182,37 @@ def test_a_mesh_with_unknown_axis_names_or_with_data_parallel_is_refused(folders
             mesh=Mesh(devices, ("fsdp",)),
             show_progress_bar=False,
         )
+
+
+def test_the_trainer_trains_on_a_mesh(folders, examples, tmp_path):
+    """SentenceTransformerTrainer(..., mesh=...) runs the sharded engine and trains the model."""
+    model = SentenceTransformer(str(folders["bert"]))
+    before = jax.device_get(model.params)
+    drivers = []
+
+    class RecordDriver(TrainerCallback):
+        def on_train_begin(self, run):
+            drivers.append(run.parallel)
+
+    dataset = datasets.Dataset.from_dict(
+        {"anchor": [e.texts[0] for e in examples], "positive": [e.texts[1] for e in examples]}
+    )
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=BATCH_SIZE // 8,  # over the 8 local devices: batches of BATCH_SIZE
+        num_train_epochs=1,
+        report_to="none",
+        save_strategy="no",
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model),
+        callbacks=[RecordDriver()],
+        mesh=Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "fsdp")),
+    )
+    assert trainer.train().global_step == 2
+    assert isinstance(drivers[0], ShardedParallel) and drivers[0].num_devices == 8
+    moved = jax.tree.map(lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))), model.params, before)
+    assert max(jax.tree.leaves(moved)) > 0
