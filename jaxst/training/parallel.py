@@ -60,6 +60,29 @@ def check_divisible(global_batch_size: int, num_devices: int) -> None:
         )
 
 
+def put_process_share(
+    batch: HostBatch, sharding_along: Callable[[int], NamedSharding], num_local_slices: int
+) -> TrainingBatch:
+    """This process's share of a global batch as global arrays: each array of `batch` (its layout, or
+    named arrays) placed with `sharding_along(its split axis)`; the global batch is the concatenation of
+    the processes' shares along each array's split axis, which `num_local_slices` must divide."""
+
+    def put(value: np.ndarray, axis: int) -> jax.Array:
+        check_divisible(value.shape[axis], num_local_slices)
+        return jax.make_array_from_process_local_data(sharding_along(axis), value)
+
+    batch = as_batch(batch)
+    return jax.tree.map(put, batch, batch.split_axes())
+
+
+def agree_max_over_processes(values: list[int]) -> list[int]:
+    """The element-wise maxima of `values` over all processes (each process calls this in step)."""
+    if jax.process_count() == 1:
+        return values
+    gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
+    return [int(v) for v in np.max(gathered, axis=0)]
+
+
 class PmapParallel:
     """Data parallelism over this process's devices with `jax.pmap`."""
 
@@ -142,21 +165,13 @@ class MeshParallel:
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """`batch` is this process's share; the global batch is the concatenation over processes along
         each array's split axis."""
-
-        def put(value: np.ndarray, axis: int) -> jax.Array:
-            check_divisible(value.shape[axis], self.num_local_devices)
-            sharding = NamedSharding(self.mesh, split_spec(axis))
-            return jax.make_array_from_process_local_data(sharding, value)
-
-        batch = as_batch(batch)
-        return jax.tree.map(put, batch, batch.split_axes())
+        return put_process_share(
+            batch, lambda axis: NamedSharding(self.mesh, split_spec(axis)), self.num_local_devices
+        )
 
     def agree_max(self, values: list[int]) -> list[int]:
         """The element-wise maxima of `values` over all processes (each process calls this in step)."""
-        if jax.process_count() == 1:
-            return values
-        gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
-        return [int(v) for v in np.max(gathered, axis=0)]
+        return agree_max_over_processes(values)
 
     def compile(self, step: Callable) -> Callable:
         compiled: dict[Any, Callable] = {}  # by the batch's pytree structure: its layout and arrays

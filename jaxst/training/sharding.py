@@ -34,13 +34,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxst.batch_layouts import PackedBatch, TrainingBatch, as_batch
+from jaxst.batch_layouts import PackedBatch, TrainingBatch
 from jaxst.models.activation_sharding import split_batch
 from jaxst.models.encoder import PartitionRules
-from jaxst.training.parallel import HostBatch, check_divisible, to_host
+from jaxst.training.parallel import HostBatch, agree_max_over_processes, put_process_share, to_host
 from jaxst.training.step import AXIS_NAME
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -208,20 +207,11 @@ class ShardedParallel:
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """`batch` is this process's share; the global batch is the concatenation over processes along
         each array's split axis, split over the batch axes."""
-
-        def put(value: np.ndarray, axis: int) -> jax.Array:
-            check_divisible(value.shape[axis], self.num_local_devices)
-            return jax.make_array_from_process_local_data(self.split_sharding(axis), value)
-
-        batch = as_batch(batch)
-        return jax.tree.map(put, batch, batch.split_axes())
+        return put_process_share(batch, self.split_sharding, self.num_local_devices)
 
     def agree_max(self, values: list[int]) -> list[int]:
         """The element-wise maxima of `values` over all processes."""
-        if jax.process_count() == 1:
-            return values
-        gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
-        return [int(v) for v in np.max(gathered, axis=0)]
+        return agree_max_over_processes(values)
 
     def compile(self, step: Callable) -> Callable:
         """The step over the global batch (`over_global_batch`), jit-compiled with the state's shardings
