@@ -37,6 +37,7 @@ from jaxst.lora import LoraConfig
 from jaxst.lora import layers as lora_layers
 from jaxst.lora.adapter_files import write_adapter
 from jaxst.models import save_encoder
+from jaxst.models.encoder import PartitionRules
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
@@ -642,6 +643,11 @@ class SentenceTransformer:
         lora_layers.attach(encoder, config, jax.random.PRNGKey(seed))
         self._set_encoder(encoder)
         self._transformer_module.lora_config = config
+
+    @property
+    def partition_rules(self) -> PartitionRules:
+        """How the encoder family's parameters shard over a training mesh (`fit(..., mesh=...)`)."""
+        return type(self._transformer_module.encoder).partition_rules
 
     @property
     def lora_config(self) -> LoraConfig | None:

@@ -7,7 +7,7 @@ BERT-style families, `pre_norm.PreNormDecoder` for the Qwen3 and Gemma 3 decoder
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -16,6 +16,7 @@ from flax import nnx
 from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable
+from jaxst.models.activation_sharding import split_batch
 from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
 from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout
@@ -32,6 +33,11 @@ REMAT_POLICIES = {
     "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
 }
 DEFAULT_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
+# How a family's parameters shard over a training mesh (`jaxst.training.sharding`): a regular expression
+# over a parameter's path within the encoder ("layers/3/query/kernel", re.fullmatch), and the logical axis
+# of each of its dimensions: "vocab", "embed" (the hidden size), "heads" (query / key / value units),
+# "mlp" (the MLP's hidden units) or None. The first rule that matches applies.
+PartitionRules = Sequence[tuple[str, tuple[str | None, ...]]]
 
 
 class TransformerEncoder(nnx.Module):
@@ -67,6 +73,9 @@ class TransformerEncoder(nnx.Module):
     unused_keys: ClassVar[frozenset[str]]
     # Whether a token attends only to the tokens of its text up to its own position (decoders).
     causal: ClassVar[bool] = False
+    # Column-parallel projections into heads and MLP units, row-parallel ones out of them; a family without
+    # rules has its matrices sharded over "fsdp" along their largest dimension.
+    partition_rules: ClassVar[PartitionRules] = ()
 
     embeddings: nnx.Module
     layers: nnx.List
@@ -185,6 +194,7 @@ class TransformerEncoder(nnx.Module):
         hidden = dropout(hidden, self.spec.embedding_dropout, embedding_bits.get("embedding")).astype(
             self.dtype
         )
+        hidden = split_batch(hidden)
         positions = (
             jnp.broadcast_to(jnp.arange(length), (batch, length)) if position_ids is None else position_ids
         )
@@ -198,7 +208,7 @@ class TransformerEncoder(nnx.Module):
         hidden_states = [hidden]
         run_layer = self._layer_runner()
         for layer, bits in zip(self.layers, layer_bits, strict=True):
-            hidden = run_layer(layer, hidden, inputs, bits)
+            hidden = split_batch(run_layer(layer, hidden, inputs, bits))
             hidden_states.append(hidden)
         hidden = hidden_states[-1] = self.last_hidden_state(hidden)
         return (hidden, tuple(hidden_states)) if output_hidden_states else hidden

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ from jaxst.models.config import (
     require_heads_divide_width,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import Dense, FusedGatedMLP, LayerNorm, TokenEmbeddings, dropout
 from jaxst.models.spec import EncoderSpec
 
@@ -273,6 +273,13 @@ class ModernBertEncoder(TransformerEncoder):
 
     uses_token_type_ids = False
     checkpoint_prefix = "model."
+    partition_rules: ClassVar[PartitionRules] = (
+        (r"embeddings/embedding", ("vocab", "embed")),
+        (r"layers/\d+/attention/qkv/kernel", ("embed", "heads")),
+        (r"layers/\d+/attention/output/kernel", ("heads", "embed")),
+        (r"layers/\d+/mlp/fused_input/kernel", ("embed", "mlp")),
+        (r"layers/\d+/mlp/output/kernel", ("mlp", "embed")),
+    )
     unused_keys = frozenset(
         (
             "head.dense.weight",

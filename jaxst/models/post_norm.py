@@ -13,7 +13,7 @@ from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
 from jaxst.models.attention import AttentionInputs, attention
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import ACTIVATIONS, Dense, Embedding, LayerNorm, dropout
 from jaxst.models.spec import EncoderSpec
 
@@ -163,6 +163,15 @@ class PostNormEncoder(TransformerEncoder):
 
     layer_root: ClassVar[str]
     layer_names: ClassVar[Mapping[str, str]]
+    partition_rules: ClassVar[PartitionRules] = (
+        (r"embeddings/word/embedding", ("vocab", "embed")),
+        (r"layers/\d+/(query|key|value)/kernel", ("embed", "heads")),
+        (r"layers/\d+/(query|key|value)/bias", ("heads",)),
+        (r"layers/\d+/attention_output/kernel", ("heads", "embed")),
+        (r"layers/\d+/intermediate/kernel", ("embed", "mlp")),
+        (r"layers/\d+/intermediate/bias", ("mlp",)),
+        (r"layers/\d+/output/kernel", ("mlp", "embed")),
+    )
 
     def __init__(self, spec: EncoderSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         super().__init__(spec, dtype=dtype)

@@ -14,7 +14,7 @@ from flax import nnx
 
 from jaxst.io.hf import KeyTable, ParamPath
 from jaxst.models.attention import AttentionInputs, GroupedQueryAttention
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import GatedMLP, RMSNorm, TokenEmbeddings
 from jaxst.models.spec import EncoderSpec
 
@@ -128,6 +128,13 @@ class PreNormDecoder(TransformerEncoder):
     unused_keys = frozenset(("lm_head.weight",))
     layer_names: ClassVar[Mapping[str, str]]
     norm_class: ClassVar[type[RMSNorm]] = RMSNorm
+    partition_rules: ClassVar[PartitionRules] = (
+        (r"embeddings/embedding", ("vocab", "embed")),
+        (r"layers/\d+/attention/(query|key|value)/kernel", ("embed", "heads")),
+        (r"layers/\d+/attention/output/kernel", ("heads", "embed")),
+        (r"layers/\d+/mlp/(gate|up)/kernel", ("embed", "mlp")),
+        (r"layers/\d+/mlp/down/kernel", ("mlp", "embed")),
+    )
 
     spec: DecoderSpec
 

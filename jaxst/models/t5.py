@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from jaxst.models.config import (
     require_encoder_only,
     require_probabilities,
 )
-from jaxst.models.encoder import TransformerEncoder
+from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import ACTIVATIONS, Dense, Embedding, RMSNorm, TokenEmbeddings, dropout
 from jaxst.models.spec import EncoderSpec, config_json
 
@@ -240,6 +240,14 @@ class T5Encoder(TransformerEncoder):
 
     uses_token_type_ids = False
     checkpoint_prefix = ""
+    partition_rules: ClassVar[PartitionRules] = (
+        (r"embeddings/embedding", ("vocab", "embed")),
+        (r"layers/\d+/attention/(query|key|value)/kernel", ("embed", "heads")),
+        (r"layers/\d+/attention/output/kernel", ("heads", "embed")),
+        (r"layers/\d+/feed_forward/(input|gate)/kernel", ("embed", "mlp")),
+        (r"layers/\d+/feed_forward/output/kernel", ("mlp", "embed")),
+        (r"relative_attention_bias/embedding", (None, "heads")),
+    )
     unused_keys = frozenset(("lm_head.weight",))
     tied_keys = (
         ("encoder.embed_tokens.weight", "shared.weight"),

@@ -76,13 +76,13 @@ def accumulated_value_and_grad(
     params: Any,
     batches: PaddedBatch,
     dropout_rng: jax.Array | None,
-    axis_name: str,
+    axis_name: str | None,
 ) -> tuple[jax.Array, Any]:
     """(mean_j loss_j, mean_j grad loss_j) over the m micro-batches stacked in `batches` (`micro_batches`),
     loss_j = loss_fn(params, micro-batch j, fold_in(dropout_rng, j)), one micro-batch at a time in a scan.
 
     Runs inside the step's named axis `axis_name`, where `params` are per-device ("varying") values: the
-    sums start from zeros cast to the same."""
+    sums start from zeros cast to the same; None for a step over the global batch (no cast)."""
     count = batches.input_ids.shape[0]
 
     def add_micro_batch(totals: tuple[jax.Array, Any], inputs: tuple[jax.Array, PaddedBatch]) -> Any:
@@ -92,7 +92,7 @@ def accumulated_value_and_grad(
         return jax.tree.map(jnp.add, totals, value_and_grads), None
 
     zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), (jnp.zeros((), jnp.float32), params))
-    totals, _ = lax.scan(
-        add_micro_batch, lax.pcast(zeros, axis_name, to="varying"), (jnp.arange(count), batches)
-    )
+    if axis_name is not None:
+        zeros = lax.pcast(zeros, axis_name, to="varying")
+    totals, _ = lax.scan(add_micro_batch, zeros, (jnp.arange(count), batches))
     return jax.tree.map(lambda total: total / count, totals)

@@ -16,7 +16,9 @@ Orbax writes each checkpoint into a temporary folder and renames it to `<step>` 
 save interrupted at any point (exception, kill, power loss) leaves the previous checkpoints intact and
 never a half-written `<step>`; leftover temporary folders are removed when a `Checkpointer` opens the
 directory. Saves are synchronous. In a multi-process run every process calls `save` and `restore`
-with its (replicated) state, as orbax requires; pmap-replicated states are saved unreplicated.
+with its state, as orbax requires: a replicated one (pmap-replicated states are saved unreplicated), or a
+sharded one, of which each process writes and reads the shards it holds (`fit(mesh=...)`). The checksums
+read each leaf whole, one leaf at a time (gathered from the other processes where this one holds part).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxst.training.parallel import to_host
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def _leaf_digests(state: Any) -> dict[str, str]:
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         if jax.dtypes.issubdtype(jax.numpy.result_type(leaf), jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        array = np.asarray(jax.device_get(leaf))
+        array = to_host(leaf)
         digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
         digests[jax.tree_util.keystr(path)] = digest.hexdigest()

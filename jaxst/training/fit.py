@@ -53,6 +53,7 @@ from jaxst.training.optim import make_optimizer, make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel, check_divisible
 from jaxst.training.precision import forward_in_dtype
 from jaxst.training.remat import with_gradient_checkpointing
+from jaxst.training.sharding import ShardedParallel
 from jaxst.training.step import init_train_state, make_train_step
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,19 @@ class NonFiniteLossError(FloatingPointError):
     before saving, evaluating or checkpointing that state."""
 
 
-def make_parallel(data_parallel: str, batch_sizes: Sequence[int]) -> PmapParallel | MeshParallel:
-    """The data-parallel driver. fit never pads a batch: under pmap it uses the most local devices that
-    divide every objective's batch size (with a warning when that is not all of them); under shard_map
-    (several processes) a batch size the global device count does not divide is an error."""
+def make_parallel(
+    data_parallel: str, batch_sizes: Sequence[int], *, mesh: Any = None, model: Any = None
+) -> PmapParallel | MeshParallel | ShardedParallel:
+    """The parallel driver. With a `mesh`, `ShardedParallel` with the partition rules of `model`'s encoder
+    family (a batch size the mesh's batch axes do not divide is an error). Else data parallelism; fit never
+    pads a batch: under pmap it uses the most local devices that divide every objective's batch size (with
+    a warning when that is not all of them); under shard_map (several processes) a batch size the global
+    device count does not divide is an error."""
+    if mesh is not None:
+        parallel = ShardedParallel(mesh, model.partition_rules)
+        for batch_size in batch_sizes:
+            check_divisible(batch_size, parallel.num_devices)
+        return parallel
     if data_parallel == "auto":
         data_parallel = "shard_map" if jax.process_count() > 1 else "pmap"
     if data_parallel == "shard_map":
@@ -140,7 +150,12 @@ class TrainingRun:
     def __init__(self, model: Any, objectives: list[Objective], options: FitOptions):
         self.model, self.objectives, self.options = model, objectives, options
         self.callbacks = (ModelCardCallback(), *check_callbacks(options.callbacks))
-        self.parallel = make_parallel(options.data_parallel, [o.loader.batch_size for o in objectives])
+        self.parallel = make_parallel(
+            options.data_parallel,
+            [o.loader.batch_size for o in objectives],
+            mesh=options.mesh,
+            model=model,
+        )
         self.steps_per_epoch = len(self.epoch_plan(0))
         self.total_steps = options.max_steps or math.ceil(options.epochs * self.steps_per_epoch)
         lr, optimizer_params = options.lr_and_optimizer_params()
@@ -176,6 +191,8 @@ class TrainingRun:
                     objective_index=o.index,
                     use_dropout=options.use_dropout,
                     gradient_accumulation_steps=options.gradient_accumulation_steps,
+                    global_batch=isinstance(self.parallel, ShardedParallel),
+                    place_texts=getattr(self.parallel, "place_texts", None),
                 )
             )
         self.host_state = init_train_state(params, tx, options.seed, frozen=frozen)
@@ -233,7 +250,7 @@ class TrainingRun:
             raise FileNotFoundError(
                 f"resume_from_checkpoint={str(resume_from)!r}: no checkpoint in {checkpointer.directory}."
             )
-        state, position = checkpointer.restore(self.host_state, step=step)
+        state, position = checkpointer.restore(self.parallel.restore_target(self.host_state), step=step)
         if missing := sorted(set(self.position()) - set(position)):
             raise ValueError(
                 f"Cannot resume from {checkpointer.directory}: its data position lacks {missing} (written by "
@@ -257,7 +274,7 @@ class TrainingRun:
             logger.warning("Replacing the checkpoints of steps %s in %s.", stale, self.checkpointer.directory)
             for old in stale:
                 self.checkpointer.delete(old)
-        self.checkpointer.save(step, self.parallel.get_state(device_state), metadata=self.position())
+        self.checkpointer.save(step, self.parallel.state_to_save(device_state), metadata=self.position())
         call_hook(self.callbacks, "on_save", self, step, self.checkpointer.step_dir(step))
 
     # ---------------------------------------------------------------------------------- evaluation
@@ -472,6 +489,7 @@ def fit(
     *,
     seed: int = 42,
     data_parallel: str = "auto",
+    mesh: Any = None,
     use_dropout: bool = True,
     gradient_checkpointing: bool | str = False,
     gradient_accumulation_steps: int = 1,
@@ -491,6 +509,11 @@ def fit(
             or "auto" (shard_map when `jax.process_count() > 1`, else pmap). Batches are never padded:
             pmap uses the most devices that divide the batch sizes, shard_map requires a multiple of
             the global device count.
+        mesh: a `jax.sharding.Mesh` with axes among "data", "fsdp", "model": parameters and optimizer
+            state sharded by the encoder family's partition rules (FSDP over "fsdp", tensor parallelism
+            over "model"), the batch split over "data" x "fsdp", one compiled step over the global batch
+            (`jaxst.training.sharding`); in-batch negatives span the global batch. Excludes
+            data_parallel; batch sizes must be multiples of the "data" x "fsdp" size.
         use_dropout: train with the encoder's dropout (torch train mode); False is deterministic.
         gradient_checkpointing: recompute each encoder layer in the backward pass (remat), for less
             activation memory at the cost of a second forward pass through the layers; True keeps the
@@ -556,6 +579,7 @@ def fit(
         resume_from_checkpoint=resume_from_checkpoint,
         seed=seed,
         data_parallel=data_parallel,
+        mesh=mesh,
         use_dropout=use_dropout,
         gradient_checkpointing=gradient_checkpointing,
         gradient_accumulation_steps=gradient_accumulation_steps,

@@ -10,6 +10,7 @@ from typing import Any
 
 from jaxst.training.accumulation import check_accumulation_steps
 from jaxst.training.remat import remat_policy
+from jaxst.training.sharding import check_mesh
 
 MULTI_DATASET_BATCH_SAMPLERS = ("round_robin", "proportional")
 
@@ -78,6 +79,7 @@ class FitOptions:
     resume_from_checkpoint: bool | str = False
     seed: int = 42
     data_parallel: str = "auto"
+    mesh: Any = None
     use_dropout: bool = True
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool | str = False
@@ -91,6 +93,13 @@ class FitOptions:
                 f"{', '.join(MULTI_DATASET_BATCH_SAMPLERS)}."
             )
         check_memory_options(self.gradient_accumulation_steps, self.gradient_checkpointing)
+        if self.mesh is not None:
+            check_mesh(self.mesh)
+            if self.data_parallel != "auto":
+                raise ValueError(
+                    f"data_parallel={self.data_parallel!r} and mesh exclude each other: a mesh trains with "
+                    "its own layout (leave data_parallel at 'auto')."
+                )
 
     def lr_and_optimizer_params(self) -> tuple[float, dict[str, Any]]:
         """(lr, the other optimizer_params): lr 2e-5 unless optimizer_params names one, as torch's AdamW

@@ -43,6 +43,14 @@ def first_device_slice(stacked: jax.Array) -> np.ndarray:
     return np.asarray(stacked.addressable_data(0))[0]
 
 
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of an array as a numpy array, in every process (gathered from the processes that
+    hold its shards when this one does not hold all of it)."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def check_divisible(global_batch_size: int, num_devices: int) -> None:
     """Data parallelism splits a batch evenly: anything else is an error (jaxst does not pad batches)."""
     if global_batch_size % num_devices:
@@ -50,6 +58,29 @@ def check_divisible(global_batch_size: int, num_devices: int) -> None:
             f"The batch size {global_batch_size} is not divisible by the number of devices "
             f"({num_devices}); choose a batch size that is a multiple of {num_devices}."
         )
+
+
+def put_process_share(
+    batch: HostBatch, sharding_along: Callable[[int], NamedSharding], num_local_slices: int
+) -> TrainingBatch:
+    """This process's share of a global batch as global arrays: each array of `batch` (its layout, or
+    named arrays) placed with `sharding_along(its split axis)`; the global batch is the concatenation of
+    the processes' shares along each array's split axis, which `num_local_slices` must divide."""
+
+    def put(value: np.ndarray, axis: int) -> jax.Array:
+        check_divisible(value.shape[axis], num_local_slices)
+        return jax.make_array_from_process_local_data(sharding_along(axis), value)
+
+    batch = as_batch(batch)
+    return jax.tree.map(put, batch, batch.split_axes())
+
+
+def agree_max_over_processes(values: list[int]) -> list[int]:
+    """The element-wise maxima of `values` over all processes (each process calls this in step)."""
+    if jax.process_count() == 1:
+        return values
+    gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
+    return [int(v) for v in np.max(gathered, axis=0)]
 
 
 class PmapParallel:
@@ -74,6 +105,14 @@ class PmapParallel:
     def get_state(self, state: Any) -> Any:
         """One host copy of the replicated state (numpy leaves)."""
         return jax.tree.map(first_device_slice, state)
+
+    def state_to_save(self, state: Any) -> Any:
+        """What a checkpoint of the device state holds: one host copy."""
+        return self.get_state(state)
+
+    def restore_target(self, host_state: Any) -> Any:
+        """What a checkpoint restores into (`Checkpointer.restore`'s `like`): host arrays."""
+        return host_state
 
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """Splits each array of `batch` (a layout of host arrays, or its named arrays) along its split axis
@@ -117,24 +156,22 @@ class MeshParallel:
     def get_state(self, state: Any) -> Any:
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
 
+    def state_to_save(self, state: Any) -> Any:
+        return self.get_state(state)
+
+    def restore_target(self, host_state: Any) -> Any:
+        return host_state
+
     def put_batch(self, batch: HostBatch) -> TrainingBatch:
         """`batch` is this process's share; the global batch is the concatenation over processes along
         each array's split axis."""
-
-        def put(value: np.ndarray, axis: int) -> jax.Array:
-            check_divisible(value.shape[axis], self.num_local_devices)
-            sharding = NamedSharding(self.mesh, split_spec(axis))
-            return jax.make_array_from_process_local_data(sharding, value)
-
-        batch = as_batch(batch)
-        return jax.tree.map(put, batch, batch.split_axes())
+        return put_process_share(
+            batch, lambda axis: NamedSharding(self.mesh, split_spec(axis)), self.num_local_devices
+        )
 
     def agree_max(self, values: list[int]) -> list[int]:
         """The element-wise maxima of `values` over all processes (each process calls this in step)."""
-        if jax.process_count() == 1:
-            return values
-        gathered = multihost_utils.process_allgather(np.asarray(values, np.int64))
-        return [int(v) for v in np.max(gathered, axis=0)]
+        return agree_max_over_processes(values)
 
     def compile(self, step: Callable) -> Callable:
         compiled: dict[Any, Callable] = {}  # by the batch's pytree structure: its layout and arrays

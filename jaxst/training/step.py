@@ -106,6 +106,7 @@ def batch_loss(
     objective_index: int = 0,
     dropout_rng: jax.Array | None = None,
     loss_rng: jax.Array | None = None,
+    place_texts: Callable[[Any], Any] | None = None,
 ) -> jax.Array:
     """The loss of one device's batch as a function of all parameters: what the step differentiates.
 
@@ -115,6 +116,8 @@ def batch_loss(
 
     Args:
         batch: a `PaddedBatch` or `PackedBatch`, or its named arrays (`jaxst.batch_layouts.as_batch`).
+        place_texts: applied to the texts before the forward pass (`ShardedParallel.place_texts` splits the
+            k * B texts over the devices), or None.
 
     Raises:
         ValueError: a packed batch for a loss that trains on padded ones (`takes_packed_batches`).
@@ -127,6 +130,8 @@ def batch_loss(
         )
     k, b = batch.attention_mask.shape[:2]
     texts = batch.texts()
+    if place_texts is not None:
+        texts = place_texts(texts)
     inputs: dict[str, Any] = {}
     if loss.mini_batch_size is not None:
         embeddings = cached_embed(forward, loss.mini_batch_size)(params["model"], texts, dropout_rng)
@@ -157,6 +162,8 @@ def make_train_step(
     objective_index: int = 0,
     use_dropout: bool = True,
     gradient_accumulation_steps: int = 1,
+    global_batch: bool = False,
+    place_texts: Callable[[Any], Any] | None = None,
 ) -> Callable[[TrainState, TrainingBatch], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds the per-device step for one training objective.
 
@@ -175,6 +182,10 @@ def make_train_step(
         gradient_accumulation_steps: m > 1 splits each device's padded batch into m micro-batches
             (`micro_batches`) whose gradients are averaged before the one update; micro-batch j's dropout
             key is fold_in(the step's key, j). The loss must be `separable`.
+        global_batch: the step sees the whole batch (`jaxst.training.sharding.ShardedParallel` runs it
+            under `jax.vmap` with the axis "data" of size one, and GSPMD shards it); else one device's
+            slice, under pmap or shard_map.
+        place_texts: see `batch_loss`.
 
     Raises:
         ValueError: see `check_accumulation`.
@@ -200,11 +211,12 @@ def make_train_step(
                 objective_index=objective_index,
                 dropout_rng=dropout_rng,
                 loss_rng=loss_rng,
+                place_texts=place_texts,
             )
 
         # Differentiate a per-device copy of the parameters: under shard_map the replicated parameters
         # would otherwise get gradients already summed over devices (the transpose of replication).
-        local_params = lax.pcast(state.params, AXIS_NAME, to="varying")
+        local_params = state.params if global_batch else lax.pcast(state.params, AXIS_NAME, to="varying")
         if gradient_accumulation_steps == 1:
             value, grads = jax.value_and_grad(loss_fn)(local_params, batch, dropout_rng)
         else:
@@ -213,7 +225,7 @@ def make_train_step(
                 local_params,
                 micro_batches(batch, gradient_accumulation_steps),
                 dropout_rng,
-                AXIS_NAME,
+                None if global_batch else AXIS_NAME,
             )
         grads = lax.pmean(grads, AXIS_NAME)
         value = lax.pmean(value, AXIS_NAME)

@@ -83,6 +83,8 @@ class SentenceTransformerTrainer:
         evaluator: a jaxst evaluator (or a list of them, run as a SequentialEvaluator), run at each
             evaluation.
         callbacks: `jaxst.training.callbacks` objects, called after the built-in ones.
+        mesh: a `jax.sharding.Mesh` to train on with sharded parameters (keyword only; jaxst's own, as
+            `fit(..., mesh=...)`: see `jaxst.training.sharding`).
 
     Raises:
         ValueError / TypeError: before training, naming the problem: a missing model, datasets and losses
@@ -98,6 +100,8 @@ class SentenceTransformerTrainer:
         loss: Any = None,
         evaluator: Any = None,
         callbacks: Sequence[Any] | None = None,
+        *,
+        mesh: Any = None,
         **unsupported: Any,
     ) -> None:
         unknown = sorted(set(unsupported) - set(UNSUPPORTED_ARGUMENTS))
@@ -114,6 +118,7 @@ class SentenceTransformerTrainer:
         if train_dataset is None:
             raise ValueError("SentenceTransformerTrainer needs a train_dataset.")
         self.model = model
+        self.mesh = mesh
         self.args = args if args is not None else SentenceTransformerTrainingArguments()
         if not isinstance(self.args, SentenceTransformerTrainingArguments):
             raise TypeError(
@@ -257,6 +262,7 @@ class SentenceTransformerTrainer:
             seed=args.seed,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             gradient_checkpointing=args.gradient_checkpointing,
+            mesh=self.mesh,
         )
 
     def evaluation_loss(self, objectives: list[Any]) -> EvaluationLoss | None:

@@ -2,7 +2,8 @@
 
 Each process sees 2 CPU devices, joins the job through `jax.distributed.initialize` on 127.0.0.1 with
 gloo collectives, feeds only its own half of every global batch, and process 0 saves the parameters.
-MODE "agree" checks the packed shapes both processes agree on; "encode FOLDER TEXTS" encodes the texts
+MODE "sharded" trains with `fit(mesh=...)`'s driver on an (fsdp=2, data=2) mesh, fsdp across processes;
+"agree" checks the packed shapes both processes agree on; "encode FOLDER TEXTS" encodes the texts
 of the JSON file TEXTS with the model in FOLDER (tests/st/test_encode_devices.py).
 """
 
@@ -65,6 +66,33 @@ def encode_across_processes(process_id: int, out_path: str, folder: str, texts_p
         np.savez(out_path, embeddings=embeddings, one_text=one_text, error=error)
 
 
+def sharded_checkpoint_round_trip(parallel, directory: str) -> dict:
+    """A state sharded over both processes (each holds half of each matrix) is checkpointed, each process
+    writing its shards, and restored into its shardings: {"own_fraction": the share of each matrix this
+    process holds, "restored_equal": whether the restored state has the same bits}."""
+    from jaxst.training.checkpoint import Checkpointer
+    from jaxst.training.parallel import to_host
+
+    rng = np.random.default_rng(1)
+    host = {
+        "embed": rng.normal(size=(50, 16)).astype(np.float32),
+        "dense": rng.normal(size=(16, 16)).astype(np.float32),
+    }
+    placed = parallel.put_state(host)
+    distinct = lambda x: {str(shard.index): shard.data.size for shard in x.addressable_shards}  # noqa: E731
+    with Checkpointer(directory) as checkpointer:
+        checkpointer.save(1, placed)
+        restored, _ = checkpointer.restore(parallel.restore_target(host))
+    return {
+        "own_fraction": [sum(distinct(x).values()) / x.size for x in placed.values()],
+        "restored_equal": all(
+            restored[name].sharding.is_equivalent_to(placed[name].sharding, 2)
+            and np.array_equal(to_host(restored[name]), host[name])
+            for name in host
+        ),
+    }
+
+
 def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: str) -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     if mode in ("agree", "encode"):
@@ -74,7 +102,10 @@ def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: 
             encode_across_processes(process_id, out_path, *args)
         jax.distributed.shutdown()
         return
+    from jax.sharding import Mesh
+
     from jaxst.training.parallel import MeshParallel
+    from jaxst.training.sharding import ShardedParallel
     from tests.training.test_parallel import make_batches, train
 
     def own_half(batch):
@@ -85,9 +116,14 @@ def main(process_id: int, port: int, out_path: str, mode: str = "train", *args: 
         return half
 
     batches = [own_half(b) for b in make_batches(0, 3, batch_size=16)]
-    state, losses = train(MeshParallel(), batches)
+    if mode == "sharded":
+        parallel = ShardedParallel(Mesh(np.array(jax.devices()).reshape(2, 2), ("fsdp", "data")), rules=())
+        extra = sharded_checkpoint_round_trip(parallel, out_path + ".checkpoints")
+    else:
+        parallel, extra = MeshParallel(), {}
+    state, losses = train(parallel, batches)
     if process_id == 0:
-        np.savez(out_path, losses=np.array(losses), **state.params["model"])
+        np.savez(out_path, losses=np.array(losses), **state.params["model"], **extra)
     jax.distributed.shutdown()
 
 

@@ -13,6 +13,7 @@ from jaxst.losses import MultipleNegativesRankingLoss
 from jaxst.losses.base import Loss
 from jaxst.similarity import pairwise_cos_sim
 from jaxst.training.parallel import MeshParallel, PmapParallel
+from jaxst.training.sharding import ShardedParallel
 from jaxst.training.step import init_train_state, make_train_step
 
 VOCAB, DIM, T = 50, 16, 6
@@ -66,7 +67,12 @@ def train(parallel, batches, steps=3, optimizer="adamw", loss="cosine_mse"):
         "losses": ({},),
     }
     tx = OPTIMIZERS[optimizer]()
-    step = parallel.compile(make_train_step(bag_of_words_forward, LOSSES[loss](), tx, use_dropout=False))
+    global_batch = isinstance(parallel, ShardedParallel)
+    step = parallel.compile(
+        make_train_step(
+            bag_of_words_forward, LOSSES[loss](), tx, use_dropout=False, global_batch=global_batch
+        )
+    )
     state = parallel.put_state(init_train_state(params, tx, seed=0))
     losses = []
     for batch in batches[:steps]:
@@ -177,6 +183,19 @@ def run_two_processes(out, *mode):
 def test_two_processes_train_what_one_process_trains(tmp_path, batches):
     """Two local processes (jax.distributed on 127.0.0.1, gloo) equal one process on the global batch."""
     result = run_two_processes(tmp_path / "params.npz")
+    state_1, losses_1 = train(PmapParallel(jax.local_devices()[:1]), batches)
+    np.testing.assert_allclose(result["losses"], losses_1, rtol=1e-5)
+    for name in ("embed", "dense"):
+        np.testing.assert_allclose(result[name], state_1.params["model"][name], atol=1e-5, rtol=0)
+
+
+def test_two_processes_train_sharded_what_one_process_trains(tmp_path, batches):
+    """An (fsdp=2, data=2) mesh over two processes of 2 devices, fsdp across them: each process holds half
+    of each matrix and feeds half of each batch; the run equals one device on the global batch. A state
+    checkpointed by both processes, each writing its half, restores with the same bits and shardings."""
+    result = run_two_processes(tmp_path / "params.npz", "sharded")
+    assert list(result["own_fraction"]) == [0.5, 0.5]  # embed, dense: half of each in each process
+    assert result["restored_equal"]
     state_1, losses_1 = train(PmapParallel(jax.local_devices()[:1]), batches)
     np.testing.assert_allclose(result["losses"], losses_1, rtol=1e-5)
     for name in ("embed", "dense"):
