@@ -64,7 +64,7 @@ class TransformerEncoder(nnx.Module):
             once instead of once per layer. Outputs (to float32 rounding), gradients, dropout and the
             parameter pytree are the loop's. Off by default: on one CPU thread (`benchmarks/README.md`,
             MiniLM's shapes) a train step's compile is dominated by what lies outside the layers up to
-            about 6 layers, where the scan saves nothing, while it runs steps about 10% slower and holds
+            about 6 layers, where the scan saves nothing, while it runs 4-18% slower and holds
             a stacked copy of the layers' parameters (and of their gradients); it pays from about 12
             layers (a deep decoder such as a 28- or 36-layer Qwen3).
     """
