@@ -101,7 +101,8 @@ class SentenceTransformer:
         seed: the seed of new Dense params of a model built from `modules`.
         model_kwargs: the encoder's options (`jaxst.modules.hf_transformer.ENCODER_OPTIONS`), as
             sentence-transformers passes its own to transformers: the attention options, e.g.
-            {"attention_implementation": "pallas", "attention_dropout": "skip"} (see `TransformerEncoder`).
+            {"attention_implementation": "pallas", "attention_dropout": "skip"}, and {"scan_layers": True}
+            (see `TransformerEncoder`).
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class SentenceTransformer:
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
         seed: int = 0,
-        model_kwargs: dict[str, str] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ):
         if (model_name_or_path is None) == (modules is None):
             raise ValueError(

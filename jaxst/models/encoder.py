@@ -20,6 +20,7 @@ from jaxst.models.activation_sharding import split_batch
 from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
 from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout
+from jaxst.models.scan import run_layers
 from jaxst.models.spec import EncoderSpec
 
 COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
@@ -64,6 +65,14 @@ class TransformerEncoder(nnx.Module):
         attention_dropout: "exact" (default) or "skip" (static): no fused kernel drops attention
             probabilities. "exact" keeps sentence-transformers' dropout on them in train mode (the XLA
             path; with a named kernel, an error); "skip" trains without it on the fused kernel.
+        scan_layers: whether the layers run under `jax.lax.scan` (static; set with `use_scan_layers`;
+            see `jaxst.models.scan`): a repeated layer (or block of layers) is traced and compiled
+            once instead of once per layer. Outputs (to float32 rounding), gradients, dropout and the
+            parameter pytree are the loop's. Off by default: on one CPU thread (`benchmarks/README.md`,
+            MiniLM's shapes) a train step's compile is dominated by what lies outside the layers up to
+            about 6 layers, where the scan saves nothing, while it runs 4-18% slower and holds
+            a stacked copy of the layers' parameters (and of their gradients); it pays from about 12
+            layers (a deep decoder such as a 28- or 36-layer Qwen3).
     """
 
     uses_token_type_ids: ClassVar[bool]
@@ -88,6 +97,7 @@ class TransformerEncoder(nnx.Module):
         self.dtype = dtype
         self.remat_policy: str | None = None
         self.use_attention()
+        self.use_scan_layers()
 
     def use_attention(self, attention_implementation: str = "auto", attention_dropout: str = "exact") -> None:
         """Sets the static attention options (see the class docstring); jit compiles anew for new ones.
@@ -98,6 +108,16 @@ class TransformerEncoder(nnx.Module):
         choose_kernel(attention_implementation, attention_dropout, jax.default_backend())
         self.attention_implementation = attention_implementation
         self.attention_dropout = attention_dropout
+
+    def use_scan_layers(self, scan_layers: bool = False) -> None:
+        """Sets `scan_layers` (see the class docstring); jit compiles anew for a new value.
+
+        Raises:
+            ValueError: `scan_layers` is not a bool.
+        """
+        if not isinstance(scan_layers, bool):
+            raise ValueError(f"scan_layers must be True or False, got {scan_layers!r}")
+        self.scan_layers = scan_layers
 
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
@@ -205,24 +225,28 @@ class TransformerEncoder(nnx.Module):
             else TextMask(attention_mask, positions, self.causal, kernel)
         )
         inputs = self.attention_inputs(mask, positions)
-        hidden_states = [hidden]
-        run_layer = self._layer_runner()
-        for layer, bits in zip(self.layers, layer_bits, strict=True):
-            hidden = split_batch(run_layer(layer, hidden, inputs, bits))
-            hidden_states.append(hidden)
-        hidden = hidden_states[-1] = self.last_hidden_state(hidden)
-        return (hidden, tuple(hidden_states)) if output_hidden_states else hidden
+        outputs = run_layers(
+            list(self.layers),
+            hidden,
+            layer_bits,
+            self._layer_call(inputs),
+            scan=self.scan_layers,
+            keep_outputs=output_hidden_states,
+        )
+        last = self.last_hidden_state(outputs[-1])
+        return (last, (hidden, *outputs[:-1], last)) if output_hidden_states else last
 
-    def _layer_runner(self) -> Callable[..., jax.Array]:
-        """`(layer, hidden, inputs, bits) -> layer(hidden, inputs, bits)`, under `nnx.remat` with the
-        `remat_policy` when there is one."""
+    def _layer_call(self, inputs: AttentionInputs) -> Callable[[nnx.Module, jax.Array, Any], jax.Array]:
+        """`(layer, hidden, bits) -> layer(hidden, inputs, bits)`, under `nnx.remat` with the
+        `remat_policy` when there is one; the output split along the batch over a training mesh's batch
+        axes where one is set (`split_batch`)."""
 
         def run(layer: nnx.Module, hidden: jax.Array, inputs: AttentionInputs, bits: Any) -> jax.Array:
             return layer(hidden, inputs, bits)
 
-        if self.remat_policy is None:
-            return run
-        return nnx.remat(run, policy=REMAT_POLICIES[self.remat_policy])
+        if self.remat_policy is not None:
+            run = nnx.remat(run, policy=REMAT_POLICIES[self.remat_policy])
+        return lambda layer, hidden, bits: split_batch(run(layer, hidden, inputs, bits))
 
     def _dropout_bits(
         self, dropout_rng: jax.Array | None, batch: int, length: int

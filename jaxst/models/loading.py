@@ -35,6 +35,7 @@ def load_checkpoint(
     *,
     attention_implementation: str = "auto",
     attention_dropout: str = "exact",
+    scan_layers: bool = False,
 ) -> tuple[TransformerEncoder, hf.CheckpointExtras]:
     """Load an encoder from a local Hugging Face model folder (no network), with the checkpoint's extras.
 
@@ -48,6 +49,7 @@ def load_checkpoint(
         dtype: compute dtype, float32 or bfloat16; parameters stay float32.
         attention_implementation, attention_dropout: the encoder's attention options ("auto" | "xla" |
             "pallas" | "cudnn", "exact" | "skip"; see `TransformerEncoder`).
+        scan_layers: run the layers under `jax.lax.scan` (see `TransformerEncoder`).
 
     Returns:
         (the encoder module, with `spec`, `config`, `hidden_size`, `num_hidden_layers` and `dtype`
@@ -58,7 +60,8 @@ def load_checkpoint(
         UnsupportedConfigError: an unsupported model_type (the message lists the supported ones) or
             config option (named).
         WeightLoadingError: unreadable weights, or a missing, unexpected or wrong-shaped tensor (named).
-        ValueError: an unknown attention option value (named), or "cudnn" off a GPU.
+        ValueError: an unknown attention option value (named), "cudnn" off a GPU, or a scan_layers
+            that is not a bool.
     """
     choose_kernel(attention_implementation, attention_dropout, jax.default_backend())  # fails early
     folder = Path(path)
@@ -78,6 +81,7 @@ def load_checkpoint(
     )
     encoder = nnx.merge(graphdef, state)
     encoder.use_attention(attention_implementation, attention_dropout)
+    encoder.use_scan_layers(scan_layers)
     return encoder, extras
 
 

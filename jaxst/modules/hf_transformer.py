@@ -26,8 +26,9 @@ from jaxst.modules.transformer import SAVED_CONFIG, TransformerTokenizer
 
 # Loading options of the hub that have no effect on a local folder (cache_dir is used to find the name).
 LOCAL_LOADING_KEYS = frozenset({"cache_dir", "local_files_only", "token", "trust_remote_code"})
-# model_kwargs that jaxst's encoder takes (`jaxst.models.load_checkpoint`): which attention runs.
-ENCODER_OPTIONS = frozenset({"attention_implementation", "attention_dropout"})
+# model_kwargs that jaxst's encoder takes (`jaxst.models.load_checkpoint`): which attention runs, and
+# whether the layers run under a scan.
+ENCODER_OPTIONS = frozenset({"attention_implementation", "attention_dropout", "scan_layers"})
 # sentence-transformers' former argument names -> its current ones.
 RENAMED_ARGUMENTS = {
     "model_args": "model_kwargs",
@@ -74,9 +75,9 @@ class Transformer:
         max_seq_length: texts are truncated to this many tokens (default: the tokenizer's
             `model_max_length`, capped at the encoder's positions).
         do_lower_case: lower-case texts before tokenizing.
-        model_kwargs: the encoder's options (`ENCODER_OPTIONS`: which attention runs, see
-            `jaxst.models.load_checkpoint`) and hub loading options (`LOCAL_LOADING_KEYS`; `cache_dir` is
-            searched for the name).
+        model_kwargs: the encoder's options (`ENCODER_OPTIONS`: which attention runs and whether the
+            layers scan, see `jaxst.models.load_checkpoint`) and hub loading options
+            (`LOCAL_LOADING_KEYS`; `cache_dir` is searched for the name).
         config_kwargs: hub loading options only; jaxst reads the folder's config.json and weights as saved.
         processor_kwargs: keyword arguments for the tokenizer (`AutoTokenizer.from_pretrained`).
         tokenizer_name_or_path: where the tokenizer is, when not with the model (a folder or a name).
