@@ -20,7 +20,7 @@ from flax import nnx
 from jaxst.io.hf import ParamPath
 from jaxst.lora.config import DEFAULT_TARGET_MODULES, LoraConfig
 from jaxst.models.encoder import TransformerEncoder
-from jaxst.models.layers import Dense
+from jaxst.models.layers import Dense, DropoutKey
 
 
 class LoraParam(nnx.Param):
@@ -28,15 +28,25 @@ class LoraParam(nnx.Param):
 
 
 class LoraDense(Dense):
-    """A `Dense` with a LoRA adapter: y = x W + b + scaling * ((x A) B), as peft's lora.Linear.
+    """A `Dense` with a LoRA adapter: y = x W + b + scaling * ((dropout(x) A) B), as peft's lora.Linear.
 
     kernel W [in, out] and bias b [out] are the base layer's (frozen in training, any float dtype);
     lora_a A [in, r] and lora_b B [r, out] are float32 `LoraParam`s; matmuls run in the compute dtype.
-    PEFT's dropout on the input of A (lora_dropout) is not implemented: `fit` refuses to train an
-    adapter with lora_dropout > 0 with dropout on.
+    dropout (lora_dropout = p > 0, train mode only): each entry of the input of A is zeroed with
+    probability p and the others scaled by 1 / (1 - p), as torch's Dropout; the key is the layer's own
+    `DropoutKey`, which the encoder sets for each forward pass (`seed_dropout_keys`).
     """
 
-    def __init__(self, base: Dense, *, rank: int, scaling: float, init: bool | str, rng: jax.Array):
+    def __init__(
+        self,
+        base: Dense,
+        *,
+        rank: int,
+        scaling: float,
+        init: bool | str,
+        rng: jax.Array,
+        dropout_rate: float = 0.0,
+    ):
         """Wraps `base`, with A and B initialised as peft's `init_lora_weights` (see `LoraConfig`)."""
         self.kernel, self.bias, self.dtype = base.kernel, base.bias, base.dtype
         in_features, out_features = base.kernel.shape
@@ -51,10 +61,18 @@ class LoraDense(Dense):
         self.lora_a = LoraParam(lora_a)
         self.lora_b = LoraParam(lora_b)
         self.scaling = scaling
+        self.dropout_rate = dropout_rate
+        if dropout_rate > 0:
+            self.dropout_key = DropoutKey(jnp.zeros((2,), jnp.uint32))
+            self.dropout_active = False
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [..., in] in the compute dtype -> [..., out] in the compute dtype."""
-        update = (x @ self.lora_a[...].astype(self.dtype)) @ self.lora_b[...].astype(self.dtype)
+        dropped = x
+        if self.dropout_rate > 0 and self.dropout_active:
+            keep = jax.random.bernoulli(self.dropout_key[...], 1.0 - self.dropout_rate, x.shape)
+            dropped = jnp.where(keep, x / (1.0 - self.dropout_rate), jnp.zeros((), x.dtype)).astype(x.dtype)
+        update = (dropped @ self.lora_a[...].astype(self.dtype)) @ self.lora_b[...].astype(self.dtype)
         return super().__call__(x) + update * self.scaling
 
     def merged(self) -> Dense:
@@ -158,6 +176,7 @@ def attach(encoder: TransformerEncoder, config: LoraConfig, rng: jax.Array) -> N
             scaling=config.scaling,
             init=config.init_lora_weights,
             rng=jax.random.fold_in(rng, index),
+            dropout_rate=float(config.lora_dropout),
         )
         _set_module(encoder, path, adapted)
 

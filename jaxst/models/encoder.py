@@ -19,7 +19,7 @@ from jaxst.io.hf import KeyMapping, KeyTable
 from jaxst.models.activation_sharding import split_batch
 from jaxst.models.attention import AttentionInputs, TextMask, text_attention_mask
 from jaxst.models.fused_attention import choose_kernel
-from jaxst.models.layers import draw_dropout_bits, dropout
+from jaxst.models.layers import draw_dropout_bits, dropout, seed_dropout_keys
 from jaxst.models.scan import run_layers
 from jaxst.models.spec import EncoderSpec
 
@@ -210,6 +210,7 @@ class TransformerEncoder(nnx.Module):
         self._check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         batch, length = input_ids.shape
         embedding_bits, layer_bits = self._dropout_bits(dropout_rng, batch, length)
+        seed_dropout_keys(self, dropout_rng)
         hidden = self.embed(input_ids, token_type_ids, position_ids)
         hidden = dropout(hidden, self.spec.embedding_dropout, embedding_bits.get("embedding")).astype(
             self.dtype

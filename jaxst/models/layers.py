@@ -188,6 +188,37 @@ class RMSNorm(nnx.Module):
         return {f"{name}.weight": ((*path, "scale"), False)}
 
 
+# Folded into a forward pass's dropout key to seed the modules' own dropout keys (`seed_dropout_keys`).
+MODULE_DROPOUT_STREAM = 2**31 - 3
+
+
+class DropoutKey(nnx.Variable):
+    """A module's own dropout key (uint32 [2]) for one forward pass, for dropout sites that the layers'
+    bits (`draw_dropout_bits`) do not reach: a LoRA adapter's input dropout. The encoder sets it at the
+    start of each forward pass (`seed_dropout_keys`); it is no parameter (nothing trains or saves it)."""
+
+
+def seed_dropout_keys(root: nnx.Module, dropout_rng: jax.Array | None) -> None:
+    """Sets every module of `root` that holds a `dropout_key` for this forward pass: in train mode (a
+    `dropout_rng`) the i-th such module in graph order gets key fold_in(fold_in(dropout_rng,
+    MODULE_DROPOUT_STREAM), i) and `dropout_active` True; in eval mode `dropout_active` False."""
+    modules = [
+        node
+        for _, node in nnx.iter_graph(root)
+        if isinstance(node, nnx.Module) and isinstance(getattr(node, "dropout_key", None), DropoutKey)
+    ]
+    stream = None if dropout_rng is None else jax.random.fold_in(dropout_rng, MODULE_DROPOUT_STREAM)
+    for index, module in enumerate(modules):
+        module.dropout_active = stream is not None
+        if stream is not None:
+            key = jax.random.fold_in(stream, index)
+            if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+                key = jax.random.key_data(key)
+            # A new variable rather than an update: the one merged in may belong to an outer trace (the
+            # frozen part of a train state), which this trace cannot mutate.
+            module.dropout_key = DropoutKey(key)
+
+
 def draw_dropout_bits(
     rng: jax.Array, shapes: Sequence[Mapping[str, tuple[int, ...]]]
 ) -> list[dict[str, jax.Array]]:

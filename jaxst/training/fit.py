@@ -113,17 +113,6 @@ def best_model_score(metrics: dict[str, float], name: str) -> float | None:
     return next((value for key, value in metrics.items() if key.endswith(name)), None)
 
 
-def check_adapter_dropout(model: Any, use_dropout: bool) -> None:
-    """Raises ValueError when training with dropout would need the LoRA dropout, which fit does not
-    implement: an adapter with lora_dropout > 0 trains with use_dropout=False or lora_dropout=0."""
-    config = getattr(model, "lora_config", None)
-    if use_dropout and config is not None and config.lora_dropout > 0:
-        raise ValueError(
-            f"fit does not implement LoraConfig option lora_dropout={config.lora_dropout} (dropout on the "
-            "input of A); train with use_dropout=False or an adapter with lora_dropout=0.0."
-        )
-
-
 def open_resume_checkpoint(
     resume_from_checkpoint: bool | str, checkpoint_path: str | None
 ) -> tuple[Checkpointer, int | None]:
@@ -160,7 +149,6 @@ class TrainingRun:
         self.total_steps = options.max_steps or math.ceil(options.epochs * self.steps_per_epoch)
         lr, optimizer_params = options.lr_and_optimizer_params()
         warmup_steps = options.warmup_steps or math.ceil(options.warmup_ratio * self.total_steps)
-        check_adapter_dropout(model, options.use_dropout)
         trained, frozen = split_trainable(model.params)  # a LoRA adapter trains, its base stays frozen
         params = {"model": trained, "losses": self.initial_loss_params(model, objectives, options.seed)}
         schedule_args = dict(

@@ -73,12 +73,20 @@ def test_fit_changes_only_the_adapter(adapted):
     assert all(after[path].dtype == before[path].dtype for path in before)
 
 
-def test_fit_refuses_lora_dropout_in_training(tmp_path):
+def test_fit_trains_an_adapter_with_lora_dropout_and_changes_only_it(tmp_path):
     model = SentenceTransformer(make_tiny_st_model(tmp_path, max_seq_length=16))
-    model.add_adapter(LoraConfig(lora_dropout=0.1))
-    loader = DataLoader([InputExample(texts=["a", "b"], label=1.0)] * 2, batch_size=2)
-    with pytest.raises(ValueError, match="lora_dropout=0.1"):
-        model.fit([(loader, CosineSimilarityLoss(model))], show_progress_bar=False)
+    model.add_adapter(LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["query", "value"]))
+    before = leaves_by_path(model.params)
+    examples = [InputExample(texts=[a, b], label=s / 5.0) for a, b, s in load_stsb("train")[:16]]
+    model.fit(
+        [(DataLoader(examples, batch_size=16), CosineSimilarityLoss(model))],
+        warmup_steps=0,
+        optimizer_params={"lr": 1e-2},
+        show_progress_bar=False,
+    )
+    after = leaves_by_path(model.params)
+    changed = {path for path in before if not np.array_equal(before[path], after[path])}
+    assert changed == {path for path in before if "['lora_" in path}
 
 
 def test_a_bfloat16_base_stays_frozen_in_bfloat16_while_the_adapter_trains(adapted):
