@@ -14,8 +14,9 @@ Two reports, neither allocates a parameter:
   compiler plans it; the figures say which.
 
     python benchmarks/memory_plan.py bytes
-    python benchmarks/memory_plan.py plan --mesh fsdp=64 --pairs 512 --length 512
-    python benchmarks/memory_plan.py plan --mesh data=8,fsdp=8 --layers 36
+    python benchmarks/memory_plan.py plan --mesh fsdp=64 --pairs 512 --length 512 --layers 2
+    python benchmarks/memory_plan.py residuals
+    python benchmarks/memory_plan.py plan --mesh data=8,fsdp=8 --scan --remat nothing_saveable
 
 The device count is set before JAX starts (`--xla_force_host_platform_device_count`).
 """
@@ -91,9 +92,11 @@ CONFIGS = {
 }
 
 
-def abstract_encoder(name: str, *, layers: int | None = None, dtype=jnp.float32, remat: str | None = None):
+def abstract_encoder(
+    name: str, *, layers: int | None = None, dtype=jnp.float32, remat: str | None = None, scan: bool = False
+):
     """(encoder class, graphdef, abstract parameters) of a configuration, no parameter allocated; `remat`
-    names the layers' remat policy (`REMAT_POLICIES`)."""
+    names the layers' remat policy (`REMAT_POLICIES`), `scan` runs them under `scan_layers`."""
     family, config = CONFIGS[name]
     if layers is not None:
         settings = {**config.to_dict(), "num_hidden_layers": layers}
@@ -104,6 +107,7 @@ def abstract_encoder(name: str, *, layers: int | None = None, dtype=jnp.float32,
     def build():
         encoder = family(spec, dtype=dtype, rngs=nnx.Rngs(0))
         encoder.remat_policy = remat
+        encoder.use_scan_layers(scan)
         return encoder
 
     graphdef, params = nnx.split(nnx.eval_shape(build))
@@ -169,10 +173,10 @@ def last_token_forward(graphdef):
     return forward
 
 
-def plan(mesh_text: str, pairs: int, length: int, layers: int | None, remat: bool) -> dict:
+def plan(mesh_text: str, pairs: int, length: int, layers: int | None, remat: str | None, scan: bool) -> dict:
     mesh = parse_mesh(mesh_text)
     family, graphdef, params = abstract_encoder(
-        "Qwen3-Embedding-8B", layers=layers, dtype=jnp.bfloat16, remat=DEFAULT_REMAT_POLICY if remat else None
+        "Qwen3-Embedding-8B", layers=layers, dtype=jnp.bfloat16, remat=remat, scan=scan
     )
     tx, state = abstract_state(params)
     parallel = ShardedParallel(mesh, family.partition_rules)
@@ -199,7 +203,8 @@ def plan(mesh_text: str, pairs: int, length: int, layers: int | None, remat: boo
         "mesh": mesh_text,
         "pairs": pairs,
         "length": length,
-        "remat": remat,
+        "remat": remat or "none",
+        "scan_layers": scan,
         "arguments_GiB": round(memory.argument_size_in_bytes / GIB, 2),
         "temporaries_GiB": round(memory.temp_size_in_bytes / GIB, 2),
         "peak_GiB": round(peak / GIB, 2),
@@ -272,7 +277,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=512)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than 36, for a quick check")
-    parser.add_argument("--remat", choices=["both", "on", "off"], default="both")
+    parser.add_argument(
+        "--remat", nargs="+", default=["none", DEFAULT_REMAT_POLICY], help="policies (none: no remat)"
+    )
+    parser.add_argument("--scan", action="store_true", help="layers under scan_layers (36 compile as one)")
     parser.add_argument("--fixed", type=float, default=0.75, help="GiB: plan(1 layer) - one layer")
     parser.add_argument("--layer", type=float, default=5.04, help="GiB: plan(2 layers) - plan(1 layer)")
     args = parser.parse_args()
@@ -286,8 +294,9 @@ def main() -> None:
         for row in rows:
             print(json.dumps(row))
         return
-    for remat in {"both": (False, True), "on": (True,), "off": (False,)}[args.remat]:
-        print(json.dumps(plan(args.mesh, args.pairs, args.length, args.layers, remat)))
+    for remat in args.remat:
+        policy = None if remat == "none" else remat
+        print(json.dumps(plan(args.mesh, args.pairs, args.length, args.layers, policy, args.scan)))
         sys.stdout.flush()
 
 
