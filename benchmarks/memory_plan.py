@@ -1,6 +1,6 @@
 """Memory plan of sharded training (`fit(..., mesh=...)`) without weights: what one device would hold.
 
-Two reports, neither allocates a parameter:
+Three reports; none allocates a parameter:
 
 - `bytes`: the parameter + AdamW bytes one device holds under `jaxst.training.sharding`'s layout against
   the replicated (data-parallel) layout, for all-MiniLM-L6-v2's and Qwen3-Embedding-0.6B's shapes, on
@@ -8,10 +8,12 @@ Two reports, neither allocates a parameter:
 - `plan`: the train step of Qwen3-Embedding-8B's configuration (36 layers, hidden 4096, 32 query / 8
   key-value heads of 128, MLP 12288, vocabulary 151,665), MNRL over a global batch of `--pairs` pairs of
   `--length` tokens, bfloat16 compute (use_amp), AOT-compiled by XLA for a mesh of 64 fake CPU devices
-  from abstract parameters (`jax.eval_shape`), with and without remat; `compiled.memory_analysis()` gives
+  from abstract parameters (`jax.eval_shape`), under remat policies; `compiled.memory_analysis()` gives
   one device's arguments, outputs and temporaries. XLA's CPU compiler folds remat's recomputation back
-  (see `jaxst.training.remat`), so the CPU plan shows the no-remat peak for both unless the GPU/TPU
-  compiler plans it; the figures say which.
+  into an unrolled program (see `jaxst.training.remat`) but not out of a loop: with `--scan` (the layers
+  under `scan_layers`) the CPU plan shows what remat saves, and 36 layers compile as one body.
+- `residuals`: what one layer keeps for the backward pass under each remat policy
+  (`print_saved_residuals`, independent of any compiler), and the peak that implies.
 
     python benchmarks/memory_plan.py bytes
     python benchmarks/memory_plan.py plan --mesh fsdp=64 --pairs 512 --length 512 --layers 2
