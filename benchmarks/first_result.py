@@ -21,7 +21,8 @@ cache folder (`JAXST_COMPILATION_CACHE`, cold), sentence-transformers again, jax
 (warm). torch has no compilation cache, so its two runs differ by noise (and the OS's file cache).
 
 Each process prints where its time went as one JSON line: interpreter start (launch to the script's
-first line; CLOCK_MONOTONIC, shared by the processes), import, load, data, fit, evaluate, and exit
+first line; CLOCK_MONOTONIC, shared by the processes), import_jax / import_torch (the array library
+alone), import (the rest of the case's imports), load, data, fit, evaluate, and exit
 (its last stamp to the end of `subprocess.run`). jaxst's processes also log JAX's compile events per
 phase: tracing, lowering to MLIR, XLA compiles (or fetches from the cache) with their count and time
 per jitted function, and the cache's hits and misses. JAX caches only programs that took at least
@@ -61,7 +62,8 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))
 sys.path.insert(0, str(BENCHMARKS))
 
-# Standard library only below this line's imports: the frameworks are imported inside the timed phase.
+# Light imports only (no jax, numpy, torch or transformers; jaxst's package is lazy): the frameworks are
+# imported inside the timed phases.
 from bench_model import minilm_path  # noqa: E402
 from stsb_quality import machine, sentence_transformers_fit  # noqa: E402
 from train import cpu_model  # noqa: E402
