@@ -47,14 +47,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keeps the garbage collector off what collection imported (torch, transformers, JAX, the test modules).
+
+    Those objects live as long as the process, yet every full collection walked all of them again: over a
+    second per collection, once per test module and whenever Python starts one itself. Frozen, they are left
+    out of collections; objects made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def free_compiled_programs():
     """After each test module: drop JAX's compiled programs and hand the freed memory back to the system.
 
     Programs compiled for one module's models and shapes are rarely met again, yet each keeps its code
-    and buffers resident; over the whole suite they add up to gigabytes.
+    and buffers resident; over the whole suite they add up to gigabytes. What survives the module's
+    collection (modules imported on first use, session fixtures) lives on, and is frozen as collection's
+    imports are (`pytest_collection_finish`), so that the next module's collections walk only its own.
     """
     yield
     jax.clear_caches()
     gc.collect()
+    gc.freeze()
     release_free_memory()
