@@ -13,6 +13,10 @@ import os
 
 import pytest
 
+# Collection imports torch, transformers, JAX and the test modules: some 650,000 objects that live as long
+# as the process, and no garbage worth a collection. pytest_collection_finish turns the collector back on.
+gc.disable()
+
 MULTI_DEVICE_COUNT = 8
 # XLA aborts the process when a replica waits at a collective longer than a time limit; on a loaded
 # 2-core machine 8 fake devices take turns on the cores, and one that waits for the others can exceed it.
@@ -52,10 +56,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     Those objects live as long as the process, yet every full collection walked all of them again: over a
     second per collection, once per test module and whenever Python starts one itself. Frozen, they are left
-    out of collections; objects made later are collected as before.
+    out of collections; objects made later are collected as before, from here on.
     """
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture(autouse=True, scope="module")
