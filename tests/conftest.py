@@ -35,6 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import jax  # noqa: E402
 
 from jaxst.host_memory import release_free_memory  # noqa: E402
+from tests.training.tiny_st import make_tiny_st_model  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -61,6 +62,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.collect()
     gc.freeze()
     gc.enable()
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """The tiny model of tests.training.tiny_st (max_seq_length 16), saved once for the whole run.
+
+    Read-only: a test that changes a model's files copies the folder first.
+    """
+    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 @pytest.fixture(autouse=True, scope="module")
