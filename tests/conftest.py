@@ -13,6 +13,10 @@ import os
 
 import pytest
 
+# Collection imports torch, transformers, JAX and the test modules: some 650,000 objects that live as long
+# as the process, and no garbage worth a collection. pytest_collection_finish turns the collector back on.
+gc.disable()
+
 MULTI_DEVICE_COUNT = 8
 # XLA aborts the process when a replica waits at a collective longer than a time limit; on a loaded
 # 2-core machine 8 fake devices take turns on the cores, and one that waits for the others can exceed it.
@@ -31,6 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import jax  # noqa: E402
 
 from jaxst.host_memory import release_free_memory  # noqa: E402
+from tests.training.tiny_st import make_tiny_st_model  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -47,14 +52,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keeps the garbage collector off what collection imported (torch, transformers, JAX, the test modules).
+
+    Those objects live as long as the process, yet every full collection walked all of them again: over a
+    second per collection, once per test module and whenever Python starts one itself. Frozen, they are left
+    out of collections; objects made later are collected as before, from here on.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.enable()
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """The tiny model of tests.training.tiny_st (max_seq_length 16), saved once for the whole run.
+
+    Read-only: a test that changes a model's files copies the folder first.
+    """
+    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def free_compiled_programs():
     """After each test module: drop JAX's compiled programs and hand the freed memory back to the system.
 
     Programs compiled for one module's models and shapes are rarely met again, yet each keeps its code
-    and buffers resident; over the whole suite they add up to gigabytes.
+    and buffers resident; over the whole suite they add up to gigabytes. What survives the module's
+    collection (modules imported on first use, session fixtures) lives on, and is frozen as collection's
+    imports are (`pytest_collection_finish`), so that the next module's collections walk only its own.
     """
     yield
     jax.clear_caches()
     gc.collect()
+    gc.freeze()
     release_free_memory()

@@ -15,7 +15,6 @@ from jaxst.losses.classification import init_softmax_classifier, softmax_logits
 from jaxst.training.data import DataLoader, InputExample
 from tests.evaluation.compare import assert_same_csv_files, assert_same_metrics
 from tests.shared_data import read_tsv
-from tests.training.tiny_st import make_tiny_st_model
 
 DIM, NUM_LABELS = 32, 3
 BATCH_SIZE = 16  # one batch size throughout, so that jaxst compiles each bucket length once
@@ -23,8 +22,8 @@ CLASSES = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = str(make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16))
+def models(tiny_folder):
+    folder = str(tiny_folder)
     return jaxst.SentenceTransformer(folder), sentence_transformers.SentenceTransformer(folder, device="cpu")
 
 
@@ -102,10 +101,10 @@ def test_bad_arguments_are_errors(models, examples):
         LabelAccuracyEvaluator(triplets, softmax_model=ours)(models[0])
 
 
-def test_fit_hands_the_trained_classifier_to_the_evaluator(examples, tmp_path):
+def test_fit_hands_the_trained_classifier_to_the_evaluator(examples, tiny_folder):
     """fit puts the classifier it trains on the SoftmaxLoss (`params`), where the evaluator reads it: the
     evaluation at the epoch's end scores the final model and classifier, as one run after fit does."""
-    model = jaxst.SentenceTransformer(str(make_tiny_st_model(tmp_path, max_seq_length=16)))
+    model = jaxst.SentenceTransformer(str(tiny_folder))
     loss = SoftmaxLoss(model, embedding_dimension=DIM, num_labels=NUM_LABELS)
     loader = DataLoader(examples, batch_size=BATCH_SIZE)
     evaluator = LabelAccuracyEvaluator(DataLoader(examples, batch_size=BATCH_SIZE), softmax_model=loss)

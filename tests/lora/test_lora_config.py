@@ -18,12 +18,6 @@ from jaxst.models import load_checkpoint
 from jaxst.sentence_transformer import SentenceTransformer
 from tests.models.tiny_models import ARCHITECTURES, save_tiny_model
 from tests.st.tiny_st import TEXTS
-from tests.training.tiny_st import make_tiny_st_model
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 def test_defaults_and_scaling_are_peft_s():
@@ -78,9 +72,9 @@ def test_an_unknown_option_is_a_type_error_naming_it():
         LoraConfig(rank=4)
 
 
-def test_a_fresh_adapter_starts_as_a_no_op_with_kaiming_uniform_a(folder):
+def test_a_fresh_adapter_starts_as_a_no_op_with_kaiming_uniform_a(tiny_folder):
     """init_lora_weights=True: B = 0 and A ~ U(-1/sqrt(in), 1/sqrt(in)), so the embeddings are the base's."""
-    model = SentenceTransformer(folder)
+    model = SentenceTransformer(tiny_folder)
     expected = model.encode(TEXTS[:8])
     model.add_adapter(LoraConfig(r=8))
     layers = dict(adapted_layers(nnx.merge(model.graphdef, model.params["encoder"])))
@@ -95,13 +89,13 @@ def test_a_fresh_adapter_starts_as_a_no_op_with_kaiming_uniform_a(folder):
         model.add_adapter(LoraConfig())
 
 
-def test_targets_that_match_no_layer_are_an_error(folder):
+def test_targets_that_match_no_layer_are_an_error(tiny_folder):
     with pytest.raises(ValueError, match="q_proj"):
-        SentenceTransformer(folder).add_adapter(LoraConfig(target_modules=["q_proj"]))
+        SentenceTransformer(tiny_folder).add_adapter(LoraConfig(target_modules=["q_proj"]))
 
 
-def test_adapter_weights_that_do_not_fit_are_an_error_naming_the_key(folder, tmp_path):
-    model = SentenceTransformer(folder)
+def test_adapter_weights_that_do_not_fit_are_an_error_naming_the_key(tiny_folder, tmp_path):
+    model = SentenceTransformer(tiny_folder)
     model.add_adapter(LoraConfig(r=2))
     model.save(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "adapter_config.json").read_text())

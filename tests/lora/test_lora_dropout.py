@@ -5,7 +5,6 @@ and eval mode see no dropout."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
 from jaxst.lora import LoraConfig
@@ -13,7 +12,6 @@ from jaxst.lora.layers import LoraDense
 from jaxst.models.layers import Dense, seed_dropout_keys
 from jaxst.sentence_transformer import SentenceTransformer
 from tests.shared_data import stsb_sentences
-from tests.training.tiny_st import make_tiny_st_model
 
 RATE = 0.25
 
@@ -50,16 +48,11 @@ def test_the_base_path_is_not_dropped():
     np.testing.assert_array_equal(dropped(layer, x, jax.random.PRNGKey(1)), 2.0 * np.asarray(x))
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
-
-
-def test_each_adapted_layer_drops_with_its_own_key_in_train_mode_only(folder):
+def test_each_adapted_layer_drops_with_its_own_key_in_train_mode_only(tiny_folder):
     """Two models with equal weights, one with lora_dropout: equal in eval mode; in train mode (the same
     key for the encoder's own dropout) they differ, and the adapted layers' masks differ from each other."""
     config = dict(r=4, lora_alpha=8, init_lora_weights=False, target_modules=["query", "value"])
-    plain, with_dropout = SentenceTransformer(str(folder)), SentenceTransformer(str(folder))
+    plain, with_dropout = SentenceTransformer(tiny_folder), SentenceTransformer(tiny_folder)
     plain.add_adapter(LoraConfig(**config))
     with_dropout.add_adapter(LoraConfig(**config, lora_dropout=0.5))
     texts = plain.tokenize(stsb_sentences("test", 4))

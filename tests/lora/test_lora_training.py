@@ -17,12 +17,11 @@ from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.parallel import PmapParallel
 from jaxst.training.step import init_train_state, make_train_step
-from tests.training.tiny_st import make_tiny_st_model
 
 
 @pytest.fixture(scope="module")
-def adapted(tmp_path_factory):
-    model = SentenceTransformer(make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16))
+def adapted(tiny_folder):
+    model = SentenceTransformer(tiny_folder)
     model.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "output.dense"]))
     return model
 
@@ -73,8 +72,8 @@ def test_fit_changes_only_the_adapter(adapted):
     assert all(after[path].dtype == before[path].dtype for path in before)
 
 
-def test_fit_trains_an_adapter_with_lora_dropout_and_changes_only_it(tmp_path):
-    model = SentenceTransformer(make_tiny_st_model(tmp_path, max_seq_length=16))
+def test_fit_trains_an_adapter_with_lora_dropout_and_changes_only_it(tiny_folder):
+    model = SentenceTransformer(tiny_folder)
     model.add_adapter(LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["query", "value"]))
     before = leaves_by_path(model.params)
     examples = [InputExample(texts=[a, b], label=s / 5.0) for a, b, s in load_stsb("train")[:16]]

@@ -9,12 +9,6 @@ from sentence_transformers import SentenceTransformer as TorchSentenceTransforme
 
 from jaxst.sentence_transformer import SentenceTransformer
 from tests.shared_data import read_tsv
-from tests.training.tiny_st import make_tiny_st_model
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,8 @@ from jaxst.losses import CosineSimilarityLoss
 from jaxst.sentence_transformer import SentenceTransformer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import fit
-from tests.training.tiny_st import make_tiny_st_model
 
 TRAIN_SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,6 @@ from jaxst.training.optim import make_schedule
 from jaxst.training.parallel import MeshParallel, PmapParallel
 from jaxst.training.step import init_train_state, make_train_step
 from tests.training.test_parallel import DIM, VOCAB, CosineMSE, bag_of_words_forward, make_batches
-from tests.training.tiny_st import make_tiny_st_model
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 @pytest.fixture(scope="module")

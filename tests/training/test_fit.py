@@ -21,12 +21,6 @@ from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import NonFiniteLossError, fit, make_parallel
 from tests.training.test_parallel import CosineMSE
-from tests.training.tiny_st import make_tiny_st_model
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,6 @@ from jaxst.training.data import DataLoader
 from jaxst.training.fit import TrainingRun, fit
 from jaxst.training.objectives import Objective, epoch_plan
 from tests.shared_data import stsb
-from tests.training.tiny_st import make_tiny_st_model
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_st_model(tmp_path_factory.mktemp("tiny"), max_seq_length=16)
 
 
 def sts_dataset(split, n, *, label=True):
