@@ -183,7 +183,11 @@ class TrainingRun:
                     place_texts=getattr(self.parallel, "place_texts", None),
                 )
             )
-        self.host_state = init_train_state(params, tx, options.seed, frozen=frozen)
+        # One jitted program instead of an eager operation per distinct shape (the AdamW moments' zeros, the
+        # key), each compiled apart and, under a second each, never kept by the persistent cache.
+        self.host_state = jax.jit(init_train_state, static_argnums=(1, 2))(
+            params, tx, options.seed, frozen=frozen
+        )
         self.epoch, self.step_in_epoch = 0, 0
         self.best_score: float | None = None
         self.best_params: Any = None
