@@ -188,8 +188,7 @@ def plan(mesh_text: str, pairs: int, length: int, layers: int | None, remat: str
         MultipleNegativesRankingLoss(None),
         tx,
         use_dropout=False,
-        global_batch=True,
-        place_texts=parallel.place_texts,
+        **parallel.step_options(),
     )
     tokens = jax.ShapeDtypeStruct((2, pairs, length), jnp.int32, sharding=parallel.split_sharding(1))
     batch = PaddedBatch(input_ids=tokens, attention_mask=tokens)

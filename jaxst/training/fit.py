@@ -179,8 +179,7 @@ class TrainingRun:
                     objective_index=o.index,
                     use_dropout=options.use_dropout,
                     gradient_accumulation_steps=options.gradient_accumulation_steps,
-                    global_batch=isinstance(self.parallel, ShardedParallel),
-                    place_texts=getattr(self.parallel, "place_texts", None),
+                    **self.parallel.step_options(),
                 )
             )
         # One jitted program instead of an eager operation per distinct shape (the AdamW moments' zeros, the

@@ -129,6 +129,10 @@ class PmapParallel:
         """One process feeds every device, so its own values are the maxima (see `MeshParallel`)."""
         return values
 
+    def step_options(self) -> dict[str, Any]:
+        """What `make_train_step` needs to know of this driver: nothing, its step runs per device."""
+        return {}
+
     def compile(self, step: Callable) -> Callable:
         return jax.pmap(step, axis_name=AXIS_NAME, devices=self.devices, donate_argnums=0)
 
@@ -172,6 +176,10 @@ class MeshParallel:
     def agree_max(self, values: list[int]) -> list[int]:
         """The element-wise maxima of `values` over all processes (each process calls this in step)."""
         return agree_max_over_processes(values)
+
+    def step_options(self) -> dict[str, Any]:
+        """What `make_train_step` needs to know of this driver: nothing, its step runs per device."""
+        return {}
 
     def compile(self, step: Callable) -> Callable:
         compiled: dict[Any, Callable] = {}  # by the batch's pytree structure: its layout and arrays

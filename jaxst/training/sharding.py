@@ -168,6 +168,11 @@ class ShardedParallel:
             )
         return {name: split_batch(x) for name, x in texts.items()}
 
+    def step_options(self) -> dict[str, Any]:
+        """What `make_train_step` needs to know of this driver: its step sees the global batch, whose texts
+        `place_texts` splits."""
+        return {"global_batch": True, "place_texts": self.place_texts}
+
     def split_sharding(self, axis: int) -> NamedSharding:
         """The sharding of a batch array split along `axis` over the batch axes."""
         return NamedSharding(self.mesh, PartitionSpec(*([None] * axis), self.batch_axes or None))

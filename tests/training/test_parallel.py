@@ -13,7 +13,6 @@ from jaxst.losses import MultipleNegativesRankingLoss
 from jaxst.losses.base import Loss
 from jaxst.similarity import pairwise_cos_sim
 from jaxst.training.parallel import MeshParallel, PmapParallel
-from jaxst.training.sharding import ShardedParallel
 from jaxst.training.step import init_train_state, make_train_step
 
 VOCAB, DIM, T = 50, 16, 6
@@ -67,10 +66,9 @@ def train(parallel, batches, steps=3, optimizer="adamw", loss="cosine_mse"):
         "losses": ({},),
     }
     tx = OPTIMIZERS[optimizer]()
-    global_batch = isinstance(parallel, ShardedParallel)
     step = parallel.compile(
         make_train_step(
-            bag_of_words_forward, LOSSES[loss](), tx, use_dropout=False, global_batch=global_batch
+            bag_of_words_forward, LOSSES[loss](), tx, use_dropout=False, **parallel.step_options()
         )
     )
     state = parallel.put_state(init_train_state(params, tx, seed=0))
