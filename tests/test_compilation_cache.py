@@ -62,3 +62,29 @@ def test_environment_variable_moves_or_turns_off_the_cache(model_folder, tmp_pat
 
 def test_a_folder_given_to_jax_is_kept(model_folder, tmp_path):
     assert run(model_folder, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax"))[0] == str(tmp_path / "jax")
+
+
+BOUND_SCRIPT = """
+import jax
+from jaxst.compilation_cache import enable_compilation_cache
+enable_compilation_cache()
+print(jax.config.jax_persistent_cache_min_compile_time_secs)
+"""
+
+
+def min_compile_seconds(**environment) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXST_", "JAX_"))} | environment
+    argv = [sys.executable, "-c", BOUND_SCRIPT]
+    return float(subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout.split()[-1])
+
+
+def test_jaxst_lowers_the_cache_bound_unless_it_was_set(tmp_path):
+    from jaxst.compilation_cache import MIN_COMPILE_SECONDS
+
+    assert min_compile_seconds(JAXST_COMPILATION_CACHE=str(tmp_path)) == MIN_COMPILE_SECONDS < 1.0
+    set_by_user = {
+        "JAXST_COMPILATION_CACHE": str(tmp_path),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2",
+    }
+    assert min_compile_seconds(**set_by_user) == 2.0
+    assert min_compile_seconds(JAX_COMPILATION_CACHE_DIR=str(tmp_path)) == 1.0  # JAX's folder, JAX's bound
