@@ -162,11 +162,8 @@ class TrainingRun:
             optimizer_params=optimizer_params,
             **schedule_args,
         )
-        # The logged rate: one jitted program rather than ~10 eager operations, each compiled apart.
-        self.lr_schedule = jax.jit(
-            make_schedule(
-                name=options.scheduler, lr=lr, warmup_steps=warmup_steps, total_steps=self.total_steps
-            )
+        self.lr_schedule = make_schedule(
+            name=options.scheduler, lr=lr, warmup_steps=warmup_steps, total_steps=self.total_steps
         )
         forward = forward_in_dtype(
             with_gradient_checkpointing(model, options.gradient_checkpointing),

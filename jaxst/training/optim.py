@@ -10,9 +10,10 @@ transformation.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,24 +25,26 @@ SCHEDULERS = ("constantlr", "warmupconstant", "warmuplinear", "warmupcosine", "w
 ADAMW_PARAMS = ("betas", "eps")
 # torch.nn.utils.clip_grad_norm_ divides by (norm + this).
 _CLIP_EPS = 1e-6
+ArrayOrInt = jax.Array | int
 
 
-def _warmup(step: jax.Array, warmup_steps: int) -> jax.Array:
-    return step.astype(jnp.float32) / max(1, warmup_steps)
+def _warmup(step: jax.Array, warmup_steps: ArrayOrInt) -> jax.Array:
+    return step.astype(jnp.float32) / jnp.maximum(1, warmup_steps).astype(jnp.float32)
 
 
-def _linear_remaining(step: jax.Array, warmup_steps: int, total_steps: int) -> jax.Array:
+def _linear_remaining(step: jax.Array, warmup_steps: ArrayOrInt, total_steps: ArrayOrInt) -> jax.Array:
     """(total - step) / max(1, total - warmup), transformers' linear decay (exact integer numerator)."""
-    return (total_steps - step).astype(jnp.float32) / max(1, total_steps - warmup_steps)
+    decay_steps = jnp.maximum(1, total_steps - warmup_steps).astype(jnp.float32)
+    return (total_steps - step).astype(jnp.float32) / decay_steps
 
 
-def _cosine_remaining(step: jax.Array, warmup_steps: int, total_steps: int) -> jax.Array:
+def _cosine_remaining(step: jax.Array, warmup_steps: ArrayOrInt, total_steps: ArrayOrInt) -> jax.Array:
     """1 - progress, progress = (step - warmup) / max(1, total - warmup) (exact integer numerator).
 
     It differs from the linear remaining fraction only when total_steps <= warmup_steps.
     """
-    decay_steps = max(1, total_steps - warmup_steps)
-    return (decay_steps + warmup_steps - step).astype(jnp.float32) / decay_steps
+    decay_steps = jnp.maximum(1, total_steps - warmup_steps)
+    return (decay_steps + warmup_steps - step).astype(jnp.float32) / decay_steps.astype(jnp.float32)
 
 
 def _half_cosine(remaining: jax.Array) -> jax.Array:
@@ -75,30 +78,85 @@ def make_schedule(name: str, *, lr: float, warmup_steps: int, total_steps: int) 
         ValueError: an unknown scheduler name (the message lists the known ones), negative steps, an lr
             that is not a positive finite number.
     """
+    key = check_schedule(name, lr, warmup_steps, total_steps)
+    return lambda count: scheduled_lr(key, count, lr, warmup_steps, total_steps)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def scheduled_lr(
+    key: str, count: ArrayOrInt, lr: jax.Array | float, warmup_steps: ArrayOrInt, total_steps: ArrayOrInt
+) -> jax.Array:
+    """lr * schedule_multiplier(...) in float32: one program per scheduler, the numbers its arguments (as in
+    the train step, where they are state: compiled in as constants, XLA would round the divisions apart)."""
+    return jnp.asarray(lr, jnp.float32) * schedule_multiplier(key, count, warmup_steps, total_steps)
+
+
+def check_schedule(name: str, lr: float, warmup_steps: int, total_steps: int) -> str:
+    """The lower-cased scheduler name, after the checks `make_schedule` lists under Raises."""
     check_learning_rate(lr)
     if warmup_steps < 0 or total_steps < 0:
         raise ValueError(f"warmup_steps ({warmup_steps}) and total_steps ({total_steps}) must be >= 0.")
     key = name.lower()
     if key not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler {name!r}; known schedulers: {', '.join(SCHEDULERS)}.")
+    return key
 
-    def schedule(count: jax.Array) -> jax.Array:
-        step = jnp.asarray(count, jnp.int32)
-        if key == "constantlr":
-            return jnp.full((), lr, jnp.float32)
-        remaining = _cosine_remaining(step, warmup_steps, total_steps)
-        if key == "warmupconstant":
-            after_warmup = jnp.ones((), jnp.float32)
-        elif key == "warmuplinear":
-            after_warmup = jnp.maximum(0.0, _linear_remaining(step, warmup_steps, total_steps))
-        elif key == "warmupcosine":
-            after_warmup = _half_cosine(remaining)
-        else:  # warmupcosinewithhardrestarts, one cycle: zero from progress 1 on
-            after_warmup = jnp.where(remaining > 0, _half_cosine(remaining), 0.0)
-        multiplier = jnp.where(step < warmup_steps, _warmup(step, warmup_steps), after_warmup)
-        return jnp.float32(lr) * multiplier
 
-    return schedule
+def schedule_multiplier(
+    key: str, count: ArrayOrInt, warmup_steps: ArrayOrInt, total_steps: ArrayOrInt
+) -> jax.Array:
+    """The factor of the peak rate at step `count` (the formulas of `make_schedule`), float32; the step
+    counts may be traced integers, so that one compiled program serves every warmup and run length."""
+    step = jnp.asarray(count, jnp.int32)
+    if key == "constantlr":
+        return jnp.ones((), jnp.float32)
+    remaining = _cosine_remaining(step, warmup_steps, total_steps)
+    if key == "warmupconstant":
+        after_warmup = jnp.ones((), jnp.float32)
+    elif key == "warmuplinear":
+        after_warmup = jnp.maximum(0.0, _linear_remaining(step, warmup_steps, total_steps))
+    elif key == "warmupcosine":
+        after_warmup = _half_cosine(remaining)
+    else:  # warmupcosinewithhardrestarts, one cycle: zero from progress 1 on
+        after_warmup = jnp.where(remaining > 0, _half_cosine(remaining), 0.0)
+    return jnp.where(step < warmup_steps, _warmup(step, warmup_steps), after_warmup)
+
+
+class ScheduleState(NamedTuple):
+    """The learning-rate schedule's optax state: the update count and the schedule's numbers, held as
+    arrays rather than compiled in, so that runs differing in lr, warmup or length share one train step
+    program (and the persistent compilation cache serves the second run)."""
+
+    count: jax.Array  # int32 [], updates made
+    lr: jax.Array  # float32 [], the peak rate
+    warmup_steps: jax.Array  # int32 []
+    total_steps: jax.Array  # int32 []
+
+
+def scale_by_scheduled_lr(
+    name: str, *, lr: float, warmup_steps: int, total_steps: int
+) -> optax.GradientTransformation:
+    """updates * -lr_t with lr_t = make_schedule(name, ...)(count), as optax's `scale_by_learning_rate`
+    with that schedule (the same operations, so the same bits), the schedule's numbers in the state."""
+    key = check_schedule(name, lr, warmup_steps, total_steps)
+
+    def init(params: Any) -> ScheduleState:
+        del params
+        return ScheduleState(
+            count=jnp.zeros((), jnp.int32),
+            lr=jnp.asarray(lr, jnp.float32),
+            warmup_steps=jnp.asarray(warmup_steps, jnp.int32),
+            total_steps=jnp.asarray(total_steps, jnp.int32),
+        )
+
+    def update(updates: Any, state: ScheduleState, params: Any = None) -> tuple[Any, ScheduleState]:
+        del params
+        multiplier = schedule_multiplier(key, state.count, state.warmup_steps, state.total_steps)
+        step_size = -(state.lr * multiplier)
+        updates = jax.tree.map(lambda g: jnp.asarray(step_size, g.dtype) * g, updates)
+        return updates, state._replace(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
 
 
 def weight_decay_mask(params: Any) -> Any:
@@ -175,14 +233,11 @@ def make_optimizer(
             f"and the AdamW options supported are {list(ADAMW_PARAMS)}."
         )
     b1, b2 = optimizer_params.get("betas", (0.9, 0.999))
-    schedule = make_schedule(scheduler, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps)
-    adamw = optax.adamw(
-        schedule,
-        b1=b1,
-        b2=b2,
-        eps=optimizer_params.get("eps", 1e-8),
-        weight_decay=weight_decay,
-        mask=weight_decay_mask(params),
+    # optax.adamw's three parts, its lr scaling with the schedule's numbers in the state.
+    adamw = optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=optimizer_params.get("eps", 1e-8)),
+        optax.add_decayed_weights(weight_decay, weight_decay_mask(params)),
+        scale_by_scheduled_lr(scheduler, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps),
     )
     if not max_grad_norm:
         return adamw

@@ -273,3 +273,34 @@ def test_optimizer_params_take_only_adamw_options():
             total_steps=1,
             optimizer_params={"amsgrad": True},
         )
+
+
+def test_runs_differing_in_lr_warmup_and_length_share_one_update_program():
+    """The schedule's numbers are optimizer state, not constants of the compiled update: a second run with
+    another lr, warm-up or length lowers to the same program (so the compilation cache serves it), and each
+    still applies its own rate: its updates equal optax.adamw's with that run's schedule."""
+    _, params = nnx.split(TinyEncoder(nnx.Rngs(0)), nnx.Param)
+    grads = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape), params)
+
+    def third_update(tx: optax.GradientTransformation):
+        """The lowered third update (past the shorter warm-up, inside the longer one) and its updates."""
+
+        def update(grads, opt_state, params):
+            return tx.update(grads, opt_state, params)
+
+        state = tx.init(params)
+        for _ in range(2):
+            _, state = jax.jit(update)(grads, state, params)
+        lowered = jax.jit(update).lower(grads, state, params)
+        return lowered.as_text(), lowered.compile()(grads, state, params)[0]
+
+    programs = []
+    for lr, warmup_steps, total_steps in ((1e-3, 1, 10), (5e-4, 4, 40)):
+        numbers = dict(lr=lr, warmup_steps=warmup_steps, total_steps=total_steps)
+        tx = make_optimizer(params, weight_decay=0.0, max_grad_norm=None, scheduler="WarmupLinear", **numbers)
+        program, updates = third_update(tx)
+        programs.append(program)
+        _, expected = third_update(optax.adamw(make_schedule("WarmupLinear", **numbers), weight_decay=0.0))
+        for ours, reference in zip(jax.tree.leaves(updates), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=0)
+    assert programs[0] == programs[1]
