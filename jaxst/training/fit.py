@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -44,7 +44,6 @@ from jaxst.training.callbacks import (
     call_hook,
     check_callbacks,
 )
-from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, ExampleBatch
 from jaxst.training.fit_options import FitOptions
 from jaxst.training.guide import GuideEmbedder
@@ -55,6 +54,9 @@ from jaxst.training.precision import forward_in_dtype
 from jaxst.training.remat import with_gradient_checkpointing
 from jaxst.training.sharding import ShardedParallel
 from jaxst.training.step import init_train_state, make_train_step
+
+if TYPE_CHECKING:
+    from jaxst.training.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,14 @@ def best_model_score(metrics: dict[str, float], name: str) -> float | None:
     return next((value for key, value in metrics.items() if key.endswith(name)), None)
 
 
+def make_checkpointer(path: str | Path, **options: Any) -> Checkpointer:
+    """A `Checkpointer` of `path`; orbax-checkpoint (0.2-0.3 s to import) is imported only by runs that
+    checkpoint or resume."""
+    from jaxst.training.checkpoint import Checkpointer
+
+    return Checkpointer(path, **options)
+
+
 def open_resume_checkpoint(
     resume_from_checkpoint: bool | str, checkpoint_path: str | None
 ) -> tuple[Checkpointer, int | None]:
@@ -120,13 +130,13 @@ def open_resume_checkpoint(
     if resume_from_checkpoint is True:
         if checkpoint_path is None:
             raise ValueError("resume_from_checkpoint=True needs checkpoint_path.")
-        return Checkpointer(checkpoint_path), None
+        return make_checkpointer(checkpoint_path), None
     path = Path(resume_from_checkpoint)
     if not path.is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a folder.")
     if path.name.isdigit():  # one step's folder
-        return Checkpointer(path.parent), int(path.name)
-    return Checkpointer(path), None
+        return make_checkpointer(path.parent), int(path.name)
+    return make_checkpointer(path), None
 
 
 class TrainingRun:
@@ -192,7 +202,7 @@ class TrainingRun:
         self.best_params: Any = None
         self.loss_params: Any = None  # the losses' own trained parameters, once the run ended
         self.checkpointer = (
-            Checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
+            make_checkpointer(options.checkpoint_path, save_total_limit=options.checkpoint_save_total_limit)
             if options.checkpoint_path
             else None
         )
