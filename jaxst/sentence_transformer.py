@@ -39,6 +39,7 @@ from jaxst.lora.adapter_files import write_adapter
 from jaxst.models import save_encoder
 from jaxst.models.encoder import PartitionRules
 from jaxst.modules import Dense, Normalize, Pooling, Tokenized, Transformer
+from jaxst.process_exit import freeze_objects_at_exit
 from jaxst.quantization import PRECISIONS, quantize_embeddings
 from jaxst.similarity import PAIRWISE_SIMILARITY_FUNCTIONS, SIMILARITY_FUNCTIONS
 from jaxst.texts import check_texts
@@ -130,6 +131,7 @@ class SentenceTransformer:
                 "models.Transformer(..., model_kwargs=...)."
             )
         enable_compilation_cache()
+        freeze_objects_at_exit()
         self._device = None if device is None else resolve_device(device)
         # The modules after the Transformer, by pipeline index; fixed once built (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]
