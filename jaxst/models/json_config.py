@@ -7,9 +7,10 @@ the transformers config class declares for it, read from the class's source file
 never executed), so the installed transformers version decides, not a table of copied values.
 
 It is exact only for a config class that is a plain list of fields: the class derives straight from
-`PreTrainedConfig`, defines no method (a `__post_init__` or validator may derive or change options
-on load: rope parameters, layer types) and has no `auto_map` (custom code) in config.json. Anything
-else raises `InexactJsonConfig`, and the caller reads the folder through `AutoConfig` instead:
+`PreTrainedConfig`, is decorated only with `strict` and `auto_docstring`, and its body holds nothing
+but a docstring, fields and class attributes (no `__post_init__` or validator, which may derive or
+change options on load: rope parameters, layer types); and config.json has no `auto_map` (custom
+code). Anything else raises `InexactJsonConfig`, and the caller reads the folder through `AutoConfig`:
 
 - a class that is not plain, or whose source is not where transformers keeps it;
 - a config.json value whose type the class's annotation does not list (transformers' strict
@@ -19,6 +20,9 @@ else raises `InexactJsonConfig`, and the caller reads the folder through `AutoCo
 
 An option that neither config.json, the class nor `PreTrainedConfig` has is an AttributeError, as it
 is on the transformers object, so `getattr(config, option, default)` gives the family's default.
+Options of `PreTrainedConfig` itself that the families do not read (output_attentions, dtype, ...) are
+neither checked nor converted here; `EncoderSpec.transformers_config` builds the transformers object,
+with transformers' checks and conversions, when it is asked for (e.g. on save).
 """
 
 from __future__ import annotations
@@ -169,26 +173,35 @@ def class_model_type(node: ast.ClassDef) -> str | None:
 
 
 def plain_class_fields(node: ast.ClassDef) -> ConfigClassFields:
-    """The fields of a config class that derives straight from PreTrainedConfig and defines no method."""
+    """The fields of a plain config class: derived straight from PreTrainedConfig, decorated with nothing
+    but `strict` and `auto_docstring`, its body a docstring, annotated fields and class attributes.
+
+    A class attribute (`model_type`, `attribute_map`, ...) counts as a field without a type: config.json
+    may set it on the object too.
+    """
     if [ast.unparse(base) for base in node.bases] != ["PreTrainedConfig"]:
         raise InexactJsonConfig(f"{node.name} does not derive straight from PreTrainedConfig")
-    methods = [statement.name for statement in node.body if isinstance(statement, ast.FunctionDef)]
-    if methods:
-        raise InexactJsonConfig(f"{node.name} defines {', '.join(methods)}, which may change options on load")
+    decorators = {ast.unparse(getattr(decorator, "func", decorator)) for decorator in node.decorator_list}
+    if not decorators <= {"strict", "auto_docstring"}:
+        raise InexactJsonConfig(f"{node.name} has decorators {sorted(decorators)}")
     defaults: dict[str, Any] = {}
     types: dict[str, tuple[type, ...] | None] = {}
-    attribute_map: dict[str, str] = {}
     for statement in node.body:
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
             name = statement.target.id
             types[name] = annotation_types(statement.annotation)
             defaults[name] = literal(statement.value) if statement.value is not None else NOT_LITERAL
-        elif isinstance(statement, ast.Assign) and [ast.unparse(t) for t in statement.targets] == [
-            "attribute_map"
-        ]:
-            attribute_map = literal(statement.value)
-            if attribute_map is NOT_LITERAL:
-                raise InexactJsonConfig(f"{node.name}'s attribute_map is not a literal")
+        elif isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name) for t in statement.targets):
+            defaults.update({target.id: literal(statement.value) for target in statement.targets})
+        elif not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):
+            what = getattr(statement, "name", None) or ast.unparse(statement)[:60]
+            raise InexactJsonConfig(
+                f"{node.name} holds more than fields ({what!r}, line {statement.lineno}), which may change "
+                "options on load"
+            )
+    attribute_map = defaults.get("attribute_map", {})
+    if attribute_map is NOT_LITERAL:
+        raise InexactJsonConfig(f"{node.name}'s attribute_map is not a literal")
     return ConfigClassFields(node.name, defaults, types, attribute_map)
 
 
@@ -196,7 +209,7 @@ def literal(node: ast.expr) -> Any:
     """The value of a literal expression, or NOT_LITERAL."""
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError):
         return NOT_LITERAL
 
 

@@ -1,6 +1,7 @@
 """config.json read without transformers' configuration classes (`json_config.JsonConfig`): the spec equals
 the one built from AutoConfig's object, the saved config equals it too, and what is not exact falls back."""
 
+import ast
 import dataclasses
 import json
 
@@ -12,7 +13,13 @@ from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from jaxst.models import load_encoder, save_encoder
 from jaxst.models.bert import BertEncoder
-from jaxst.models.json_config import InexactJsonConfig, JsonConfig, config_class_fields
+from jaxst.models.json_config import (
+    NOT_LITERAL,
+    InexactJsonConfig,
+    JsonConfig,
+    config_class_fields,
+    plain_class_fields,
+)
 from jaxst.models.loading import read_spec
 from jaxst.models.registry import ENCODER_CLASSES
 from tests.models.tiny_models import (
@@ -112,6 +119,54 @@ def test_value_of_another_type_falls_back_to_autoconfig(tmp_path):
 def test_classes_that_derive_options_are_not_read_from_json(model_type):
     with pytest.raises(InexactJsonConfig, match="__post_init__"):
         config_class_fields(model_type)
+
+
+def class_node(source):
+    return ast.parse(source).body[0]
+
+
+def test_plain_class_fields_of_a_class_source():
+    fields = plain_class_fields(
+        class_node(
+            "@strict\nclass C(PreTrainedConfig):\n    'doc'\n    model_type = 'c'\n"
+            "    attribute_map = {'hidden_size': 'dim'}\n    dim: int = 8\n    eps: float | None = 1e-5\n"
+            "    ids: int | list[int] | None = None\n    width: int = 4 * 8\n    kind: Literal['a'] = 'a'\n"
+        )
+    )
+    assert fields.defaults == {
+        "model_type": "c",
+        "attribute_map": {"hidden_size": "dim"},
+        "dim": 8,
+        "eps": 1e-5,
+        "ids": None,
+        "width": NOT_LITERAL,
+        "kind": "a",
+    }
+    assert fields.types == {
+        "dim": (int,),
+        "eps": (float, type(None)),
+        "ids": (int, list, type(None)),
+        "width": (int,),
+        "kind": None,
+    }
+    assert fields.attribute_map == {"hidden_size": "dim"}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("class C(BertConfig):\n    x: int = 1\n", "straight from PreTrainedConfig"),
+        ("@dataclass\nclass C(PreTrainedConfig):\n    x: int = 1\n", "decorators"),
+        ("class C(PreTrainedConfig):\n    x: int = 1\n    if x:\n        y = 2\n", "line 3"),
+        (
+            "class C(PreTrainedConfig):\n    x: int = 1\n    def validate_x(self):\n        pass\n",
+            "validate_x",
+        ),
+    ],
+)
+def test_classes_beyond_fields_are_not_plain(source, message):
+    with pytest.raises(InexactJsonConfig, match=message):
+        plain_class_fields(class_node(source))
 
 
 def test_saved_config_equals_autoconfig_paths(tmp_path, monkeypatch):

@@ -32,6 +32,24 @@ def tokenizer_folder(folder, model_type, tokenizer_class):
     return folder
 
 
+def built_tokenizer_folder(folder, model_type):
+    """A tiny byte-level BPE (RoBERTa) or Unigram (XLM-R) tokenizer saved under a config.json of
+    `model_type`: their vocabulary files are not in any shared model folder."""
+    folder.mkdir(exist_ok=True)
+    if model_type == "roberta":
+        vocab = ["<s>", "<pad>", "</s>", "<unk>", "a", "b", "ab", "\u0120", "\u0120a", "<mask>"]
+        merges = [("a", "b"), ("\u0120", "a")]
+        tokenizer = transformers.RobertaTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
+    else:
+        pieces = ["<s>", "<pad>", "</s>", "<unk>", "\u2581a", "b", "\u2581", "a", "<mask>"]
+        tokenizer = transformers.XLMRobertaTokenizer(
+            vocab=[(piece, -float(i)) for i, piece in enumerate(pieces)]
+        )
+    tokenizer.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return folder
+
+
 def assert_same_tokenizer(folder, kwargs):
     direct = load_tokenizer(folder, dict(kwargs))
     auto = transformers.AutoTokenizer.from_pretrained(str(folder), **kwargs)
@@ -67,6 +85,14 @@ def test_tokenizer_class_equals_autotokenizer(model_type, tokenizer_class, direc
     assert direct_tokenizer_class(folder, {"use_fast": False}) is direct
     if direct is not None:
         assert_same_tokenizer(folder, {"use_fast": False})
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta"])
+def test_built_tokenizer_class_equals_autotokenizer(model_type, tmp_path):
+    folder = built_tokenizer_folder(tmp_path / "tokenizer", model_type)
+    name = json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"]
+    assert direct_tokenizer_class(folder, {}) is getattr(transformers, name)
+    assert_same_tokenizer(folder, {"model_max_length": 10})
 
 
 def test_auto_map_and_class_choosing_kwargs_go_through_autotokenizer(tmp_path):
