@@ -34,6 +34,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from jaxst.io.st_format import check_type
+
 # Python types by the names a config class's field annotations use (`int | None`, `list[int]`, ...).
 ANNOTATION_TYPES = {
     "int": int,
@@ -97,11 +99,15 @@ class JsonConfig:
             if option in self.values:
                 raise InexactJsonConfig(f"config.json gives {option!r} twice (also as its alias {key!r})")
             allowed = self.fields.types.get(option, ())
-            if allowed is None or (allowed and not is_instance(value, allowed)):
+            if allowed is None:
                 raise InexactJsonConfig(
-                    f"config.json option {key}={value!r:.80} is not checked against "
-                    f"{self.fields.class_name}'s annotation of {option}"
+                    f"{self.fields.class_name}'s annotation of {option} is not checked here"
                 )
+            if allowed:
+                try:
+                    check_type(f"config.json option {key}", value, *allowed)
+                except ValueError as error:
+                    raise InexactJsonConfig(str(error)) from error
             self.values[option] = value
 
     def __getattr__(self, name: str) -> Any:
@@ -119,13 +125,6 @@ class JsonConfig:
                 "(it is set by code, the class's or PreTrainedConfig's)"
             )
         raise AttributeError(f"{self.fields.class_name} has no option {name!r}")
-
-
-def is_instance(value: Any, allowed: tuple[type, ...]) -> bool:
-    """Whether `value` is one of the `allowed` types, a bool counting only as bool (not as int or float)."""
-    if isinstance(value, bool):
-        return bool in allowed
-    return isinstance(value, allowed)
 
 
 def transformers_source(relative_path: str) -> Path:
