@@ -2,12 +2,17 @@
 
 `AutoTokenizer.from_pretrained` reads the folder through AutoConfig, whose configuration module imports
 torch when it is installed (1.7-1.9 s of a fresh process); the tokenizer classes themselves do not.
-transformers 5's AutoTokenizer, for a local folder whose tokenizer_config.json names a
-`tokenizer_class` and has no `auto_map`, ignores `use_fast`, and loads the class that name (less a v4
-"Fast" suffix) resolves to, with the caller's kwargs, when that name is the tokenizer registered for the
-config's model_type (`TOKENIZER_MAPPING_NAMES`). When the names differ it may choose another class
-(`TokenizersBackend` for some model types), and remote code, a gguf file or an explicit
-`tokenizer_type` take other paths: all of those keep going through AutoTokenizer.
+
+What transformers 5's AutoTokenizer does with a local folder whose tokenizer_config.json names a
+`tokenizer_class` X and has no `auto_map`, given none of the kwargs that choose the class otherwise
+(`tokenizer_type`, `gguf_file`, ...): it ignores `use_fast`; when X (less a v4 "Fast" suffix) is the
+tokenizer registered for config.json's model_type (`TOKENIZER_MAPPING_NAMES`), it loads the class that
+name resolves to; when it is another, it loads the class X resolves to, unless the model type (or
+config.json's `model_name`) is one whose hub classes transformers overrides
+(`MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS`) or X resolves to a generic backend. For the BERT-era
+model types and tokenizer classes below, none of those exceptions applies and X resolves to the class
+`transformers.X`, so jaxst loads that with the same kwargs (tests check every pair against
+AutoTokenizer). Everything else goes through AutoTokenizer.
 """
 
 from __future__ import annotations
@@ -18,15 +23,11 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-# transformers' TOKENIZER_MAPPING_NAMES entries of the model types whose tokenizer class jaxst loads
-# directly (tests check them against transformers).
-REGISTERED_TOKENIZERS = {
-    "bert": "BertTokenizer",
-    "distilbert": "BertTokenizer",
-    "mpnet": "MPNetTokenizer",
-    "roberta": "RobertaTokenizer",
-    "xlm-roberta": "XLMRobertaTokenizer",
-}
+# config.json model types and tokenizer_config.json classes (a "Fast" suffix aside) loaded directly.
+DIRECT_MODEL_TYPES = frozenset({"bert", "distilbert", "mpnet", "roberta", "xlm-roberta"})
+DIRECT_TOKENIZER_CLASSES = frozenset(
+    {"BertTokenizer", "DistilBertTokenizer", "MPNetTokenizer", "RobertaTokenizer", "XLMRobertaTokenizer"}
+)
 # AutoTokenizer kwargs that change which class it picks.
 CLASS_CHOOSING_KWARGS = frozenset(
     {"config", "tokenizer_type", "trust_remote_code", "code_revision", "gguf_file", "mistral_format"}
@@ -53,14 +54,18 @@ def direct_tokenizer_class(folder: Path, kwargs: dict[str, Any]) -> type[PreTrai
     tokenizer_config = read_object(folder / "tokenizer_config.json")
     config = read_object(folder / "config.json")
     name = tokenizer_config.get("tokenizer_class")
-    if "auto_map" in tokenizer_config or "auto_map" in config or not isinstance(name, str):
-        return None
-    if REGISTERED_TOKENIZERS.get(config.get("model_type")) != name.removesuffix("Fast"):
+    if (
+        "auto_map" in tokenizer_config
+        or "auto_map" in config
+        or "model_name" in config
+        or config.get("model_type") not in DIRECT_MODEL_TYPES
+        or not isinstance(name, str)
+        or name.removesuffix("Fast") not in DIRECT_TOKENIZER_CLASSES
+    ):
         return None
     import transformers
 
-    tokenizer_class = getattr(transformers, name, None)
-    return tokenizer_class if isinstance(tokenizer_class, type) else None
+    return getattr(transformers, name)
 
 
 def read_object(path: Path) -> dict[str, Any]:

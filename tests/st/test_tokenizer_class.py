@@ -11,46 +11,77 @@ from pathlib import Path
 
 import pytest
 import transformers
-from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+from transformers.models.auto.tokenization_auto import MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS
 
-from jaxst.modules.tokenizer_class import REGISTERED_TOKENIZERS, direct_tokenizer_class, load_tokenizer
+from jaxst.modules.tokenizer_class import (
+    DIRECT_MODEL_TYPES,
+    DIRECT_TOKENIZER_CLASSES,
+    direct_tokenizer_class,
+    load_tokenizer,
+)
 from tests.st.tiny_st import MINILM, TEXTS, TOKENIZER_FILES
 
 PAIRS = (TEXTS[:4], TEXTS[4:8])
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def tokenizer_folder(folder, model_type, tokenizer_class):
-    """MiniLM's tokenizer files (a WordPiece vocabulary) under a config.json of `model_type`, the
-    tokenizer_config.json naming `tokenizer_class`."""
-    folder.mkdir(exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(MINILM / name, folder / name)
-    (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
-    config = json.loads((MINILM / "tokenizer_config.json").read_text()) | {"tokenizer_class": tokenizer_class}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    return folder
+# The family each tokenizer class belongs to, and so the vocabulary files it is saved with.
+CLASS_MODEL_TYPES = {
+    "BertTokenizer": "bert",
+    "DistilBertTokenizer": "distilbert",
+    "MPNetTokenizer": "mpnet",
+    "RobertaTokenizer": "roberta",
+    "XLMRobertaTokenizer": "xlm-roberta",
+}
 
 
-def built_tokenizer_folder(folder, model_type):
-    """A tiny byte-level BPE (RoBERTa) or Unigram (XLM-R) tokenizer saved under a config.json of
-    `model_type`: their vocabulary files are not in any shared model folder."""
-    folder.mkdir(exist_ok=True)
-    if model_type == "roberta":
+def tokenizer_folder(folder, tokenizer_class, model_type):
+    """A tokenizer of `tokenizer_class` under a config.json of `model_type`: MiniLM's WordPiece files for
+    the BERT-style classes, a tiny byte-level BPE (RoBERTa) or Unigram (XLM-R) one built here."""
+    folder.mkdir()
+    if tokenizer_class.removesuffix("Fast") == "RobertaTokenizer":
         vocab = ["<s>", "<pad>", "</s>", "<unk>", "a", "b", "ab", "\u0120", "\u0120a", "<mask>"]
         merges = [("a", "b"), ("\u0120", "a")]
-        tokenizer = transformers.RobertaTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
-    else:
+        transformers.RobertaTokenizer(
+            vocab={t: i for i, t in enumerate(vocab)}, merges=merges
+        ).save_pretrained(folder)
+    elif tokenizer_class.removesuffix("Fast") == "XLMRobertaTokenizer":
         pieces = ["<s>", "<pad>", "</s>", "<unk>", "\u2581a", "b", "\u2581", "a", "<mask>"]
-        tokenizer = transformers.XLMRobertaTokenizer(
-            vocab=[(piece, -float(i)) for i, piece in enumerate(pieces)]
-        )
-    tokenizer.save_pretrained(folder)
+        vocab = [(piece, -float(i)) for i, piece in enumerate(pieces)]
+        transformers.XLMRobertaTokenizer(vocab=vocab).save_pretrained(folder)
+    else:
+        for name in TOKENIZER_FILES:
+            shutil.copy(MINILM / name, folder / name)
+    config = json.loads((folder / "tokenizer_config.json").read_text()) | {"tokenizer_class": tokenizer_class}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
     (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
     return folder
+
+
+def test_every_model_type_and_class_loads_autotokenizers_class(tmp_path):
+    """Each direct pair, the class named with and without a v4 "Fast" suffix, with use_fast=False."""
+    for tokenizer_class in DIRECT_TOKENIZER_CLASSES:
+        for model_type in DIRECT_MODEL_TYPES:
+            for name in (tokenizer_class, tokenizer_class + "Fast"):
+                folder = tokenizer_folder(tmp_path / f"{model_type}-{name}", name, model_type)
+                auto = transformers.AutoTokenizer.from_pretrained(str(folder), use_fast=False)
+                assert direct_tokenizer_class(folder, {"use_fast": False}) is type(auto), (model_type, name)
+    assert not DIRECT_MODEL_TYPES & MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS
+
+
+def test_minilm_tokenizer_equals_autotokenizer():
+    assert direct_tokenizer_class(MINILM, {}) is transformers.BertTokenizer
+    assert_same_tokenizer(MINILM, {"model_max_length": 20})
+
+
+@pytest.mark.parametrize("tokenizer_class", sorted(CLASS_MODEL_TYPES))
+def test_tokenizer_equals_autotokenizers(tokenizer_class, tmp_path):
+    folder = tokenizer_folder(tmp_path / "tokenizer", tokenizer_class, CLASS_MODEL_TYPES[tokenizer_class])
+    assert_same_tokenizer(folder, {"model_max_length": 10, "use_fast": False})
 
 
 def assert_same_tokenizer(folder, kwargs):
+    """Same class, init kwargs, length and encodings (plain, truncated, pairs) as AutoTokenizer's."""
     direct = load_tokenizer(folder, dict(kwargs))
     auto = transformers.AutoTokenizer.from_pretrained(str(folder), **kwargs)
     assert type(direct) is type(auto)
@@ -60,44 +91,25 @@ def assert_same_tokenizer(folder, kwargs):
         assert direct(*args, **options) == auto(*args, **options)
 
 
-def test_registered_tokenizers_are_transformers():
-    assert {
-        model_type: TOKENIZER_MAPPING_NAMES[model_type] for model_type in REGISTERED_TOKENIZERS
-    } == REGISTERED_TOKENIZERS
-
-
-def test_minilm_tokenizer_equals_autotokenizer():
-    assert direct_tokenizer_class(MINILM, {}) is transformers.BertTokenizer
-    assert_same_tokenizer(MINILM, {"model_max_length": 20})
-
-
 @pytest.mark.parametrize(
-    ("model_type", "tokenizer_class", "direct"),
+    ("tokenizer_class", "model_type", "kwargs", "config"),
     [
-        ("distilbert", "BertTokenizerFast", transformers.BertTokenizer),  # a v4 name, use_fast ignored
-        ("mpnet", "MPNetTokenizer", transformers.MPNetTokenizer),
-        ("distilbert", "DistilBertTokenizer", None),  # not the registered class: AutoTokenizer decides
-        ("bert", "XLMRobertaTokenizer", None),
+        ("BertTokenizer", "qwen3", {}, {}),
+        ("TokenizersBackend", "bert", {}, {}),
+        ("BertTokenizer", "bert", {"trust_remote_code": False}, {}),
+        ("BertTokenizer", "bert", {}, {"model_name": "camembertv2-base"}),
+        ("BertTokenizer", "bert", {}, {"auto_map": {"AutoConfig": "custom.Config"}}),
     ],
 )
-def test_tokenizer_class_equals_autotokenizer(model_type, tokenizer_class, direct, tmp_path):
-    folder = tokenizer_folder(tmp_path / "tokenizer", model_type, tokenizer_class)
-    assert direct_tokenizer_class(folder, {"use_fast": False}) is direct
-    if direct is not None:
-        assert_same_tokenizer(folder, {"use_fast": False})
+def test_other_folders_go_through_autotokenizer(tokenizer_class, model_type, kwargs, config, tmp_path):
+    folder = tokenizer_folder(tmp_path / "tokenizer", tokenizer_class, model_type)
+    options = json.loads((folder / "config.json").read_text()) | config
+    (folder / "config.json").write_text(json.dumps(options))
+    assert direct_tokenizer_class(folder, kwargs) is None
 
 
-@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta"])
-def test_built_tokenizer_class_equals_autotokenizer(model_type, tmp_path):
-    folder = built_tokenizer_folder(tmp_path / "tokenizer", model_type)
-    name = json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"]
-    assert direct_tokenizer_class(folder, {}) is getattr(transformers, name)
-    assert_same_tokenizer(folder, {"model_max_length": 10})
-
-
-def test_auto_map_and_class_choosing_kwargs_go_through_autotokenizer(tmp_path):
-    folder = tokenizer_folder(tmp_path / "tokenizer", "bert", "BertTokenizer")
-    assert direct_tokenizer_class(folder, {"trust_remote_code": False}) is None
+def test_tokenizer_auto_map_goes_through_autotokenizer(tmp_path):
+    folder = tokenizer_folder(tmp_path / "tokenizer", "BertTokenizer", "bert")
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["auto_map"] = {"AutoTokenizer": ["custom.Tokenizer", None]}
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
