@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from typing import TYPE_CHECKING
 
 from jaxst.models.config import (
     UnsupportedConfigError,
@@ -14,6 +14,9 @@ from jaxst.models.config import (
 )
 from jaxst.models.post_norm import PostNormEncoder
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 POOLER_KEYS = ("pooler.dense.weight", "pooler.dense.bias")
 # Checkpoint names of the TransformerLayer submodules in BERT, RoBERTa and XLM-R.
@@ -73,6 +76,7 @@ class BertEncoder(PostNormEncoder):
     """BERT: word + token type + absolute position embeddings (positions 0..T-1), post-LN layers."""
 
     uses_token_type_ids = True
+    reads_config_json = True
     checkpoint_prefix = "bert."
     unused_keys = frozenset(
         (

@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig
-
 from jaxst.models.layers import ACTIVATIONS
 
 
@@ -16,8 +14,10 @@ class UnsupportedConfigError(ValueError):
     """A config.json asks for something jaxst's encoders do not implement (named in the message)."""
 
 
-def read_config(folder: Path, supported_model_types: Iterable[str]) -> Any:
-    """The transformers config object of a local model folder, after checking the folder and model_type.
+def read_config(folder: Path, supported_model_types: Iterable[str]) -> dict[str, Any]:
+    """The options of a local model folder's config.json, after checking the folder and model_type.
+
+    jaxst reads them through `json_config.JsonConfig` where that is exact, else through `auto_config`.
 
     Raises:
         FileNotFoundError: the folder does not exist or has no config.json.
@@ -33,7 +33,8 @@ def read_config(folder: Path, supported_model_types: Iterable[str]) -> Any:
             "(config.json and model.safetensors, as save_pretrained writes them)"
         )
     try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        options = json.loads(config_file.read_text(encoding="utf-8"))
+        model_type = options.get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
         raise ValueError(f"{config_file} is not a JSON object: {error}") from error
     supported = list(supported_model_types)
@@ -42,6 +43,14 @@ def read_config(folder: Path, supported_model_types: Iterable[str]) -> Any:
             f"model_type {model_type!r} in {config_file} is not supported; supported model types: "
             + ", ".join(supported)
         )
+    return options
+
+
+def auto_config(folder: Path) -> Any:
+    """The transformers config object of a local model folder, through `AutoConfig` (which imports torch
+    when it is installed, hence imported here rather than with this module)."""
+    from transformers import AutoConfig
+
     return AutoConfig.from_pretrained(str(folder), local_files_only=True)
 
 

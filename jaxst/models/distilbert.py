@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from typing import TYPE_CHECKING
 
 from jaxst.models.config import (
     require_activation,
@@ -12,6 +12,9 @@ from jaxst.models.config import (
 )
 from jaxst.models.post_norm import PostNormEncoder
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 # DistilBERT's layer norms use a fixed epsilon; its config has no layer_norm_eps.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -33,6 +36,7 @@ class DistilBertEncoder(PostNormEncoder):
     """DistilBERT: word + absolute position embeddings, no token types, no dropout on the attention output."""
 
     uses_token_type_ids = False
+    reads_config_json = True
     checkpoint_prefix = "distilbert."
     unused_keys = frozenset(
         (

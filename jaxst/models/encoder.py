@@ -8,12 +8,11 @@ BERT-style families, `pre_norm.PreNormDecoder` for the Qwen3 and Gemma 3 decoder
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable
 from jaxst.models.activation_sharding import split_batch
@@ -22,6 +21,9 @@ from jaxst.models.fused_attention import choose_kernel
 from jaxst.models.layers import draw_dropout_bits, dropout, seed_dropout_keys
 from jaxst.models.scan import run_layers
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 # Gradient checkpointing (remat): the `jax.checkpoint` policies a layer may run under, by name. A policy
@@ -82,6 +84,9 @@ class TransformerEncoder(nnx.Module):
     unused_keys: ClassVar[frozenset[str]]
     # Whether a token attends only to the tokens of its text up to its own position (decoders).
     causal: ClassVar[bool] = False
+    # Whether the family builds its spec from config.json through `json_config.JsonConfig` where that is
+    # exact (`loading.read_spec`): only families that read no option a config class derives on load.
+    reads_config_json: ClassVar[bool] = False
     # Column-parallel projections into heads and MLP units, row-parallel ones out of them; a family without
     # rules has its matrices sharded over "fsdp" along their largest dimension.
     partition_rules: ClassVar[PartitionRules] = ()
@@ -121,7 +126,8 @@ class TransformerEncoder(nnx.Module):
 
     @classmethod
     def spec_from_config(cls, config: PreTrainedConfig) -> EncoderSpec:
-        """The family's EncoderSpec of a transformers config.
+        """The family's EncoderSpec of a transformers config (or, where `reads_config_json`, of a
+        `json_config.JsonConfig` standing in for it).
 
         Raises:
             UnsupportedConfigError: naming a config option the family does not implement.

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from transformers import PreTrainedConfig
 
 from jaxst.models.attention import AttentionInputs, window_mask
 from jaxst.models.config import (
@@ -39,6 +38,9 @@ from jaxst.models.config import (
 )
 from jaxst.models.layers import OffsetRMSNorm
 from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 LOCAL, GLOBAL = "sliding_attention", "full_attention"
 # The rope types implemented, each with the keys its parameters may hold.

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxst.io import hf
-from jaxst.models.config import read_config
+from jaxst.models.config import auto_config, read_config
 from jaxst.models.encoder import TransformerEncoder
 from jaxst.models.fused_attention import choose_kernel
+from jaxst.models.json_config import InexactJsonConfig, JsonConfig
 from jaxst.models.registry import ENCODER_CLASSES, SUPPORTED_MODEL_TYPES
 from jaxst.models.spec import EncoderSpec
 
@@ -39,7 +40,7 @@ def load_checkpoint(
 ) -> tuple[TransformerEncoder, hf.CheckpointExtras]:
     """Load an encoder from a local Hugging Face model folder (no network), with the checkpoint's extras.
 
-    Reads config.json (through transformers' AutoConfig) and model.safetensors, a sharded
+    Reads config.json (see `read_spec`) and model.safetensors, a sharded
     model.safetensors.index.json, or pytorch_model.bin (only through torch.load(weights_only=True)).
     Safetensors weights are read, checked and copied to the device one tensor at a time, so the host
     holds at most about one tensor besides the placed parameters; pytorch_model.bin is read whole first.
@@ -65,9 +66,8 @@ def load_checkpoint(
     """
     choose_kernel(attention_implementation, attention_dropout, jax.default_backend())  # fails early
     folder = Path(path)
-    config = read_config(folder, SUPPORTED_MODEL_TYPES)
-    encoder_class = ENCODER_CLASSES[config.model_type]
-    spec = encoder_class.spec_from_config(config)
+    spec = read_spec(folder)
+    encoder_class = ENCODER_CLASSES[spec.model_type]
     abstract = nnx.eval_shape(lambda: encoder_class(spec, dtype=dtype, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     flat_state = dict(nnx.to_flat_state(abstract_state))
@@ -83,6 +83,27 @@ def load_checkpoint(
     encoder.use_attention(attention_implementation, attention_dropout)
     encoder.use_scan_layers(scan_layers)
     return encoder, extras
+
+
+def read_spec(folder: Path) -> EncoderSpec:
+    """The EncoderSpec of a local model folder's config.json.
+
+    A family that `reads_config_json` reads it through `json_config.JsonConfig` (without transformers'
+    configuration module, which imports torch) when that gives exactly what the transformers config
+    object holds; otherwise, and for the other families, through AutoConfig. The two give equal specs
+    but for `transformers_json` (see `spec.config_json`), from which they build equal config objects.
+
+    Raises:
+        FileNotFoundError, UnsupportedConfigError: as `load_checkpoint`.
+    """
+    options = read_config(folder, SUPPORTED_MODEL_TYPES)
+    encoder_class = ENCODER_CLASSES[options["model_type"]]
+    if encoder_class.reads_config_json:
+        try:
+            return encoder_class.spec_from_config(JsonConfig(options))
+        except InexactJsonConfig:
+            pass
+    return encoder_class.spec_from_config(auto_config(folder))
 
 
 def load_encoder(path: str | Path, dtype: Any = jnp.float32) -> TransformerEncoder:

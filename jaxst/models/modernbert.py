@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable, ParamPath
 from jaxst.models.attention import AttentionInputs, apply_rotary, attention, rotary_angles, window_mask
@@ -37,6 +36,9 @@ from jaxst.models.config import (
 from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import Dense, FusedGatedMLP, LayerNorm, TokenEmbeddings, dropout
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 GLOBAL, LOCAL = "full_attention", "sliding_attention"  # transformers' layer_types
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyTable
 from jaxst.models.attention import AttentionInputs
@@ -18,6 +17,9 @@ from jaxst.models.config import require
 from jaxst.models.layers import Embedding
 from jaxst.models.roberta import LM_HEAD_KEYS
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 # transformers' MPNetEncoder.compute_position_bias buckets relative positions with these fixed values,
 # whatever the config says; MPNetEmbeddings fixes the padding id to 1 in the same way.

@@ -6,9 +6,9 @@ The last hidden state is the final RMS norm's output, which Qwen3-Embedding pool
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
-from transformers import PreTrainedConfig
 
 from jaxst.models.attention import AttentionInputs, rotary_angles
 from jaxst.models.config import (
@@ -20,6 +20,9 @@ from jaxst.models.config import (
     require_probabilities,
 )
 from jaxst.models.pre_norm import DecoderSpec, PreNormDecoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from typing import TYPE_CHECKING
 
 from jaxst.models.bert import POOLER_KEYS, BertEncoder, bert_style_spec, validate_bert_config
 from jaxst.models.spec import EncoderSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 # The masked-language-model head of RoBERTa, XLM-R and MPNet checkpoints.
 LM_HEAD_KEYS = (

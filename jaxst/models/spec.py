@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from transformers import CONFIG_MAPPING, PreTrainedConfig
+from jaxst.models.json_config import JsonConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,7 +41,8 @@ class EncoderSpec:
         attention_output_dropout: dropout rate on each layer's attention output projection.
         output_dropout: dropout rate on each layer's feed-forward output.
         init_std: standard deviation of the random initialisation (overwritten by a checkpoint).
-        transformers_json: the full transformers config as JSON (`config_json`), to rebuild it
+        transformers_json: the transformers config as JSON (`config_json`: every option, or config.json's
+            own where the spec was read without transformers' config classes), to rebuild it
             (`transformers_config`) and write it back on save.
     """
 
@@ -61,10 +65,11 @@ class EncoderSpec:
     output_dropout: float = 0.0
 
     @classmethod
-    def from_config(cls, config: PreTrainedConfig, **family_fields: Any) -> Self:
+    def from_config(cls, config: PreTrainedConfig | JsonConfig, **family_fields: Any) -> Self:
         """The spec of `config` with the options every transformers encoder config names alike
         (vocab_size, hidden_size, num_hidden_layers, num_attention_heads, max_position_embeddings,
         initializer_range; DistilBERT's through its attribute map) and the other fields from the family.
+        `config` may be a `JsonConfig` standing in for the transformers config object.
         """
         return cls(
             model_type=config.model_type,
@@ -81,12 +86,22 @@ class EncoderSpec:
     def transformers_config(self) -> PreTrainedConfig:
         """A new transformers config object (e.g. `BertConfig`) with every option of the one the spec was
         built from (its `name_or_path` left empty)."""
+        from transformers import CONFIG_MAPPING
+
         return CONFIG_MAPPING[self.model_type].from_dict(json.loads(self.transformers_json))
 
 
-def config_json(config: PreTrainedConfig) -> str:
-    """Every option of a transformers config as JSON, without the folder it was read from
-    (`_name_or_path`): one model gives one spec wherever it is loaded from."""
-    options = json.loads(config.to_json_string(use_diff=False))
+def config_json(config: PreTrainedConfig | JsonConfig) -> str:
+    """The options of a config as JSON, without the folder it was read from (`_name_or_path`): one model
+    gives one spec wherever it is loaded from.
+
+    For a transformers config, every option (`to_json_string(use_diff=False)`); for a `JsonConfig`,
+    config.json's own options, from which `CONFIG_MAPPING[model_type].from_dict` builds the same config
+    object as AutoConfig does from the folder.
+    """
+    if isinstance(config, JsonConfig):
+        options = dict(config.options)
+    else:
+        options = json.loads(config.to_json_string(use_diff=False))
     options.pop("_name_or_path", None)
     return json.dumps(options, sort_keys=True)

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from transformers import PreTrainedConfig
 
 from jaxst.io.hf import KeyMapping, KeyTable, ParamPath
 from jaxst.models.attention import AttentionInputs, GroupedQueryAttention, relative_position_buckets
@@ -34,6 +33,9 @@ from jaxst.models.config import (
 from jaxst.models.encoder import PartitionRules, TransformerEncoder
 from jaxst.models.layers import ACTIVATIONS, Dense, Embedding, RMSNorm, TokenEmbeddings, dropout
 from jaxst.models.spec import EncoderSpec, config_json
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 # T5 has no position table: relative buckets take any length. Sequences are limited to the config's
 # n_positions (older T5 configs name 512, the length the models were trained at), or else to 512.

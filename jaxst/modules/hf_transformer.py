@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
-from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
 from jaxst.io.hf import CheckpointExtras
 from jaxst.io.model_names import resolve_model_folder
@@ -207,6 +206,8 @@ class Transformer:
     @property
     def architecture(self) -> str:
         """The name of the transformers model class sentence-transformers would load (e.g. BertModel)."""
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES  # imports torch
+
         config = self.encoder.config
         return (
             MODEL_MAPPING_NAMES.get(config.model_type)

@@ -40,9 +40,10 @@ from typing import Any
 import numpy as np
 from tokenizers.normalizers import Lowercase
 from tokenizers.normalizers import Sequence as NormalizerSequence
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from jaxst.io.st_format import check_type, path_inside, read_json_object
+from jaxst.modules.tokenizer_class import load_tokenizer
 
 CONFIG_FILE_NAMES = (
     "sentence_bert_config.json",
@@ -304,7 +305,7 @@ class TransformerTokenizer:
         if max_seq_length is not None:
             tokenizer_kwargs.setdefault("model_max_length", max_seq_length)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), **tokenizer_kwargs)
+            tokenizer = load_tokenizer(Path(folder), tokenizer_kwargs)
         except (OSError, TypeError, ValueError) as error:
             raise ValueError(f"Could not load a tokenizer from {folder}: {error}") from error
         check_vocabulary_files(tokenizer, folder, tokenizer_kwargs)
