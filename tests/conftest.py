@@ -1,4 +1,5 @@
-"""Test-wide JAX settings: fake CPU devices, highest matmul precision, compiled programs freed per module.
+"""Test-wide JAX settings: fake CPU devices, highest matmul precision, one compilation cache for the run,
+compiled programs freed per module.
 
 Devices: the tests marked `multi_device` need 8 devices (data-parallel steps, pmap, negatives gathered
 across devices); the others run on as many devices as the process has. `JAXST_TEST_DEVICES` sets the
@@ -8,8 +9,11 @@ device holds its own copy of the parameters and optimizer state), and the marked
 with 8. Device count and matmul precision must be set before JAX initialises its backends, hence here.
 """
 
+import atexit
 import gc
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -27,8 +31,8 @@ os.environ.setdefault(
     f"--xla_cpu_collective_call_terminate_timeout_seconds={COLLECTIVE_TIMEOUT_SECONDS}",
 )
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Tests compile as often as they need to: programs cached by an earlier run would change what they see
-# (compile counts, timings), and the suite writes nothing to the user's cache folder.
+# Nothing the tests run writes to the user's cache folder (subprocesses, e.g. the command line, inherit
+# this); the run's own cache is below.
 os.environ.setdefault("JAXST_COMPILATION_CACHE", "off")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -38,6 +42,14 @@ from jaxst.host_memory import release_free_memory  # noqa: E402
 from tests.training.tiny_st import make_tiny_st_model  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+# One persistent compilation cache for the run, empty at its start and removed at its end: tests that fit
+# or encode the same tiny models at the same shapes load each other's programs instead of compiling them
+# again (a tenth of the training tests' time), and no program from an earlier run or the user's cache is
+# seen. The tests of the cache itself run in subprocesses with folders of their own.
+RUN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jaxst-tests-xla-")
+atexit.register(shutil.rmtree, RUN_COMPILATION_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", RUN_COMPILATION_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k have deselected items
