@@ -136,8 +136,8 @@ class ScheduleState(NamedTuple):
 def scale_by_scheduled_lr(
     name: str, *, lr: float, warmup_steps: int, total_steps: int
 ) -> optax.GradientTransformation:
-    """updates * -lr_t with lr_t = make_schedule(name, ...)(count), as optax's `scale_by_learning_rate`
-    with that schedule (the same operations, so the same bits), the schedule's numbers in the state."""
+    """updates * -lr_t with lr_t = make_schedule(name, ...)(count): the operations of optax's
+    `scale_by_learning_rate` with that schedule, the schedule's numbers read from the state."""
     key = check_schedule(name, lr, warmup_steps, total_steps)
 
     def init(params: Any) -> ScheduleState:
