@@ -17,11 +17,12 @@ AutoTokenizer). Everything else goes through AutoTokenizer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
+
+from jaxst.io.st_format import read_json_object
 
 # config.json model types and tokenizer_config.json classes (a "Fast" suffix aside) loaded directly.
 DIRECT_MODEL_TYPES = frozenset({"bert", "distilbert", "mpnet", "roberta", "xlm-roberta"})
@@ -69,10 +70,9 @@ def direct_tokenizer_class(folder: Path, kwargs: dict[str, Any]) -> type[PreTrai
 
 
 def read_object(path: Path) -> dict[str, Any]:
-    """The JSON object in `path`; empty when the file is missing or holds something else (AutoTokenizer
-    then decides, and reports what is wrong)."""
+    """The JSON object in `path` (`st_format.read_json_object`); empty when the file is missing or holds
+    something else (AutoTokenizer then decides, and reports what is wrong)."""
     try:
-        options = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except (OSError, ValueError):
         return {}
-    return options if isinstance(options, dict) else {}
