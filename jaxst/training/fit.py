@@ -70,24 +70,29 @@ def make_parallel(
     data_parallel: str, batch_sizes: Sequence[int], *, mesh: Any = None, model: Any = None
 ) -> PmapParallel | MeshParallel | ShardedParallel:
     """The parallel driver. With a `mesh`, `ShardedParallel` with the partition rules of `model`'s encoder
-    family (a batch size the mesh's batch axes do not divide is an error). Else data parallelism; fit never
-    pads a batch: under pmap it uses the most local devices that divide every objective's batch size (with
-    a warning when that is not all of them); under shard_map (several processes) a batch size the global
-    device count does not divide is an error."""
+    family (a batch size the mesh's batch axes do not divide is an error). Else data parallelism, which
+    never pads a batch:
+
+    - "auto" in one process: shard_map over the most local devices that divide every objective's batch
+      size (with a warning when that is not all of them). shard_map rather than pmap: its program
+      updates the optimizer state in place, where pmap's copies it first (MiniLM on a CPU: steps 17-25%
+      faster, `benchmarks/README.md`).
+    - "auto" in several processes, and "shard_map": every process's devices; a batch size the global
+      device count does not divide is an error.
+    - "pmap": the most local devices that divide every batch size, as "auto" in one process.
+    """
     if mesh is not None:
         parallel = ShardedParallel(mesh, model.partition_rules)
         for batch_size in batch_sizes:
             check_divisible(batch_size, parallel.num_devices)
         return parallel
-    if data_parallel == "auto":
-        data_parallel = "shard_map" if jax.process_count() > 1 else "pmap"
-    if data_parallel == "shard_map":
+    if data_parallel not in ("auto", "pmap", "shard_map"):
+        raise ValueError(f"Unknown data_parallel {data_parallel!r}; known: auto, pmap, shard_map.")
+    if data_parallel == "shard_map" or (data_parallel == "auto" and jax.process_count() > 1):
         parallel = MeshParallel()
         for batch_size in batch_sizes:
             check_divisible(batch_size, parallel.num_devices)
         return parallel
-    if data_parallel != "pmap":
-        raise ValueError(f"Unknown data_parallel {data_parallel!r}; known: auto, pmap, shard_map.")
     devices = jax.local_devices()
     count = max(n for n in range(1, len(devices) + 1) if all(b % n == 0 for b in batch_sizes))
     if count < len(devices):
@@ -98,7 +103,7 @@ def make_parallel(
             sorted(set(batch_sizes)),
             len(devices),
         )
-    return PmapParallel(devices[:count])
+    return PmapParallel(devices[:count]) if data_parallel == "pmap" else MeshParallel(devices[:count])
 
 
 def primary_metric(evaluator: Any) -> str:
@@ -506,10 +511,10 @@ def fit(
             folder (the newest checkpoint in it, or the step folder named); a path that holds no
             checkpoint is an error.
         seed: seeds dropout, per step and device (shuffling is the DataLoader's seed).
-        data_parallel: "pmap" (this host's devices), "shard_map" (a Mesh over every process's devices),
-            or "auto" (shard_map when `jax.process_count() > 1`, else pmap). Batches are never padded:
-            pmap uses the most devices that divide the batch sizes, shard_map requires a multiple of
-            the global device count.
+        data_parallel: "auto" (shard_map; in one process over the most local devices that divide the
+            batch sizes), "pmap" (this host's devices, the most that divide the batch sizes) or
+            "shard_map" (a Mesh over every process's devices, whose count must divide the batch sizes).
+            Batches are never padded (`make_parallel`).
         mesh: a `jax.sharding.Mesh` with axes among "data", "fsdp", "model": parameters and optimizer
             state sharded by the encoder family's partition rules (FSDP over "fsdp", tensor parallelism
             over "model"), the batch split over "data" x "fsdp", one compiled step over the global batch

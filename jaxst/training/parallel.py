@@ -1,12 +1,13 @@
-"""Runs the per-device train step data-parallel: `jax.pmap` on one host, `jax.shard_map` on a Mesh.
+"""Runs the per-device train step data-parallel: `jax.shard_map` on a Mesh, or `jax.pmap` on one host.
 
 Both drivers run the very same step function (`jaxst.training.step`) with the axis name `"data"`;
 they differ only in how the state and the batch reach the devices:
 
-- `PmapParallel` (the default on one host): the state is replicated with a leading device axis, the
+- `PmapParallel` (`fit(data_parallel="pmap")`): the state is replicated with a leading device axis, the
   batch is split along its example axis into [n_devices, ...] slices.
-- `MeshParallel`: a 1-D Mesh over all devices of all processes (`jax.distributed.initialize` first,
-  when several processes train together). The state is a replicated global array; each process feeds
+- `MeshParallel` (fit's default): a 1-D Mesh over all devices of all processes
+  (`jax.distributed.initialize` first, when several processes train together), or over some of this
+  process's devices. The state is a replicated global array; each process feeds
   only its own share of the global batch, which becomes one global array sharded over "data".
 
 Each array of a batch splits along the axis its layout names (`jaxst.batch_layouts`, `split_axes`).

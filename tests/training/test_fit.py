@@ -20,6 +20,7 @@ from jaxst.training.batching import batch_arrays, training_bucket
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import NonFiniteLossError, fit, make_parallel
+from jaxst.training.parallel import MeshParallel, PmapParallel
 from tests.training.test_parallel import CosineMSE
 
 
@@ -343,9 +344,12 @@ def test_bad_objectives_are_named(tiny_folder, pairs, make_objective, error, mes
 
 @pytest.mark.multi_device
 def test_batch_sizes_the_devices_do_not_divide_use_fewer_devices_or_fail_under_shard_map():
-    """fit never pads: pmap takes the most devices dividing every batch size; shard_map raises."""
-    assert make_parallel("pmap", [12]).num_devices == 6
-    assert make_parallel("auto", [16, 2]).num_devices == 2
+    """fit never pads: pmap, and shard_map chosen by "auto" in one process, take the most devices dividing
+    every batch size; shard_map asked for by name raises."""
+    pmap = make_parallel("pmap", [12])
+    assert isinstance(pmap, PmapParallel) and pmap.num_devices == 6
+    auto = make_parallel("auto", [16, 2])
+    assert isinstance(auto, MeshParallel) and auto.num_devices == auto.num_local_devices == 2
     with pytest.raises(ValueError, match="batch size 12 is not divisible by the number of devices \\(8\\)"):
         make_parallel("shard_map", [12])
 
