@@ -20,8 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxst.training.tree_sums import global_norm
-
 SCHEDULERS = ("constantlr", "warmupconstant", "warmuplinear", "warmupcosine", "warmupcosinewithhardrestarts")
 # torch.optim.AdamW keyword arguments make_optimizer takes through `optimizer_params`.
 ADAMW_PARAMS = ("betas", "eps")
@@ -191,7 +189,7 @@ def clip_by_global_norm_like_torch(max_norm: float) -> optax.GradientTransformat
     """Scales all gradients by min(1, max_norm / (global_norm + 1e-6)), as torch's clip_grad_norm_."""
 
     def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, optax.EmptyState]:
-        scale = jnp.minimum(1.0, max_norm / (global_norm(updates) + _CLIP_EPS))
+        scale = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + _CLIP_EPS))
         return jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -34,7 +34,6 @@ from jaxst.lora.trainable import join_trainable
 from jaxst.losses.base import Loss, chain_name
 from jaxst.training.accumulation import accumulated_value_and_grad, check_accumulation, micro_batches
 from jaxst.training.gradcache import cached_embed
-from jaxst.training.tree_sums import all_finite, global_norm
 
 AXIS_NAME = "data"
 # Folded into the state's key to derive the per-step loss keys; no step count reaches it.
@@ -82,6 +81,14 @@ def init_train_state(
         rng=jax.random.PRNGKey(seed),
         frozen=frozen,
     )
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """bool scalar: True when no element of any leaf of `tree` is NaN or infinite (all(isfinite(x)))."""
+    finite = jnp.bool_(True)
+    for leaf in jax.tree.leaves(tree):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
+    return finite
 
 
 def takes_packed_batches(loss: Loss) -> bool:
@@ -227,6 +234,6 @@ def make_train_step(
         new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
         # Replicated parameters agree across devices; the all-reduce makes the flag agree in any case.
         params_finite = lax.pmin(all_finite(params).astype(jnp.int32), AXIS_NAME) == 1
-        return new_state, {"loss": value, "grad_norm": global_norm(grads), "params_finite": params_finite}
+        return new_state, {"loss": value, "grad_norm": optax.tree.norm(grads), "params_finite": params_finite}
 
     return step

@@ -10,7 +10,7 @@ from jaxst.losses.base import Loss
 from jaxst.packing import pack
 from jaxst.similarity import pairwise_cos_sim
 from jaxst.training.parallel import MeshParallel, PmapParallel
-from jaxst.training.step import batch_loss, init_train_state, make_train_step
+from jaxst.training.step import all_finite, batch_loss, init_train_state, make_train_step
 from tests.training.test_parallel import DIM, VOCAB, CosineMSE, bag_of_words_forward, make_batches
 
 
@@ -68,6 +68,13 @@ def test_the_step_reports_whether_the_new_parameters_are_finite(parallel, nan_in
     assert metrics["params_finite"] == (nan_in is None)
     model_finite = all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params["model"]))
     assert model_finite == (nan_in != "model")  # a non-finite loss parameter alone is enough
+
+
+def test_all_finite_looks_at_every_leaf():
+    tree = {"a": jnp.ones(3), "b": [jnp.zeros((2, 2)), jnp.arange(3)]}
+    assert bool(all_finite(tree))
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        assert not bool(all_finite({**tree, "b": [jnp.zeros((2, 2)).at[1, 0].set(bad), jnp.arange(3)]}))
 
 
 class CachedCosineMSE(CosineMSE):
