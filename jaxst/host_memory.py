@@ -1,4 +1,5 @@
-"""Handing freed host memory back to the operating system (glibc; elsewhere these do nothing).
+"""Host memory around XLA's CPU programs: handed back to the operating system when encoding, kept for
+reuse while training (glibc; elsewhere these do nothing).
 
 XLA compiles and runs programs on worker threads, and glibc's malloc keeps what they free for reuse
 instead of returning it:
@@ -10,17 +11,36 @@ instead of returning it:
   process was started with `MALLOC_MMAP_THRESHOLD_` set.
 - The compiler's scratch memory is many small blocks; `release_free_memory` (`malloc_trim(0)`, about
   10 ms) returns the free pages of every arena.
+
+Training wants the opposite. XLA's CPU backend allocates each execution's temporary buffer anew and frees
+it at the end: for MiniLM's train step 180 MB, most of it the gradients. A block that large is mmap-ed
+whatever the threshold (glibc caps it at 32 MiB; a worker thread's arena cannot hold it at all), so every
+step faulted its 44,000 pages in again: 60 ms of the 130 ms step of two short pairs, 12-20% of a batch-16
+STS-B step (AMD EPYC, `benchmarks/README.md`). Hence, while a training run lasts (`keep_freed_memory`),
+glibc serves every block from the main heap and keeps what is freed there, so the next step reuses it;
+and the programs run on the thread that calls them (`run_cpu_programs_on_the_calling_thread`: JAX's
+asynchronous CPU dispatch off), whose arena is that heap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
+from collections.abc import Iterator
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's malloc.h
+# mallopt parameter numbers and glibc's defaults, from its malloc.h and malloc.c.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
+DEFAULT_TRIM_THRESHOLD = 128 * 1024
+DEFAULT_MMAP_MAX = 65536
 LARGE_BLOCK_BYTES = 1 << 20
+# mallopt takes an int: the largest trim threshold, i.e. never trim while training.
+NEVER_TRIM = 2**31 - 1
+ASYNC_DISPATCH_VARIABLE = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
 
 
 @functools.cache
@@ -46,3 +66,35 @@ def return_large_blocks() -> None:
     libc = _libc()
     if libc is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+
+
+@contextlib.contextmanager
+def keep_freed_memory() -> Iterator[None]:
+    """While the block runs, glibc serves large blocks from the main heap instead of mmap (M_MMAP_MAX 0)
+    and keeps freed memory at the heap's top (M_TRIM_THRESHOLD at its maximum); after it, glibc's
+    defaults for both, and the free pages go back to the system (`release_free_memory`). A process started
+    with MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ keeps its own settings."""
+    libc = _libc()
+    if libc is None or {"MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"} & os.environ.keys():
+        yield
+        return
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
+    try:
+        yield
+    finally:
+        libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
+
+
+def run_cpu_programs_on_the_calling_thread() -> None:
+    """Turns JAX's asynchronous CPU dispatch off (`jax_cpu_enable_async_dispatch`), so that XLA's CPU
+    programs run on, and allocate from the arena of, the thread that calls them. JAX reads the option
+    when it creates its CPU backend: this does nothing once a backend exists, nor when the process was
+    started with JAX_CPU_ENABLE_ASYNC_DISPATCH set (the way to keep asynchronous dispatch)."""
+    import jax
+    from jax._src import xla_bridge
+
+    if ASYNC_DISPATCH_VARIABLE not in os.environ and not xla_bridge.backends_are_initialized():
+        jax.config.update("jax_cpu_enable_async_dispatch", False)

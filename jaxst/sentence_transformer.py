@@ -18,7 +18,7 @@ from jaxst import buckets
 from jaxst.batch_layouts import PackedBatch, as_packed
 from jaxst.compilation_cache import enable_compilation_cache
 from jaxst.encode_parallel import EncodeMesh, check_same_texts, gather_shares, process_share
-from jaxst.host_memory import release_free_memory, return_large_blocks
+from jaxst.host_memory import release_free_memory, return_large_blocks, run_cpu_programs_on_the_calling_thread
 from jaxst.io.atomic_folder import replace_folder
 from jaxst.io.model_card import ModelCardData, write_model_card
 from jaxst.io.model_names import resolve_model_folder
@@ -132,6 +132,7 @@ class SentenceTransformer:
             )
         enable_compilation_cache()
         freeze_objects_at_exit()
+        run_cpu_programs_on_the_calling_thread()
         self._device = None if device is None else resolve_device(device)
         # The modules after the Transformer, by pipeline index; fixed once built (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]

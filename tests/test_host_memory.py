@@ -1,11 +1,16 @@
-"""jaxst.host_memory: freed large blocks go back to the system once `return_large_blocks` has run."""
+"""jaxst.host_memory: freed large blocks go back to the system once `return_large_blocks` has run; kept
+for reuse inside `keep_freed_memory`; JAX's CPU dispatch made synchronous before a backend exists."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from jaxst import host_memory
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 # In a fresh interpreter: a worker thread frees a 24 MiB block (glibc then raises its mmap threshold to
 # that size), then allocates and frees 8 MiB blocks; printed is how much the resident size grew (MiB).
@@ -52,3 +57,93 @@ GLIBC_ON_LINUX = host_memory._libc() is not None and sys.platform == "linux"
 def test_freed_large_blocks_stay_resident_by_default_and_are_returned_after_return_large_blocks():
     assert resident_growth("off") >= 8  # the reference: glibc keeps the freed 8 MiB block
     assert resident_growth("on") < 2
+
+
+# In a fresh interpreter: a 192 MiB block (a bytearray: malloc, then every page written; numpy would ask
+# for huge pages) allocated and freed twice in the context, then twice after it; printed are the minor
+# page faults of the second allocation of each pair.
+KEEP_SCRIPT = """
+import importlib.util, resource, sys
+spec = importlib.util.spec_from_file_location("host_memory", sys.argv[1])  # without importing jax
+host_memory = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(host_memory)
+def faults_of_one_block():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = bytearray(192 << 20)
+    del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+with host_memory.keep_freed_memory():
+    faults_of_one_block()
+    inside = faults_of_one_block()
+faults_of_one_block()
+after = faults_of_one_block()
+print(inside, after)
+"""
+
+
+@pytest.mark.skipif(not GLIBC_ON_LINUX, reason="glibc's malloc on Linux only")
+def test_keep_freed_memory_reuses_a_freed_large_block_and_restores_the_defaults_after():
+    result = subprocess.run(
+        [sys.executable, "-c", KEEP_SCRIPT, host_memory.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    inside, after = map(int, result.stdout.split())
+    pages = (192 << 20) // 4096
+    assert inside < pages // 20  # the heap kept the block: no page faulted in again
+    assert after > pages // 2  # mmap-ed and unmapped again: every page faulted in anew
+
+
+# In a fresh interpreter: JAX's asynchronous CPU dispatch after `run_cpu_programs_on_the_calling_thread`,
+# called before JAX made a backend, or after ("late").
+DISPATCH_SCRIPT = """
+import sys, jax
+from jaxst.host_memory import run_cpu_programs_on_the_calling_thread
+if sys.argv[1] == "late":
+    jax.devices()
+run_cpu_programs_on_the_calling_thread()
+jax.numpy.ones(2).block_until_ready()
+print(jax.config.read("jax_cpu_enable_async_dispatch"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "environment", "asynchronous"),
+    [
+        ("early", {}, "False"),
+        ("late", {}, "True"),
+        ("early", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "true"}, "True"),
+    ],
+)
+def test_cpu_programs_run_on_the_calling_thread_unless_a_backend_exists_or_the_user_chose(
+    when, environment, asynchronous
+):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"} | environment
+    result = subprocess.run(
+        [sys.executable, "-c", DISPATCH_SCRIPT, when],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=env,
+        cwd=REPOSITORY,
+    )
+    assert result.stdout.split()[-1] == asynchronous
+
+
+def test_a_process_that_made_a_model_runs_cpu_programs_on_the_calling_thread(tiny_folder):
+    script = "import sys, jax, jaxst\njaxst.SentenceTransformer(sys.argv[1])\n"
+    script += 'print(jax.config.read("jax_cpu_enable_async_dispatch"))'
+    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+        cwd=REPOSITORY,
+    )
+    assert result.stdout.split()[-1] == "False"

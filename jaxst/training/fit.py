@@ -23,6 +23,7 @@ instead, padded to a few training bucket lengths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from jaxst.host_memory import keep_freed_memory
 from jaxst.lora.trainable import split_trainable
 from jaxst.losses.base import Loss
 from jaxst.training.batching import batch_arrays
@@ -331,6 +333,14 @@ class TrainingRun:
 
     # ------------------------------------------------------------------------------------ training
     def run(self) -> dict[str, Any]:
+        """Trains to the end (`train`); on the CPU, glibc keeps the memory a step frees for the next step
+        (`jaxst.host_memory.keep_freed_memory`)."""
+        with keep_freed_memory() if jax.default_backend() == "cpu" else contextlib.nullcontext():
+            return self.train()
+
+    def train(self) -> dict[str, Any]:
+        """Runs the steps, evaluations and checkpoints to `total_steps`, then sets the model's parameters
+        (the best ones, when an evaluator picks them) and returns fit's result."""
         device_state = self.parallel.put_state(self.host_state)
         # The devices hold the state from here on: a host copy of the parameters and AdamW's moments kept
         # through the run would add their size again to the peak memory.

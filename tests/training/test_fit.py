@@ -1,5 +1,6 @@
 """fit on a tiny model: exact resumption, compile counts, NaN handling, bad input, outputs."""
 
+import contextlib
 import json
 import re
 
@@ -16,7 +17,9 @@ from jaxst.losses import SoftmaxLoss
 from jaxst.losses.base import Loss
 from jaxst.losses.matryoshka import MatryoshkaLoss
 from jaxst.sentence_transformer import SentenceTransformer
+from jaxst.training import fit as fit_module
 from jaxst.training.batching import batch_arrays, training_bucket
+from jaxst.training.callbacks import TrainerCallback
 from jaxst.training.checkpoint import Checkpointer
 from jaxst.training.data import DataLoader, InputExample
 from jaxst.training.fit import NonFiniteLossError, fit, make_parallel
@@ -368,3 +371,27 @@ def test_unknown_scheduler_lists_the_known_ones(tiny_folder, pairs):
 def test_an_empty_dataloader_is_an_error():
     with pytest.raises(ValueError, match="dataset is empty"):
         DataLoader([], batch_size=16)
+
+
+def test_training_on_the_cpu_keeps_freed_host_memory_for_the_next_step(tiny_folder, pairs, monkeypatch):
+    """The steps run inside `host_memory.keep_freed_memory`, which ends with the run."""
+    events = []
+
+    @contextlib.contextmanager
+    def recording():
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    monkeypatch.setattr(fit_module, "keep_freed_memory", recording)
+    callback = StepRecorder(events)
+    run_fit(tiny_folder, pairs, steps_per_epoch=2, callbacks=[callback])
+    assert events == ["enter", "step 1", "step 2", "exit"]
+
+
+class StepRecorder(TrainerCallback):
+    def __init__(self, events):
+        self.events = events
+
+    def on_step_end(self, run, logs):
+        self.events.append(f"step {logs['step']}")
