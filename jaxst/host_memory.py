@@ -19,7 +19,9 @@ step faulted its 44,000 pages in again: 60 ms of the 130 ms step of two short pa
 STS-B step (AMD EPYC, `benchmarks/README.md`). Hence, while a training run lasts (`keep_freed_memory`),
 glibc serves every block from the main heap and keeps what is freed there, so the next step reuses it;
 and the programs run on the thread that calls them (`run_cpu_programs_on_the_calling_thread`: JAX's
-asynchronous CPU dispatch off), whose arena is that heap.
+asynchronous CPU dispatch off), whose arena is that heap. JAX reads that option once, when it makes its
+CPU backend, so jaxst sets it when `jaxst.sentence_transformer` is imported (`from jaxst import
+SentenceTransformer`); a process that used JAX before keeps asynchronous dispatch, and fit says so.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ from jaxst.texts import check_texts
 from jaxst.training.fit import fit as fit_model
 
 logger = logging.getLogger(__name__)
+# Before JAX makes its CPU backend: importing jaxst's models precedes making one (`jaxst.host_memory`).
+run_cpu_programs_on_the_calling_thread()
 
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
 PipelineModule = Pooling | Dense | Normalize
@@ -132,7 +134,6 @@ class SentenceTransformer:
             )
         enable_compilation_cache()
         freeze_objects_at_exit()
-        run_cpu_programs_on_the_calling_thread()
         self._device = None if device is None else resolve_device(device)
         # The modules after the Transformer, by pipeline index; fixed once built (encode compiles them).
         self.pipeline: tuple[tuple[str, PipelineModule], ...]

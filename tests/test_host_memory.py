@@ -133,8 +133,9 @@ def test_cpu_programs_run_on_the_calling_thread_unless_a_backend_exists_or_the_u
     assert result.stdout.split()[-1] == asynchronous
 
 
-def test_a_process_that_made_a_model_runs_cpu_programs_on_the_calling_thread(tiny_folder):
-    script = "import sys, jax, jaxst\njaxst.SentenceTransformer(sys.argv[1])\n"
+def test_a_process_that_imports_jaxst_models_runs_cpu_programs_on_the_calling_thread(tiny_folder):
+    """As in the tutorial: `from jaxst import ...` before any JAX work, then a model."""
+    script = "import sys, jax\nfrom jaxst import SentenceTransformer\nSentenceTransformer(sys.argv[1])\n"
     script += 'print(jax.config.read("jax_cpu_enable_async_dispatch"))'
     env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"}
     result = subprocess.run(
