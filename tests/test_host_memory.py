@@ -39,15 +39,24 @@ print(grown["mib"])
 """
 
 
-def resident_growth(mode: str) -> int:
+def printed(script: str, *argv: str, **environment: str) -> list[str]:
+    """The words the last line of `script`'s output holds, run in a fresh interpreter at the repository's
+    root with `argv`, in this process's environment less JAX_CPU_ENABLE_ASYNC_DISPATCH plus `environment`."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"} | environment
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode, host_memory.__file__],
+        [sys.executable, "-c", script, *argv],
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=300,
+        env=env,
+        cwd=REPOSITORY,
     )
-    return int(result.stdout.strip())
+    return result.stdout.strip().splitlines()[-1].split()
+
+
+def resident_growth(mode: str) -> int:
+    return int(printed(SCRIPT, mode, host_memory.__file__)[0])
 
 
 GLIBC_ON_LINUX = host_memory._libc() is not None and sys.platform == "linux"
@@ -83,14 +92,7 @@ print(inside, after)
 
 @pytest.mark.skipif(not GLIBC_ON_LINUX, reason="glibc's malloc on Linux only")
 def test_keep_freed_memory_reuses_a_freed_large_block_and_restores_the_defaults_after():
-    result = subprocess.run(
-        [sys.executable, "-c", KEEP_SCRIPT, host_memory.__file__],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    inside, after = map(int, result.stdout.split())
+    inside, after = map(int, printed(KEEP_SCRIPT, host_memory.__file__))
     pages = (192 << 20) // 4096
     assert inside < pages // 20  # the heap kept the block: no page faulted in again
     assert after > pages // 2  # mmap-ed and unmapped again: every page faulted in anew
@@ -120,31 +122,11 @@ print(jax.config.read("jax_cpu_enable_async_dispatch"))
 def test_cpu_programs_run_on_the_calling_thread_unless_a_backend_exists_or_the_user_chose(
     when, environment, asynchronous
 ):
-    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"} | environment
-    result = subprocess.run(
-        [sys.executable, "-c", DISPATCH_SCRIPT, when],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env=env,
-        cwd=REPOSITORY,
-    )
-    assert result.stdout.split()[-1] == asynchronous
+    assert printed(DISPATCH_SCRIPT, when, **environment) == [asynchronous]
 
 
 def test_a_process_that_imports_jaxst_models_runs_cpu_programs_on_the_calling_thread(tiny_folder):
     """As in the tutorial: `from jaxst import ...` before any JAX work, then a model."""
     script = "import sys, jax\nfrom jaxst import SentenceTransformer\nSentenceTransformer(sys.argv[1])\n"
     script += 'print(jax.config.read("jax_cpu_enable_async_dispatch"))'
-    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tiny_folder)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-        env=env,
-        cwd=REPOSITORY,
-    )
-    assert result.stdout.split()[-1] == "False"
+    assert printed(script, str(tiny_folder)) == ["False"]
