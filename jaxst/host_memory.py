@@ -73,9 +73,10 @@ def return_large_blocks() -> None:
 @contextlib.contextmanager
 def keep_freed_memory() -> Iterator[None]:
     """While the block runs, glibc serves large blocks from the main heap instead of mmap (M_MMAP_MAX 0)
-    and keeps freed memory at the heap's top (M_TRIM_THRESHOLD at its maximum); after it, glibc's
-    defaults for both, and the free pages go back to the system (`release_free_memory`). A process started
-    with MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ keeps its own settings."""
+    and keeps freed memory at the heap's top (M_TRIM_THRESHOLD at its maximum); after it, glibc's default
+    values for both (set, so glibc no longer adjusts its mmap threshold by itself, as after
+    `return_large_blocks`), and the free pages go back to the system (`release_free_memory`). A process
+    started with MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ keeps its own settings."""
     libc = _libc()
     if libc is None or {"MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"} & os.environ.keys():
         yield
@@ -87,7 +88,7 @@ def keep_freed_memory() -> Iterator[None]:
     finally:
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-        libc.malloc_trim(0)
+        release_free_memory()
 
 
 def run_cpu_programs_on_the_calling_thread() -> None:

@@ -339,7 +339,7 @@ class TrainingRun:
         if on_cpu and jax.config.read("jax_cpu_enable_async_dispatch"):
             logger.info(
                 "JAX's CPU backend dispatches asynchronously (it started before jaxst was imported): each "
-                "step's temporary buffer is then mapped anew, about 20%% of a MiniLM step; set "
+                "step's temporary buffer is then mapped anew, 10-20%% of a MiniLM step; set "
                 "JAX_CPU_ENABLE_ASYNC_DISPATCH=false to avoid it (jaxst.host_memory)."
             )
         with keep_freed_memory() if on_cpu else contextlib.nullcontext():
