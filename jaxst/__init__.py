@@ -11,6 +11,7 @@ transformers.
 import importlib.metadata
 from typing import TYPE_CHECKING
 
+from jaxst.host_memory import run_cpu_programs_on_the_calling_thread
 from jaxst.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ __all__ = [
     "models",
     "util",
 ]
+
+# Where JAX is imported already, before it makes its CPU backend (`jaxst.host_memory`).
+run_cpu_programs_on_the_calling_thread()
 
 __getattr__, __dir__ = lazy_exports(
     __name__,

@@ -20,8 +20,9 @@ STS-B step (AMD EPYC, `benchmarks/README.md`). Hence, while a training run lasts
 glibc serves every block from the main heap and keeps what is freed there, so the next step reuses it;
 and the programs run on the thread that calls them (`run_cpu_programs_on_the_calling_thread`: JAX's
 asynchronous CPU dispatch off), whose arena is that heap. JAX reads that option once, when it makes its
-CPU backend, so jaxst sets it when `jaxst.sentence_transformer` is imported (`from jaxst import
-SentenceTransformer`); a process that used JAX before keeps asynchronous dispatch, and fit says so.
+CPU backend, so jaxst sets it as early as it can: when `jaxst` is imported after JAX, else when
+`jaxst.sentence_transformer` is (`from jaxst import SentenceTransformer`). A process whose JAX made its
+backend before keeps asynchronous dispatch, and fit says so; JAXST_CPU_ASYNC_DISPATCH=1 keeps it too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import sys
 from collections.abc import Iterator
 
 # mallopt parameter numbers and glibc's defaults, from its malloc.h and malloc.c.
@@ -42,7 +44,9 @@ DEFAULT_MMAP_MAX = 65536
 LARGE_BLOCK_BYTES = 1 << 20
 # mallopt takes an int: the largest trim threshold, i.e. never trim while training.
 NEVER_TRIM = 2**31 - 1
-ASYNC_DISPATCH_VARIABLE = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
+# Set to one of ON_VALUES to keep JAX's asynchronous CPU dispatch.
+ASYNC_DISPATCH_VARIABLE = "JAXST_CPU_ASYNC_DISPATCH"
+ON_VALUES = ("1", "on", "true", "yes")
 
 
 @functools.cache
@@ -94,10 +98,12 @@ def keep_freed_memory() -> Iterator[None]:
 def run_cpu_programs_on_the_calling_thread() -> None:
     """Turns JAX's asynchronous CPU dispatch off (`jax_cpu_enable_async_dispatch`), so that XLA's CPU
     programs run on, and allocate from the arena of, the thread that calls them. JAX reads the option
-    when it creates its CPU backend: this does nothing once a backend exists, nor when the process was
-    started with JAX_CPU_ENABLE_ASYNC_DISPATCH set (the way to keep asynchronous dispatch)."""
-    import jax
+    when it makes its CPU backend: this does nothing once a backend exists, before JAX is imported (it
+    would import it), or when JAXST_CPU_ASYNC_DISPATCH is on."""
+    jax = sys.modules.get("jax")
+    if jax is None or os.environ.get(ASYNC_DISPATCH_VARIABLE, "").strip().lower() in ON_VALUES:
+        return
     from jax._src import xla_bridge
 
-    if ASYNC_DISPATCH_VARIABLE not in os.environ and not xla_bridge.backends_are_initialized():
+    if not xla_bridge.backends_are_initialized():
         jax.config.update("jax_cpu_enable_async_dispatch", False)

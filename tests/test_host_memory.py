@@ -41,8 +41,8 @@ print(grown["mib"])
 
 def printed(script: str, *argv: str, **environment: str) -> list[str]:
     """The words the last line of `script`'s output holds, run in a fresh interpreter at the repository's
-    root with `argv`, in this process's environment less JAX_CPU_ENABLE_ASYNC_DISPATCH plus `environment`."""
-    env = {k: v for k, v in os.environ.items() if k != "JAX_CPU_ENABLE_ASYNC_DISPATCH"} | environment
+    root with `argv`, in this process's environment less JAXST_CPU_ASYNC_DISPATCH plus `environment`."""
+    env = {k: v for k, v in os.environ.items() if k != "JAXST_CPU_ASYNC_DISPATCH"} | environment
     result = subprocess.run(
         [sys.executable, "-c", script, *argv],
         capture_output=True,
@@ -98,31 +98,31 @@ def test_keep_freed_memory_reuses_a_freed_large_block_and_restores_the_defaults_
     assert after > pages // 2  # mmap-ed and unmapped again: every page faulted in anew
 
 
-# In a fresh interpreter: JAX's asynchronous CPU dispatch after `run_cpu_programs_on_the_calling_thread`,
-# called before JAX made a backend, or after ("late").
-DISPATCH_SCRIPT = """
-import sys, jax
-from jaxst.host_memory import run_cpu_programs_on_the_calling_thread
-if sys.argv[1] == "late":
-    jax.devices()
-run_cpu_programs_on_the_calling_thread()
-jax.numpy.ones(2).block_until_ready()
-print(jax.config.read("jax_cpu_enable_async_dispatch"))
-"""
+# Fresh interpreters: each prints JAX's asynchronous CPU dispatch option at its end.
+CALL = "from jaxst.host_memory import run_cpu_programs_on_the_calling_thread as call\n"
+READ = 'print(jax.config.read("jax_cpu_enable_async_dispatch"))'
+BEFORE_ANY_BACKEND = "import jax\n" + CALL + "call()\njax.devices()\n" + READ
+AFTER_A_BACKEND = "import jax\njax.devices()\n" + CALL + "call()\n" + READ
+# Before JAX is imported it does nothing (importing JAX would slow `jaxst --help`).
+BEFORE_JAX = CALL + "import sys\ncall()\nassert 'jax' not in sys.modules\nimport jax\n" + READ
+# `import jaxst` after JAX, then JAX work before the first model (as benchmarks/train.py does).
+PACKAGE_AFTER_JAX = "import jax, jaxst\njax.devices()\n" + READ
 
 
 @pytest.mark.parametrize(
-    ("when", "environment", "asynchronous"),
+    ("script", "environment", "asynchronous"),
     [
-        ("early", {}, "False"),
-        ("late", {}, "True"),
-        ("early", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "true"}, "True"),
+        (BEFORE_ANY_BACKEND, {}, "False"),
+        (AFTER_A_BACKEND, {}, "True"),
+        (BEFORE_ANY_BACKEND, {"JAXST_CPU_ASYNC_DISPATCH": "1"}, "True"),
+        (BEFORE_JAX, {}, "True"),
+        (PACKAGE_AFTER_JAX, {}, "False"),
     ],
 )
 def test_cpu_programs_run_on_the_calling_thread_unless_a_backend_exists_or_the_user_chose(
-    when, environment, asynchronous
+    script, environment, asynchronous
 ):
-    assert printed(DISPATCH_SCRIPT, when, **environment) == [asynchronous]
+    assert printed(script, **environment) == [asynchronous]
 
 
 def test_a_process_that_imports_jaxst_models_runs_cpu_programs_on_the_calling_thread(tiny_folder):

@@ -338,9 +338,9 @@ class TrainingRun:
         on_cpu = jax.default_backend() == "cpu"
         if on_cpu and jax.config.read("jax_cpu_enable_async_dispatch"):
             logger.info(
-                "JAX's CPU backend dispatches asynchronously (it started before jaxst was imported): each "
-                "step's temporary buffer is then mapped anew, 10-20%% of a MiniLM step; set "
-                "JAX_CPU_ENABLE_ASYNC_DISPATCH=false to avoid it (jaxst.host_memory)."
+                "JAX's CPU backend dispatches asynchronously (made before jaxst was imported, or kept with "
+                "JAXST_CPU_ASYNC_DISPATCH): each step's temporary buffer is then mapped anew, 10-20%% of a "
+                "MiniLM step; import jaxst before using JAX to avoid it (jaxst.host_memory)."
             )
         with keep_freed_memory() if on_cpu else contextlib.nullcontext():
             return self.train()
