@@ -14,16 +14,23 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 # In a fresh interpreter: a worker thread frees a 24 MiB block (glibc then raises its mmap threshold to
 # that size), then allocates and frees 8 MiB blocks; printed is how much the resident size grew (MiB).
-SCRIPT = """
-import importlib.util, sys, threading, numpy as np
-spec = importlib.util.spec_from_file_location("host_memory", sys.argv[2])  # without importing jax
+# The start of each script below: jaxst.host_memory (its path the first argument) and the resident size.
+PRELUDE = """
+import importlib.util, resource, sys, threading
+spec = importlib.util.spec_from_file_location("host_memory", sys.argv[1])  # without importing jax
 host_memory = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(host_memory)
 def resident_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) // 1024
-if sys.argv[1] == "on":
+"""
+
+SCRIPT = (
+    PRELUDE
+    + """
+import numpy as np
+if sys.argv[2] == "on":
     host_memory.return_large_blocks()
 grown = {}
 def work():
@@ -37,6 +44,7 @@ thread.start()
 thread.join()
 print(grown["mib"])
 """
+)
 
 
 def printed(script: str, *argv: str, **environment: str) -> list[str]:
@@ -56,13 +64,15 @@ def printed(script: str, *argv: str, **environment: str) -> list[str]:
 
 
 def resident_growth(mode: str) -> int:
-    return int(printed(SCRIPT, mode, host_memory.__file__)[0])
+    return int(printed(SCRIPT, host_memory.__file__, mode)[0])
 
 
 GLIBC_ON_LINUX = host_memory._libc() is not None and sys.platform == "linux"
 
 
-@pytest.mark.skipif(not GLIBC_ON_LINUX, reason="glibc's malloc on Linux only")
+@pytest.mark.skipif(
+    not GLIBC_ON_LINUX, reason="mallopt and malloc_trim are glibc's (elsewhere host_memory does nothing)"
+)
 def test_freed_large_blocks_stay_resident_by_default_and_are_returned_after_return_large_blocks():
     assert resident_growth("off") >= 8  # the reference: glibc keeps the freed 8 MiB block
     assert resident_growth("on") < 2
@@ -72,15 +82,9 @@ def test_freed_large_blocks_stay_resident_by_default_and_are_returned_after_retu
 # freed twice in the context, then once after it. Printed: the minor page faults of the second allocation,
 # and how much the resident size had grown (MiB) with the block freed inside the context, after the
 # context, and after the last block was freed.
-KEEP_SCRIPT = """
-import importlib.util, resource, sys
-spec = importlib.util.spec_from_file_location("host_memory", sys.argv[1])  # without importing jax
-host_memory = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(host_memory)
-def resident_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
+KEEP_SCRIPT = (
+    PRELUDE
+    + """
 def faults_of_one_block():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = bytearray(192 << 20)
@@ -95,9 +99,12 @@ returned = resident_mib() - base
 faults_of_one_block()
 print(faults, kept, returned, resident_mib() - base)
 """
+)
 
 
-@pytest.mark.skipif(not GLIBC_ON_LINUX, reason="glibc's malloc on Linux only")
+@pytest.mark.skipif(
+    not GLIBC_ON_LINUX, reason="mallopt and malloc_trim are glibc's (elsewhere host_memory does nothing)"
+)
 def test_keep_freed_memory_reuses_a_freed_large_block_and_restores_the_defaults_after():
     faults, kept, returned, after = map(int, printed(KEEP_SCRIPT, host_memory.__file__))
     assert faults < (192 << 20) // 4096 // 20  # the heap kept the block: no page faulted in again
