@@ -63,11 +63,11 @@ def test_value_and_gradients_equal_sentence_transformers(models, rows, case):
     labels = labels if with_labels else None
     loss = AdaptiveLayerLoss(model, make_ours(model), **options)
     value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, labels))()
-    expected, expected_grads, bounds = torch_value_and_grads(
+    expected, expected_grads, scales = torch_value_and_grads(
         torch_model, lambda m: st_losses.AdaptiveLayerLoss(m, make_theirs(m), **options), texts, labels
     )
     assert value == pytest.approx(expected, rel=TOLERANCE)
-    assert_same_gradients(grads, expected_grads, bounds)
+    assert_same_gradients(grads, expected_grads, scales)
 
 
 def test_one_sampled_layer_per_step_equals_sentence_transformers_with_that_layer(models, rows, monkeypatch):

@@ -83,14 +83,14 @@ def test_symmetric_loss_equals_sentence_transformers_on_an_encoder(models, rows)
     loss = CachedMultipleNegativesSymmetricRankingLoss(model, 10.0, mini_batch_size=4)
     value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, None))()
     with pytest.warns(DeprecationWarning, match="CachedMultipleNegativesRankingLoss"):
-        expected, expected_grads, bounds = torch_value_and_grads(
+        expected, expected_grads, scales = torch_value_and_grads(
             torch_model,
             lambda m: st_losses.CachedMultipleNegativesSymmetricRankingLoss(m, 10.0, mini_batch_size=4),
             texts,
             None,
         )
     assert value == pytest.approx(expected, rel=TOLERANCE)
-    assert_same_gradients(grads, expected_grads, bounds)
+    assert_same_gradients(grads, expected_grads, scales)
 
 
 def test_symmetric_loss_trains_through_fit(tiny_folder):

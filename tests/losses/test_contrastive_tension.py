@@ -220,11 +220,11 @@ def test_model_and_copy_gradients_equal_sentence_transformers_on_an_encoder(mode
         model, loss, batch, loss_params=loss_params, encoder_of=lambda g: (model_encoder(g), copy_encoder(g))
     )()
     for grads, theirs in zip(both_grads, (None, lambda st_loss, _: st_loss.model1), strict=True):
-        expected, expected_grads, bounds = torch_value_and_grads(
+        expected, expected_grads, scales = torch_value_and_grads(
             torch_model, make_theirs, texts, labels, encoder_of=theirs
         )
         assert value == pytest.approx(expected, rel=TOLERANCE)
-        assert_same_gradients(grads, expected_grads, bounds)
+        assert_same_gradients(grads, expected_grads, scales)
 
 
 def test_both_losses_train_through_fit_with_a_model_copy(tiny_folder):

@@ -34,7 +34,7 @@ def test_value_and_gradients_equal_sentence_transformers(models, rows):
     texts, _ = rows
     loss = Matryoshka2dLoss(model, MultipleNegativesRankingLoss(model), [16, 32, 8], **OPTIONS)
     value, grads = jaxst_value_and_grads(model, loss, jaxst_batch(model, texts, None))()
-    expected, expected_grads, bounds = torch_value_and_grads(
+    expected, expected_grads, scales = torch_value_and_grads(
         torch_model,
         lambda m: st_losses.Matryoshka2dLoss(
             m, st_losses.MultipleNegativesRankingLoss(m), [16, 32, 8], **OPTIONS
@@ -43,7 +43,7 @@ def test_value_and_gradients_equal_sentence_transformers(models, rows):
         None,
     )
     assert value == pytest.approx(expected, rel=TOLERANCE)
-    assert_same_gradients(grads, expected_grads, bounds)
+    assert_same_gradients(grads, expected_grads, scales)
 
 
 def test_is_adaptive_layer_loss_around_matryoshka_loss_with_its_configuration():
