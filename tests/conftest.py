@@ -1,12 +1,13 @@
-"""Test-wide JAX settings: fake CPU devices, highest matmul precision, one compilation cache for the run,
-compiled programs freed per module.
+"""Test-wide JAX settings: fake CPU devices, highest matmul precision, one compilation cache per test
+process, compiled programs freed per module.
 
 Devices: the tests marked `multi_device` need 8 devices (data-parallel steps, pmap, negatives gathered
 across devices); the others run on as many devices as the process has. `JAXST_TEST_DEVICES` sets the
 count of fake CPU devices (default 8, so that a plain `pytest` runs every test). scripts/test.sh runs the
 unmarked tests on one device, where fit on the real model needs a fraction of the memory and time (each
-device holds its own copy of the parameters and optimizer state), and the marked ones in a second process
-with 8. Device count and matmul precision must be set before JAX initialises its backends, hence here.
+device holds its own copy of the parameters and optimizer state), and the marked ones in a second run
+with 8, each run in pytest-xdist worker processes. Device count and matmul precision must be set before
+JAX initialises its backends, hence here.
 """
 
 import atexit
@@ -42,10 +43,10 @@ from jaxst.host_memory import release_free_memory  # noqa: E402
 from tests.training.tiny_st import make_tiny_st_model  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
-# One persistent compilation cache for the run, empty at its start and removed at its end: tests that fit
-# or encode the same tiny models at the same shapes load each other's programs instead of compiling them
-# again (a tenth of the training tests' time), and no program from an earlier run or the user's cache is
-# seen. The tests of the cache itself run in subprocesses with folders of their own.
+# One persistent compilation cache for the process (an xdist worker: JAX writes cache files in place, so
+# workers do not share one), empty at its start and removed at its end: tests that fit or encode the same
+# tiny models at the same shapes load each other's programs instead of compiling them again (a tenth of
+# the training tests' time), and no program from an earlier run or the user's cache is seen. The tests of the cache itself run in subprocesses with folders of their own.
 RUN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jaxst-tests-xla-")
 atexit.register(shutil.rmtree, RUN_COMPILATION_CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", RUN_COMPILATION_CACHE)
