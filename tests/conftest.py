@@ -46,7 +46,8 @@ jax.config.update("jax_default_matmul_precision", "highest")
 # One persistent compilation cache for the process (an xdist worker: JAX writes cache files in place, so
 # workers do not share one), empty at its start and removed at its end: tests that fit or encode the same
 # tiny models at the same shapes load each other's programs instead of compiling them again (a tenth of
-# the training tests' time), and no program from an earlier run or the user's cache is seen. The tests of the cache itself run in subprocesses with folders of their own.
+# the training tests' time), and no program from an earlier run or the user's cache is seen. The tests of
+# the cache itself run in subprocesses with folders of their own.
 RUN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="jaxst-tests-xla-")
 atexit.register(shutil.rmtree, RUN_COMPILATION_CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", RUN_COMPILATION_CACHE)
